@@ -1,0 +1,3 @@
+module github.com/pgbackups/pgbackups
+
+go 1.26.8

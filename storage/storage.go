@@ -1,0 +1,50 @@
+// Package storage is where backups live: one small interface with a local
+// directory backend (storage/file) and an S3 backend (storage/s3), plus the
+// catalog that knows how a backup is laid out as objects and manifests.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// ErrNotFound is returned by Get, Stat and Delete when no object has the key.
+var ErrNotFound = errors.New("not found")
+
+// Object describes one stored object.
+type Object struct {
+	Key      string // relative to the store's root
+	Size     int64
+	Modified time.Time
+}
+
+// Store is the whole contract a backend offers. Keys are slash-separated and
+// relative to the location the store was opened at.
+type Store interface {
+	// Put streams r into key. The object becomes visible only once r has
+	// returned io.EOF and the backend has committed every byte; if r returns
+	// any other error, or ctx ends, nothing is left under key (a multipart
+	// upload is aborted, a temporary file removed) and the error is returned.
+	// Put never buffers the whole of r: memory is bounded by the backend's
+	// configuration. It returns the number of bytes stored.
+	Put(ctx context.Context, key string, r io.Reader) (int64, error)
+	// Get opens key for streaming reads.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// List returns every object whose key starts with prefix, in key order.
+	List(ctx context.Context, prefix string) ([]Object, error)
+	// Delete removes key. Deleting a missing key returns ErrNotFound.
+	Delete(ctx context.Context, key string) error
+}
+
+// Signer is implemented by backends that can hand out time-limited URLs.
+type Signer interface {
+	PresignGet(ctx context.Context, key string, expires time.Duration) (string, error)
+}
+
+// Describer is implemented by backends that can say where a key lives in
+// terms an operator recognizes (s3://bucket/prefix/key, /var/lib/...).
+type Describer interface {
+	Location(key string) string
+}
