@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
+	"github.com/pgbackups/pgbackups/storage/s3"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1 // an operation failed
+	exitUsage   = 2 // bad arguments or configuration
+)
+
+// usageError is a mistake in the command line: exit 2 with usage help.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// configError is a bad environment: exit 2.
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+
+// command is one subcommand.
+type command struct {
+	name    string
+	args    string // synopsis after the name
+	summary string
+	run     func(m *Main, ctx context.Context, args []string) error
+}
+
+// commands is filled by each cmd_*.go file's init-free table entry below.
+func commands() []command {
+	cs := []command{
+		captureCommand,
+		listCommand,
+		versionCommand,
+	}
+	cs = append(cs, extraCommands...)
+	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
+	return cs
+}
+
+// extraCommands lets later files add commands without editing this list.
+var extraCommands []command
+
+// Main is the program, built once and run once; tests drive it in-process.
+type Main struct {
+	Stdout io.Writer
+	Stderr io.Writer
+
+	cmd     command // the command being run
+	cfg     *config.Config
+	log     *slog.Logger
+	store   storage.Store
+	closers []func()
+}
+
+// NewMain returns a Main writing to the process's stdout and stderr.
+func NewMain() *Main {
+	return &Main{Stdout: os.Stdout, Stderr: os.Stderr}
+}
+
+// Close releases what Run built.
+func (m *Main) Close() {
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		m.closers[i]()
+	}
+	m.closers = nil
+}
+
+// Run executes args (without the program name) and returns the exit status.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	name := "daemon"
+	if len(args) > 0 {
+		name, args = args[0], args[1:]
+	}
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 && args[0] == "config" {
+			writeConfigReference(m.Stdout)
+			return exitOK
+		}
+		if len(args) > 0 {
+			return m.Run(ctx, []string{args[0], "--help"})
+		}
+		m.usage(m.Stdout)
+		return exitOK
+	case "-v", "--version":
+		name = "version"
+	}
+	var cmd *command
+	for _, c := range commands() {
+		if c.name == name {
+			cmd = &c
+			break
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(m.Stderr, "pgbackups: unknown command %q\n\n", name)
+		m.usage(m.Stderr)
+		return exitUsage
+	}
+	m.cmd = *cmd
+	err := cmd.run(m, ctx, args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var ue usageError
+	var ce configError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(m.Stderr, "pgbackups %s: %v\nusage: pgbackups %s %s\nRun 'pgbackups %s --help' for details.\n", cmd.name, err, cmd.name, cmd.args, cmd.name)
+		return exitUsage
+	case errors.As(err, &ce):
+		fmt.Fprintf(m.Stderr, "pgbackups: configuration is invalid:\n")
+		for _, line := range strings.Split(ce.Error(), "\n") {
+			fmt.Fprintf(m.Stderr, "  %s\n", line)
+		}
+		fmt.Fprintln(m.Stderr, "Nothing was run. `pgbackups help config` lists every variable.")
+		return exitUsage
+	}
+	fmt.Fprintf(m.Stderr, "pgbackups %s: %v\n", cmd.name, err)
+	return exitFailure
+}
+
+func (m *Main) usage(w io.Writer) {
+	fmt.Fprint(w, `pgbackups keeps a PostgreSQL database backed up: pg_dump, streamed through
+zstd into S3 or a local directory, on a schedule, with a health endpoint.
+
+Usage: pgbackups <command> [flags]   (no command runs the daemon)
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `  help config  every environment variable, its default and meaning
+
+Configuration is read from PGBACKUPS_* environment variables.
+Exit status: 0 success, 1 an operation failed, 2 usage or configuration error.
+`)
+}
+
+// flags returns a FlagSet for the running command whose errors go to the caller.
+func (m *Main) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet("pgbackups "+m.cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses flags anywhere among the positional arguments (so
+// `info latest --json` works) and returns the positionals. -h prints help.
+func (m *Main) parseFlags(fs *flag.FlagSet, args []string, maxPositional int) ([]string, error) {
+	c := m.cmd
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(m.Stdout, "usage: pgbackups %s %s\n\n%s\n", c.name, c.args, c.summary)
+				if hasFlags(fs) {
+					fmt.Fprintln(m.Stdout, "\nFlags:")
+					fs.SetOutput(m.Stdout)
+					fs.PrintDefaults()
+				}
+				return nil, flag.ErrHelp
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		if args[0] == "--" {
+			pos = append(pos, args[1:]...)
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) > maxPositional {
+		return nil, usagef("unexpected argument %q", pos[maxPositional])
+	}
+	return pos, nil
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// setup loads the configuration and builds the logger and store, once.
+func (m *Main) setup(ctx context.Context) error {
+	if m.cfg != nil {
+		return nil
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return configError{err}
+	}
+	m.log = newLogger(m.Stderr, cfg.LogFormat, cfg.LogLevel)
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	m.cfg, m.store = cfg, store
+	return nil
+}
+
+// newLogger builds the one logger: text on a terminal, JSON otherwise.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// openStore opens the backend PGBACKUPS_STORAGE_URL names.
+func openStore(ctx context.Context, cfg *config.Config) (storage.Store, error) {
+	raw := cfg.StorageURL
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("PGBACKUPS_STORAGE_URL: %w", err)
+	}
+	switch u.Scheme {
+	case "s3":
+		bucket, prefix, err := s3.ParseURL(raw)
+		if err != nil {
+			return nil, configError{fmt.Errorf("PGBACKUPS_STORAGE_URL: %w", err)}
+		}
+		st, err := s3.New(ctx, s3.Options{
+			Bucket:          bucket,
+			Prefix:          prefix,
+			PathStyle:       cfg.S3PathStyle,
+			AccessKeyID:     cfg.S3AccessKeyID,
+			SecretAccessKey: cfg.S3SecretAccessKey,
+			PartSize:        int64(cfg.S3PartSize),
+			Concurrency:     cfg.S3Concurrency,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, configError{fmt.Errorf("PGBACKUPS_STORAGE_URL: file URL names host %q; use file:///absolute/path", u.Host)}
+		}
+		return file.New(u.Path)
+	case "":
+		return file.New(filepath.Clean(raw))
+	}
+	return nil, configError{fmt.Errorf("PGBACKUPS_STORAGE_URL: unsupported scheme %q", u.Scheme)}
+}
+
+// conn parses the configured database connection.
+func (m *Main) conn() (dump.Conn, error) {
+	c, err := dump.ParseConn(m.cfg.DatabaseURL)
+	if err != nil {
+		return dump.Conn{}, configError{fmt.Errorf("PGBACKUPS_DATABASE_URL: %w", err)}
+	}
+	return c, nil
+}
+
+func (m *Main) catalog() storage.Catalog { return storage.Catalog{Store: m.store} }
+
+var versionCommand = command{
+	name:    "version",
+	summary: "print version, commit and Go version",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		if _, err := m.parseFlags(m.flags(), args, 0); err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "pgbackups %s (commit %s, %s)\n", version, commit, runtime.Version())
+		return nil
+	},
+}

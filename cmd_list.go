@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+var listCommand = command{
+	name:    "list",
+	args:    "[--json] [--all]",
+	summary: "list stored backups, newest first",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		asJSON := fs.Bool("json", false, "print the manifests as a JSON array")
+		all := fs.Bool("all", false, "include failed backups")
+		if _, err := m.parseFlags(fs, args, 0); err != nil {
+			return err
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		ms, err := m.catalog().Manifests(ctx, *all)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			if ms == nil {
+				ms = []storage.Manifest{}
+			}
+			enc := json.NewEncoder(m.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(ms)
+		}
+		if len(ms) == 0 {
+			fmt.Fprintln(m.Stderr, "no backups stored yet; run `pgbackups capture`")
+			return nil
+		}
+		tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tCREATED (UTC)\tDURATION\tDATABASE\tSTORED\tDUMP")
+		for _, man := range ms {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", man.ID, man.Status,
+				man.StartedAt.Local().Format("2006-01-02 15:04:05 MST"),
+				man.StartedAt.UTC().Format(time.RFC3339),
+				man.Duration().Round(time.Second), man.Database,
+				config.HumanBytes(man.StoredBytes), config.HumanBytes(man.DumpBytes))
+		}
+		return tw.Flush()
+	},
+}

@@ -1,0 +1,385 @@
+// Package config reads pgbackups' configuration from the environment: one
+// envconfig struct, then Validate, which reports every bad variable at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix is the prefix of every pgbackups environment variable.
+const Prefix = "PGBACKUPS"
+
+// Config is everything pgbackups reads from its environment. The `desc` tags
+// are the configuration reference: README's table is generated from them.
+type Config struct {
+	DatabaseURL string `envconfig:"DATABASE_URL" secret:"true" desc:"PostgreSQL URL or keyword/value DSN of the database to back up. Falls back to DATABASE_URL, then libpq's PGHOST/PGUSER/PGDATABASE/... variables."`
+	DumpURL     string `envconfig:"DUMP_URL" secret:"true" desc:"Optional URL of a read replica to run pg_dump against; pre-flight, locks and bookkeeping still use DATABASE_URL."`
+	StorageURL  string `envconfig:"STORAGE_URL" desc:"Where backups live: s3://bucket/prefix or file:///path or a plain path. Unset: $STATE_DIRECTORY, /var/lib/pgbackups if writable, else ~/.local/share/pgbackups."`
+
+	S3PathStyle       *bool  `envconfig:"S3_PATH_STYLE" desc:"Path-style S3 addressing (bucket in the path). Default true when a custom endpoint (AWS_ENDPOINT_URL_S3) is set."`
+	S3PartSize        Size   `envconfig:"S3_PART_SIZE" default:"16MiB" desc:"Multipart upload part size; grows automatically so a 5 TiB dump fits S3's 10,000 parts."`
+	S3Concurrency     int    `envconfig:"S3_CONCURRENCY" default:"4" desc:"Parts uploaded in parallel. Upload memory is S3_PART_SIZE x S3_CONCURRENCY."`
+	S3AccessKeyID     string `envconfig:"S3_ACCESS_KEY_ID" secret:"true" desc:"Static S3 access key; unset uses the AWS SDK chain (AWS_ACCESS_KEY_ID, shared files, instance roles)."`
+	S3SecretAccessKey string `envconfig:"S3_SECRET_ACCESS_KEY" secret:"true" desc:"Static S3 secret key, paired with S3_ACCESS_KEY_ID."`
+
+	CompressionLevel int    `envconfig:"COMPRESSION_LEVEL" default:"3" desc:"zstd level 1-22; klauspost/compress maps it to fastest (1), default (2-5), better (6-10) or best (11+)."`
+	PgBinDir         string `envconfig:"PG_BIN_DIR" desc:"Directory searched first for pg_dump/pg_restore; then /usr/lib/postgresql/*/bin newest first, then PATH."`
+	Globals          bool   `envconfig:"GLOBALS" default:"true" desc:"Also store pg_dumpall --globals-only (roles, tablespaces) next to each dump."`
+
+	Schedule      string   `envconfig:"SCHEDULE" desc:"When the daemon backs up: '02:00 America/Los_Angeles', '02:00,14:00 CET', or cron '0 */6 * * *' (CRON_TZ= prefix allowed). Unset: no scheduled backups."`
+	KeepLast      int      `envconfig:"KEEP_LAST" default:"0" desc:"Retention: keep the N newest good backups."`
+	KeepDaily     int      `envconfig:"KEEP_DAILY" default:"7" desc:"Retention: keep the newest good backup of each of the last N days (schedule's time zone)."`
+	KeepWeekly    int      `envconfig:"KEEP_WEEKLY" default:"4" desc:"Retention: keep the newest good backup of each of the last N ISO weeks."`
+	KeepMonthly   int      `envconfig:"KEEP_MONTHLY" default:"0" desc:"Retention: keep the newest good backup of each of the last N months."`
+	OrphanGrace   Duration `envconfig:"ORPHAN_GRACE" default:"24h" desc:"prune removes objects without a manifest once they are this old."`
+	RetryMax      int      `envconfig:"RETRY_MAX" default:"3" desc:"Retries of a failed scheduled backup (never past the next scheduled run)."`
+	RetryBackoff  Duration `envconfig:"RETRY_BACKOFF" default:"1m" desc:"First retry delay; doubles each retry."`
+	RetryMaxTime  Duration `envconfig:"RETRY_MAX_TIME" default:"2h" desc:"Give up retrying after this long."`
+	WebhookURL    string   `envconfig:"WEBHOOK_URL" secret:"true" desc:"POSTed a JSON event on backup success and failure."`
+	PingURL       string   `envconfig:"PING_URL" secret:"true" desc:"healthchecks.io-style base URL: GET URL/start, URL on success, URL/fail on failure."`
+	HTTPAddr      string   `envconfig:"HTTP_ADDR" default:":8080" desc:"Address of /healthz and /metrics; 'off' disables."`
+	HealthGrace   Duration `envconfig:"HEALTH_GRACE" default:"1h" desc:"/healthz turns 503 when no backup succeeded within the schedule's interval plus this."`
+	ShutdownGrace Duration `envconfig:"SHUTDOWN_GRACE" default:"30s" desc:"On SIGTERM, how long an in-flight backup may finish before it is aborted."`
+	LogFormat     string   `envconfig:"LOG_FORMAT" default:"auto" desc:"auto (text on a terminal, JSON otherwise), text or json."`
+	LogLevel      string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error."`
+
+	Nice              int      `envconfig:"NICE" default:"10" desc:"CPU niceness (0-19) of pg_dump and the compressor. Lowers the client only, not the server backend."`
+	IONiceClass       string   `envconfig:"IONICE_CLASS" default:"idle" desc:"IO priority of pg_dump: idle, best-effort[:0-7] or none."`
+	MaxRate           Rate     `envconfig:"MAX_RATE" default:"off" desc:"Throttle on uncompressed dump bytes per second (e.g. 40MiB), auto (slow down when the application is busy) or off. Backpressure slows the server-side COPY."`
+	LockWaitTimeout   Duration `envconfig:"LOCK_WAIT_TIMEOUT" default:"30s" desc:"pg_dump --lock-wait-timeout: give up instead of queueing behind DDL."`
+	OnBlocking        string   `envconfig:"ON_BLOCKING" default:"warn" desc:"When the dump blocks other sessions longer than BLOCKING_THRESHOLD: warn or abort."`
+	BlockingThreshold Duration `envconfig:"BLOCKING_THRESHOLD" default:"10s" desc:"How long the dump may block another session before ON_BLOCKING applies."`
+	LogicalLimit      Size     `envconfig:"LOGICAL_LIMIT" default:"20GB" desc:"Warn (logs, /healthz, metrics) when the database is larger than this: use physical backups there."`
+}
+
+// secretFileSuffix names the variable that holds a secret's file path.
+const secretFileSuffix = "_FILE"
+
+// FieldError is one bad variable.
+type FieldError struct {
+	Var string // the environment variable, e.g. PGBACKUPS_NICE
+	Err error
+}
+
+func (e FieldError) Error() string { return e.Var + ": " + e.Err.Error() }
+
+// Errors is every problem found while loading; it prints one per line.
+type Errors []FieldError
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads the environment into a Config and validates it. Every bad
+// variable is reported in the returned Errors, not just the first.
+func Load() (*Config, error) {
+	var c Config
+	var errs Errors
+	t := reflect.TypeOf(c)
+	v := reflect.ValueOf(&c).Elem()
+	// envconfig stops at the first bad field. Processing each field through a
+	// one-field struct of its own keeps envconfig's parsing and defaults while
+	// collecting every error.
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		if err := envconfig.Process(Prefix, one.Interface()); err != nil {
+			var pe *envconfig.ParseError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			errs = append(errs, FieldError{Var: VarName(f), Err: err})
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
+	}
+	errs = append(errs, c.readSecretFiles()...)
+	errs = append(errs, unknownVars(os.Environ())...)
+	c.applyFallbacks()
+	errs = append(errs, c.Validate()...)
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
+		return nil, errs
+	}
+	return &c, nil
+}
+
+// VarName is the environment variable a Config field is read from.
+func VarName(f reflect.StructField) string {
+	return Prefix + "_" + f.Tag.Get("envconfig")
+}
+
+// Fields lists the Config fields in declaration order, for the generated
+// configuration reference.
+func Fields() []reflect.StructField {
+	t := reflect.TypeOf(Config{})
+	fs := make([]reflect.StructField, t.NumField())
+	for i := range fs {
+		fs[i] = t.Field(i)
+	}
+	return fs
+}
+
+// readSecretFiles fills secret fields from NAME_FILE variables, the way
+// Docker and Kubernetes secrets are mounted.
+func (c *Config) readSecretFiles() Errors {
+	var errs Errors
+	v := reflect.ValueOf(c).Elem()
+	for i, f := range Fields() {
+		if f.Tag.Get("secret") != "true" {
+			continue
+		}
+		name := VarName(f)
+		path, ok := os.LookupEnv(name + secretFileSuffix)
+		if !ok {
+			continue
+		}
+		if _, both := os.LookupEnv(name); both {
+			errs = append(errs, FieldError{name + secretFileSuffix, fmt.Errorf("set together with %s; set one", name)})
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			// The path is not secret; the error from os names it.
+			errs = append(errs, FieldError{name + secretFileSuffix, err})
+			continue
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			errs = append(errs, FieldError{name + secretFileSuffix, fmt.Errorf("%s is empty", path)})
+			continue
+		}
+		v.Field(i).SetString(s)
+	}
+	return errs
+}
+
+// unknownVars reports PGBACKUPS_* variables that match no field: a typo
+// (PGBACKUPS_KEEP_DAYLY) must not silently fall back to a default.
+func unknownVars(environ []string) Errors {
+	known := map[string]bool{}
+	for _, f := range Fields() {
+		known[VarName(f)] = true
+		if f.Tag.Get("secret") == "true" {
+			known[VarName(f)+secretFileSuffix] = true
+		}
+	}
+	var errs Errors
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, Prefix+"_") && !known[name] && !strings.HasPrefix(name, Prefix+"_TEST_") {
+			errs = append(errs, FieldError{name, fmt.Errorf("unknown variable%s", suggest(name, known))})
+		}
+	}
+	return errs
+}
+
+// suggest names the known variable closest to a typo, if one is close.
+func suggest(name string, known map[string]bool) string {
+	best, bestD := "", 4
+	for k := range known {
+		if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return " (see `pgbackups help config` for the list)"
+	}
+	return "; did you mean " + best + "?"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// applyFallbacks fills values that come from outside the PGBACKUPS_ prefix.
+func (c *Config) applyFallbacks() {
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = os.Getenv("DATABASE_URL")
+	}
+	if c.StorageURL == "" {
+		c.StorageURL = DefaultStorageDir()
+	}
+}
+
+// DefaultStorageDir is where backups go when PGBACKUPS_STORAGE_URL is unset:
+// systemd's StateDirectory, the conventional /var/lib/pgbackups when this
+// user can write it, else the user's data directory.
+func DefaultStorageDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
+	if writable("/var/lib/pgbackups") {
+		return "/var/lib/pgbackups"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "pgbackups")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "pgbackups")
+	}
+	return filepath.Join(os.TempDir(), "pgbackups")
+}
+
+func writable(dir string) bool {
+	f, err := os.CreateTemp(dir, ".pgbackups-probe-*")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return true
+}
+
+// Validate checks values envconfig cannot: ranges, enums, and values that
+// only make sense together. It returns every problem.
+func (c *Config) Validate() Errors {
+	var errs Errors
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, FieldError{Prefix + "_" + field, fmt.Errorf(format, args...)})
+	}
+	if strings.TrimSpace(c.StorageURL) == "" {
+		bad("STORAGE_URL", "is empty")
+	} else if u, err := url.Parse(c.StorageURL); err != nil {
+		bad("STORAGE_URL", "not a URL or path")
+	} else {
+		switch u.Scheme {
+		case "", "file", "s3":
+		default:
+			bad("STORAGE_URL", "scheme %q is not supported (use s3://bucket/prefix or file:///path)", u.Scheme)
+		}
+		if u.Scheme == "s3" && u.Host == "" {
+			bad("STORAGE_URL", "s3 URL names no bucket (want s3://bucket/prefix)")
+		}
+	}
+	const minPart, maxPart = 5 << 20, 5 << 30
+	if c.S3PartSize < minPart || c.S3PartSize > maxPart {
+		bad("S3_PART_SIZE", "%s is outside S3's limits (5MiB to 5GiB)", c.S3PartSize)
+	}
+	if c.S3Concurrency < 1 || c.S3Concurrency > 64 {
+		bad("S3_CONCURRENCY", "%d is outside 1-64", c.S3Concurrency)
+	}
+	if (c.S3AccessKeyID == "") != (c.S3SecretAccessKey == "") {
+		bad("S3_SECRET_ACCESS_KEY", "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together")
+	}
+	if c.CompressionLevel < 1 || c.CompressionLevel > 22 {
+		bad("COMPRESSION_LEVEL", "%d is outside zstd's 1-22", c.CompressionLevel)
+	}
+	if c.PgBinDir != "" {
+		if st, err := os.Stat(c.PgBinDir); err != nil || !st.IsDir() {
+			bad("PG_BIN_DIR", "%s is not a directory", c.PgBinDir)
+		}
+	}
+	for name, n := range map[string]int{"KEEP_LAST": c.KeepLast, "KEEP_DAILY": c.KeepDaily, "KEEP_WEEKLY": c.KeepWeekly, "KEEP_MONTHLY": c.KeepMonthly, "RETRY_MAX": c.RetryMax} {
+		if n < 0 {
+			bad(name, "%d is negative", n)
+		}
+	}
+	for name, raw := range map[string]string{"WEBHOOK_URL": c.WebhookURL, "PING_URL": c.PingURL} {
+		if raw == "" {
+			continue
+		}
+		// The URL may carry a token: never echo it back.
+		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(name, "is not an http(s) URL")
+		}
+	}
+	if c.HTTPAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			bad("HTTP_ADDR", "%q is not host:port or off", c.HTTPAddr)
+		}
+	}
+	if c.ShutdownGrace.D() <= 0 {
+		bad("SHUTDOWN_GRACE", "must be positive")
+	}
+	if !oneOf(c.LogFormat, "auto", "text", "json") {
+		bad("LOG_FORMAT", "%q is not auto, text or json", c.LogFormat)
+	}
+	if !oneOf(c.LogLevel, "debug", "info", "warn", "error") {
+		bad("LOG_LEVEL", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.Nice < 0 || c.Nice > 19 {
+		bad("NICE", "%d is outside 0-19", c.Nice)
+	}
+	if _, _, err := ParseIONice(c.IONiceClass); err != nil {
+		bad("IONICE_CLASS", "%v", err)
+	}
+	if !oneOf(c.OnBlocking, "warn", "abort") {
+		bad("ON_BLOCKING", "%q is not warn or abort", c.OnBlocking)
+	}
+	if c.LockWaitTimeout.D() <= 0 {
+		bad("LOCK_WAIT_TIMEOUT", "must be positive: pg_dump would queue forever behind DDL")
+	}
+	return errs
+}
+
+func oneOf(v string, allowed ...string) bool {
+	for _, a := range allowed {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}
+
+// IO priority classes, as ioprio_set(2) numbers them.
+const (
+	IOPrioNone       = 0
+	IOPrioBestEffort = 2
+	IOPrioIdle       = 3
+)
+
+// ParseIONice reads PGBACKUPS_IONICE_CLASS: "idle", "best-effort",
+// "best-effort:N" (N 0-7, 7 lowest) or "none".
+func ParseIONice(s string) (class, level int, err error) {
+	name, lv, hasLevel := strings.Cut(strings.ToLower(strings.TrimSpace(s)), ":")
+	switch name {
+	case "none", "off", "":
+		return IOPrioNone, 0, nil
+	case "idle":
+		if hasLevel {
+			return 0, 0, fmt.Errorf("%q: the idle class takes no level", s)
+		}
+		return IOPrioIdle, 0, nil
+	case "best-effort", "be":
+		level = 7
+		if hasLevel {
+			if len(lv) != 1 || lv[0] < '0' || lv[0] > '7' {
+				return 0, 0, fmt.Errorf("%q: best-effort level must be 0-7", s)
+			}
+			level = int(lv[0] - '0')
+		}
+		return IOPrioBestEffort, level, nil
+	}
+	return 0, 0, fmt.Errorf("%q is not idle, best-effort[:0-7] or none", s)
+}

@@ -1,0 +1,275 @@
+package dump
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// CaptureOptions configures one backup.
+type CaptureOptions struct {
+	Conn             Conn          // the database: pre-flight, bookkeeping, and the dump unless DumpConn is set
+	Store            storage.Store // where the backup goes
+	PgBinDir         string        // searched first for pg_dump
+	CompressionLevel int           // zstd level 1-22
+	LockWaitTimeout  time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
+	Logger           *slog.Logger
+	Version          string // pgbackups' version, recorded in the manifest
+
+	// Progress, when set, is kept at the number of dump bytes read so far,
+	// for metrics and progress logs.
+	Progress *atomic.Int64
+	// Throttle, when set, wraps pg_dump's stdout: a slow reader makes
+	// pg_dump block on its socket and the server slow its COPY.
+	Throttle func(io.Reader) io.Reader
+	// Started, when set, is called with pg_dump's pid once it runs (to lower
+	// its priority, or for tests that kill it).
+	Started func(pid int)
+	Now     func() time.Time
+}
+
+// sizeHinter is implemented by stores that size their upload parts by the
+// expected object size (S3's 10,000-part limit).
+type sizeHinter interface {
+	PutSized(ctx context.Context, key string, r io.Reader, sizeHint int64) (int64, error)
+}
+
+// Capture runs one backup: pre-flight, pg_dump streamed through zstd into
+// the store, then the manifest, written last. It returns the manifest of the
+// completed backup. On any failure nothing partial is left visible: the
+// upload is aborted, and a manifest with status "failed" and the cause is
+// recorded where storage still allows it, so `info` can explain it.
+func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	info, err := Preflight(ctx, o.Conn)
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	pgDump, err := FindTool(ctx, "pg_dump", o.PgBinDir, info.Major())
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	start := now().UTC()
+	m := storage.Manifest{
+		ID:               storage.NewID(start),
+		Database:         info.Database,
+		Host:             o.Conn.String(),
+		ServerVersion:    info.Version,
+		ServerVersionNum: info.VersionNum,
+		PgDumpVersion:    pgDump.Version,
+		StartedAt:        start,
+		DatabaseBytes:    info.SizeBytes,
+		Compression:      "zstd",
+		CompressionLevel: o.CompressionLevel,
+		Format:           "custom",
+		PgbackupsVersion: o.Version,
+		Source:           "primary",
+	}
+	log = log.With("backup", m.ID, "database", info.Database)
+	log.Info("backup starting", "server_version", info.Version, "pg_dump", pgDump.Path, "database_bytes", info.SizeBytes)
+
+	res, err := streamDump(ctx, o, pgDump, m.ID, info.SizeBytes)
+	m.FinishedAt = now().UTC()
+	m.DumpBytes, m.StoredBytes = res.dumpBytes, res.storedBytes
+	if err == nil {
+		m.Status = storage.StatusCompleted
+		m.DataKey = storage.DataKey(m.ID)
+		m.SHA256, m.DumpSHA256 = res.storedSHA, res.dumpSHA
+		err = storage.Catalog{Store: o.Store}.WriteManifest(ctx, m)
+		if err == nil {
+			return m, nil
+		}
+		err = fmt.Errorf("write manifest: %w", err)
+		// The data is complete but unlisted; remove it rather than leave an
+		// orphan that looks like a backup to a person browsing the bucket.
+		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if derr := o.Store.Delete(cleanupCtx, storage.DataKey(m.ID)); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+			log.Warn("could not remove unlisted data object; prune will", "key", storage.DataKey(m.ID), "err", derr)
+		}
+		cancel()
+	}
+	m.Status = storage.StatusFailed
+	m.Error = err.Error()
+	m.DataKey, m.SHA256, m.DumpSHA256 = "", "", ""
+	// Record the failure even when ctx was cancelled (SIGTERM): the operator
+	// should find out why a backup is missing. Best effort: storage may be
+	// what failed.
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if werr := (storage.Catalog{Store: o.Store}).WriteManifest(recordCtx, m); werr != nil {
+		log.Warn("could not record the failed backup", "err", werr)
+	}
+	return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
+}
+
+type streamResult struct {
+	dumpBytes, storedBytes int64
+	dumpSHA, storedSHA     string
+}
+
+// streamDump runs pg_dump and streams its output through zstd into the
+// store under DataKey(id). Memory is the store's upload buffers plus the
+// encoder's window, whatever the database size.
+func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, sizeHint int64) (streamResult, error) {
+	var res streamResult
+	// Cancelled when the upload fails, so pg_dump is stopped rather than
+	// left blocked on a full pipe.
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	child, err := o.Conn.forChild(os.TempDir())
+	if err != nil {
+		return res, err
+	}
+	defer child.cleanup()
+	args := []string{"--format=custom", "--compress=0", "--no-password"}
+	if o.LockWaitTimeout > 0 {
+		args = append(args, "--lock-wait-timeout="+strconv.FormatInt(o.LockWaitTimeout.Milliseconds(), 10))
+	}
+	if child.dbname != "" {
+		args = append(args, "--dbname="+child.dbname)
+	}
+	cmd, stderr := command(ctx, pgDump.Path, args, child.env)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, fmt.Errorf("pg_dump: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("pg_dump: start %s: %w", pgDump.Path, err)
+	}
+	if o.Started != nil {
+		o.Started(cmd.Process.Pid)
+	}
+
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(o.CompressionLevel)))
+	if err != nil {
+		cancel()
+		cmd.Wait()
+		return res, fmt.Errorf("zstd: %w", err)
+	}
+	pr, pw := io.Pipe()
+	dumpHash, storedHash := sha256.New(), sha256.New()
+	stored := &hashWriter{w: pw, h: storedHash}
+	enc.Reset(stored)
+
+	var src io.Reader = stdout
+	if o.Throttle != nil {
+		src = o.Throttle(src)
+	}
+	counted := &countReader{r: src, h: dumpHash, progress: o.Progress}
+
+	produced := make(chan error, 1)
+	go func() {
+		_, copyErr := io.Copy(enc, counted)
+		if copyErr != nil {
+			cancel() // the upload failed or the read broke: stop pg_dump
+		}
+		closeErr := enc.Close()
+		waitErr := cmd.Wait()
+		var err error
+		switch {
+		case parent.Err() != nil:
+			err = fmt.Errorf("cancelled: %w", context.Cause(parent))
+		case waitErr != nil && ctx.Err() != nil && copyErr != nil:
+			err = copyErr // pg_dump was stopped because the upload failed
+		case waitErr != nil:
+			err = childError("pg_dump", waitErr, stderr)
+			if tail := stderr.String(); strings.Contains(tail, "LOCK TABLE") && strings.Contains(tail, "timeout") {
+				err = fmt.Errorf("%w (pg_dump gave up waiting PGBACKUPS_LOCK_WAIT_TIMEOUT=%s for a table lock another session holds, usually DDL or a migration; the backup will be retried)", err, o.LockWaitTimeout)
+			}
+		case copyErr != nil:
+			err = fmt.Errorf("read pg_dump output: %w", copyErr)
+		case closeErr != nil:
+			err = fmt.Errorf("zstd: %w", closeErr)
+		}
+		// A nil error gives the uploader EOF, the only way it completes.
+		pw.CloseWithError(err)
+		produced <- err
+	}()
+
+	var n int64
+	if sh, ok := o.Store.(sizeHinter); ok {
+		n, err = sh.PutSized(ctx, storage.DataKey(id), pr, sizeHint)
+	} else {
+		n, err = o.Store.Put(ctx, storage.DataKey(id), pr)
+	}
+	// Unblock the producer if the upload stopped reading early.
+	pr.CloseWithError(errUploadStopped(err))
+	prodErr := <-produced
+	res.dumpBytes, res.storedBytes = counted.n, n
+	if prodErr != nil {
+		return res, prodErr
+	}
+	if err != nil {
+		return res, fmt.Errorf("store: %w", err)
+	}
+	if n != stored.n {
+		return res, fmt.Errorf("store: stored %d bytes of %d", n, stored.n)
+	}
+	res.dumpSHA = hex.EncodeToString(dumpHash.Sum(nil))
+	res.storedSHA = hex.EncodeToString(storedHash.Sum(nil))
+	return res, nil
+}
+
+func errUploadStopped(err error) error {
+	if err == nil {
+		return io.ErrClosedPipe
+	}
+	return fmt.Errorf("upload stopped: %w", err)
+}
+
+// countReader counts and hashes what passes through it.
+type countReader struct {
+	r        io.Reader
+	h        hash.Hash
+	n        int64
+	progress *atomic.Int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.h.Write(p[:n])
+		c.n += int64(n)
+		if c.progress != nil {
+			c.progress.Store(c.n)
+		}
+	}
+	return n, err
+}
+
+// hashWriter counts and hashes what it writes to w.
+type hashWriter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (hw *hashWriter) Write(p []byte) (int, error) {
+	n, err := hw.w.Write(p)
+	hw.h.Write(p[:n])
+	hw.n += int64(n)
+	return n, err
+}

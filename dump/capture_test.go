@@ -1,0 +1,391 @@
+package dump_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
+	"github.com/pgbackups/pgbackups/storage/s3"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.Cleanup()
+	testenv.CleanupPostgres()
+	os.Exit(code)
+}
+
+func fileStore(t *testing.T) *file.Store {
+	t.Helper()
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func s3Store(t *testing.T) (*s3.Store, testenv.S3Server) {
+	t.Helper()
+	srv := testenv.S3(t)
+	st, err := s3.New(context.Background(), s3.Options{
+		Bucket: srv.Bucket, Prefix: "prod/app", Region: srv.Region, Endpoint: srv.Endpoint,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
+		PartSize: 5 << 20, Concurrency: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, srv
+}
+
+func options(t *testing.T, pg *testenv.Postgres, db string, st storage.Store) dump.CaptureOptions {
+	t.Helper()
+	conn, err := dump.ParseConn(pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dump.CaptureOptions{Conn: conn, Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second}
+}
+
+// restoreInto decompresses the stored backup and feeds it to the real
+// pg_restore, checking the manifest's checksums on the way.
+func restoreInto(t *testing.T, pg *testenv.Postgres, st storage.Store, m storage.Manifest, db string) {
+	t.Helper()
+	ctx := context.Background()
+	rc, err := st.Get(ctx, m.DataKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	stored := sha256.New()
+	dec, err := zstd.NewReader(io.TeeReader(rc, stored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	archive := t.TempDir() + "/restore.dump"
+	f, err := os.Create(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumped := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, dumped), dec)
+	f.Close()
+	if err != nil {
+		t.Fatalf("decompress: %v", err)
+	}
+	io.Copy(io.Discard, io.TeeReader(rc, stored)) // whatever follows the frame
+	if n != m.DumpBytes {
+		t.Errorf("decompressed %d bytes, manifest says %d", n, m.DumpBytes)
+	}
+	if got := hex.EncodeToString(dumped.Sum(nil)); got != m.DumpSHA256 {
+		t.Errorf("dump sha256 %s, manifest says %s", got, m.DumpSHA256)
+	}
+	if got := hex.EncodeToString(stored.Sum(nil)); got != m.SHA256 {
+		t.Errorf("stored sha256 %s, manifest says %s", got, m.SHA256)
+	}
+	cmd := exec.Command(pg.Tool("pg_restore"), "--no-owner", "--exit-on-error", "--dbname="+pg.URL(db), archive)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_restore: %v\n%s", err, out)
+	}
+}
+
+func TestCaptureRoundTrip(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 300_000)
+	want := pg.TableChecksums(t, db)
+
+	stores := map[string]func(t *testing.T) storage.Store{
+		"file": func(t *testing.T) storage.Store { return fileStore(t) },
+		"s3":   func(t *testing.T) storage.Store { st, _ := s3Store(t); return st },
+	}
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			st := mk(t)
+			m, err := dump.Capture(context.Background(), options(t, pg, db, st))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Status != storage.StatusCompleted || m.Database != db || m.DumpBytes == 0 || m.StoredBytes == 0 || m.StoredBytes >= m.DumpBytes {
+				t.Fatalf("manifest looks wrong: %+v", m)
+			}
+			if !strings.HasPrefix(m.ServerVersion, strings.Split(m.PgDumpVersion, ".")[0]) {
+				t.Errorf("server %s dumped with pg_dump %s", m.ServerVersion, m.PgDumpVersion)
+			}
+			// Every object of the backup carries its id.
+			objs, err := st.List(context.Background(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range objs {
+				if !strings.Contains(o.Key, m.ID) {
+					t.Errorf("object %s does not name backup %s", o.Key, m.ID)
+				}
+			}
+			got, err := storage.Catalog{Store: st}.Manifests(context.Background(), false)
+			if err != nil || len(got) != 1 || got[0].ID != m.ID || got[0].SHA256 != m.SHA256 {
+				t.Fatalf("catalog lists %+v, %v; want the one backup", got, err)
+			}
+			target := pg.CreateDB(t)
+			restoreInto(t, pg, st, m, target)
+			if d := testenv.DiffChecksums(want, pg.TableChecksums(t, target)); d != "" {
+				t.Fatalf("restored data differs:\n%s", d)
+			}
+		})
+	}
+}
+
+// assertNothingListed checks a failed capture left no visible backup and no
+// data object, only (where storage allowed) a manifest saying it failed.
+func assertNothingListed(t *testing.T, st storage.Store, m storage.Manifest) {
+	t.Helper()
+	ctx := context.Background()
+	cat := storage.Catalog{Store: st}
+	ms, err := cat.Manifests(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 0 {
+		t.Fatalf("a failed capture is listed: %+v", ms)
+	}
+	if m.ID == "" {
+		return
+	}
+	if rc, err := st.Get(ctx, storage.DataKey(m.ID)); !errors.Is(err, storage.ErrNotFound) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Fatalf("data object of failed backup %s: err %v, want not found", m.ID, err)
+	}
+	objs, _ := st.List(ctx, "")
+	for _, o := range objs {
+		if o.Key != storage.ManifestKey(m.ID) {
+			t.Errorf("left behind: %s", o.Key)
+		}
+	}
+}
+
+// slowThrottle lets the dump start, then reads slowly so a test can act
+// mid-dump; started is closed once some bytes went through.
+func slowThrottle(started chan struct{}) func(io.Reader) io.Reader {
+	var once sync.Once
+	return func(r io.Reader) io.Reader {
+		return readerFunc(func(p []byte) (int, error) {
+			if len(p) > 4096 {
+				p = p[:4096]
+			}
+			n, err := r.Read(p)
+			once.Do(func() { close(started) })
+			time.Sleep(2 * time.Millisecond)
+			return n, err
+		})
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+func TestCaptureFailures(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 50_000)
+
+	t.Run("pg_dump exits non-zero", func(t *testing.T) {
+		st := fileStore(t)
+		o := options(t, pg, db, st)
+		o.LockWaitTimeout = 200 * time.Millisecond
+		// A session holding an exclusive lock makes pg_dump's lock wait time out.
+		ctx := context.Background()
+		locker, err := pgx.Connect(ctx, pg.URL(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer locker.Close(ctx)
+		tx, err := locker.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, "LOCK TABLE app.users IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+		m, err := dump.Capture(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), "LOCK TABLE app.users") || !strings.Contains(err.Error(), "PGBACKUPS_LOCK_WAIT_TIMEOUT") {
+			t.Fatalf("err = %v, want pg_dump's lock timeout with its stderr", err)
+		}
+		tx.Rollback(ctx)
+		assertNothingListed(t, st, m)
+		assertFailedRecorded(t, st, m, "LOCK_WAIT_TIMEOUT")
+	})
+
+	t.Run("pg_dump killed", func(t *testing.T) {
+		st, srv := s3Store(t)
+		o := options(t, pg, db, st)
+		started := make(chan struct{})
+		o.Throttle = slowThrottle(started)
+		o.Started = func(pid int) {
+			go func() {
+				<-started
+				syscall.Kill(pid, syscall.SIGKILL)
+			}()
+		}
+		m, err := dump.Capture(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), "pg_dump") || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("err = %v, want pg_dump killed", err)
+		}
+		assertNothingListed(t, st, m)
+		assertNoMultipart(t, srv)
+	})
+
+	t.Run("server goes away", func(t *testing.T) {
+		own := testenv.NewCluster(t)
+		odb := own.CreateDB(t)
+		own.SeedRich(t, odb, 50_000)
+		st := fileStore(t)
+		o := options(t, own, odb, st)
+		started := make(chan struct{})
+		o.Throttle = slowThrottle(started)
+		stopped := make(chan error, 1)
+		go func() {
+			<-started
+			stopped <- own.Stop()
+		}()
+		m, err := dump.Capture(context.Background(), o)
+		if serr := <-stopped; serr != nil {
+			t.Fatal(serr)
+		}
+		if err == nil || !strings.Contains(err.Error(), "pg_dump") {
+			t.Fatalf("err = %v, want pg_dump failing as its server backend dies", err)
+		}
+		assertNothingListed(t, st, m)
+	})
+
+	t.Run("storage fails", func(t *testing.T) {
+		st := &failingStore{Store: fileStore(t), after: 64 << 10}
+		m, err := dump.Capture(context.Background(), options(t, pg, db, st))
+		if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+			t.Fatalf("err = %v, want the storage error", err)
+		}
+		assertNothingListed(t, st.Store, m)
+	})
+
+	t.Run("context cancelled", func(t *testing.T) {
+		st, srv := s3Store(t)
+		o := options(t, pg, db, st)
+		started := make(chan struct{})
+		o.Throttle = slowThrottle(started)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			<-started
+			time.Sleep(100 * time.Millisecond)
+			cancel()
+		}()
+		m, err := dump.Capture(ctx, o)
+		if err == nil || !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		assertNothingListed(t, st, m)
+		assertNoMultipart(t, srv)
+		assertFailedRecorded(t, st, m, "cancel")
+	})
+
+	t.Run("database unreachable", func(t *testing.T) {
+		st := fileStore(t)
+		conn, err := dump.ParseConn("postgres://app:hunter2-secret@127.0.0.1:1/nosuchdb?sslmode=disable&connect_timeout=3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dump.Capture(context.Background(), dump.CaptureOptions{Conn: conn, Store: st, CompressionLevel: 3})
+		if err == nil {
+			t.Fatal("capture of an unreachable database succeeded")
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "hunter2") || !strings.Contains(msg, "nosuchdb") || !strings.Contains(msg, "127.0.0.1:1") {
+			t.Fatalf("error must name host and database and hide the password: %s", msg)
+		}
+		assertNothingListed(t, st, storage.Manifest{})
+	})
+}
+
+func assertFailedRecorded(t *testing.T, st storage.Store, m storage.Manifest, cause string) {
+	t.Helper()
+	got, err := storage.Catalog{Store: st}.Manifest(context.Background(), m.ID)
+	if err != nil {
+		t.Fatalf("failed backup not recorded: %v", err)
+	}
+	if got.Status != storage.StatusFailed || !strings.Contains(got.Error, cause) {
+		t.Fatalf("recorded %s / %q, want failed with %q", got.Status, got.Error, cause)
+	}
+}
+
+func assertNoMultipart(t *testing.T, srv testenv.S3Server) {
+	t.Helper()
+	ups, err := srv.Client().ListMultipartUploads(context.Background(), &awss3.ListMultipartUploadsInput{Bucket: &srv.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ups.Uploads) != 0 {
+		t.Fatalf("%d multipart uploads left in progress", len(ups.Uploads))
+	}
+}
+
+// failingStore breaks the data upload after some bytes, like a disk filling
+// or a network dropping.
+type failingStore struct {
+	storage.Store
+	after int64
+}
+
+func (f *failingStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if strings.HasSuffix(key, ".manifest.json") {
+		return f.Store.Put(ctx, key, r)
+	}
+	return f.Store.Put(ctx, key, &breakingReader{r: r, left: f.after})
+}
+
+type breakingReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *breakingReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errors.New("disk on fire")
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,82 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ServerInfo is what pre-flight learns about the database before dumping.
+type ServerInfo struct {
+	Database   string
+	Version    string // server_version, e.g. "15.18 (Debian 15.18-0+deb12u1)"
+	VersionNum int    // server_version_num, e.g. 150018
+	SizeBytes  int64  // pg_database_size
+	InRecovery bool   // a standby
+}
+
+// Major is the server's major version (15 for 150018, 9 for 90624: dumping
+// 9.x is left to pg_dump's own support matrix).
+func (s ServerInfo) Major() int { return s.VersionNum / 10000 }
+
+// Connect opens one pgx connection with a bounded connect timeout. Its error
+// names the database, host and user, never the password.
+func Connect(ctx context.Context, c Conn) (*pgx.Conn, error) {
+	cfg := c.Config()
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > 15*time.Second {
+		cfg.ConnectTimeout = 15 * time.Second
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "pgbackups"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %s", c, Redact(err, c))
+	}
+	return conn, nil
+}
+
+// Redact renders err without the connection's password, and without the
+// noisy connection prefix pgconn repeats (the caller names the database).
+func Redact(err error, c Conn) string {
+	msg := err.Error()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		msg = pgErr.Message
+		if pgErr.Code != "" {
+			msg += " (SQLSTATE " + pgErr.Code + ")"
+		}
+	}
+	if c.cfg != nil && c.cfg.Password != "" {
+		msg = strings.ReplaceAll(msg, c.cfg.Password, "<redacted>")
+	}
+	return scrub(msg, c.raw)
+}
+
+// Preflight connects, reads the server version and database size, and
+// fails clearly when the database cannot be reached.
+func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return ServerInfo{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var s ServerInfo
+	err = conn.QueryRow(ctx, `SELECT current_database(),
+		current_setting('server_version'),
+		current_setting('server_version_num')::int,
+		pg_database_size(current_database()),
+		pg_is_in_recovery()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery)
+	if err != nil {
+		return ServerInfo{}, fmt.Errorf("pre-flight on %s: %s", c, Redact(err, c))
+	}
+	return s, nil
+}

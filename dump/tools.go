@@ -1,0 +1,106 @@
+package dump
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Tool is one PostgreSQL client program found on this machine.
+type Tool struct {
+	Path    string
+	Version string // as printed, e.g. "15.18"
+	Major   int
+}
+
+// debianBinGlob is where Debian and Ubuntu install each major version's
+// client programs side by side.
+var debianBinGlob = "/usr/lib/postgresql/*/bin"
+
+// candidateDirs returns the directories searched for client tools, in order:
+// binDir, /usr/lib/postgresql/*/bin newest first, then PATH.
+func candidateDirs(binDir string) []string {
+	var dirs []string
+	if binDir != "" {
+		dirs = append(dirs, binDir)
+	}
+	matches, _ := filepath.Glob(debianBinGlob)
+	sort.Slice(matches, func(i, j int) bool {
+		return dirMajor(matches[i]) > dirMajor(matches[j])
+	})
+	dirs = append(dirs, matches...)
+	return append(dirs, filepath.SplitList(os.Getenv("PATH"))...)
+}
+
+func dirMajor(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
+}
+
+var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)(?:\.(\d+))?`)
+
+// toolVersion runs "name --version" and reads the major version.
+func toolVersion(ctx context.Context, path string) (Tool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return Tool{}, fmt.Errorf("%s --version: %w", path, err)
+	}
+	m := versionRE.FindStringSubmatch(string(out))
+	if m == nil {
+		return Tool{}, fmt.Errorf("%s --version: unexpected output %q", path, strings.TrimSpace(string(out)))
+	}
+	major, _ := strconv.Atoi(m[1])
+	v := m[1]
+	if m[2] != "" {
+		v += "." + m[2]
+	}
+	return Tool{Path: path, Version: v, Major: major}, nil
+}
+
+// FindTool finds the first program called name, in the search order of
+// candidateDirs, whose major version is at least minMajor: pg_dump refuses
+// to dump a newer server, and an older pg_restore cannot read a newer
+// archive. When none fits, the error lists what was found and what to
+// install.
+func FindTool(ctx context.Context, name, binDir string, minMajor int) (Tool, error) {
+	seen := map[string]bool{}
+	var found []string
+	for _, dir := range candidateDirs(binDir) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil || seen[real] {
+			continue
+		}
+		seen[real] = true
+		if st, err := os.Stat(real); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			continue
+		}
+		t, err := toolVersion(ctx, p)
+		if err != nil {
+			found = append(found, fmt.Sprintf("%s (unusable: %v)", p, err))
+			continue
+		}
+		if t.Major >= minMajor {
+			return t, nil
+		}
+		found = append(found, fmt.Sprintf("%s is %s", p, t.Version))
+	}
+	what := "none found"
+	if len(found) > 0 {
+		what = "found: " + strings.Join(found, "; ")
+	}
+	return Tool{}, fmt.Errorf("no %s of major version %d or newer (the server's) in PGBACKUPS_PG_BIN_DIR, %s or PATH; %s. Install the client for the server's version, e.g. `apt install postgresql-client-%d` from apt.postgresql.org, or point PGBACKUPS_PG_BIN_DIR at its bin directory",
+		name, minMajor, debianBinGlob, what, minMajor)
+}

@@ -1,0 +1,40 @@
+// Command pgbackups keeps a PostgreSQL database backed up: pg_dump on a
+// schedule, streamed through zstd into S3 or a local directory, with the
+// commands to list, download, verify and restore what it stored.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Set by the build: go build -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal cancels ctx, a second one exits at once.
+		// Nothing partial becomes visible: an unfinished multipart upload is
+		// invisible, a temporary file is never listed, and pg_dump dies with
+		// us (Pdeathsig).
+		<-ctx.Done()
+		stop()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+		<-again
+		fmt.Fprintln(os.Stderr, "pgbackups: second signal, exiting now")
+		os.Exit(exitFailure)
+	}()
+	m := NewMain()
+	code := m.Run(ctx, os.Args[1:])
+	m.Close()
+	os.Exit(code)
+}

@@ -1,0 +1,280 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Backup statuses. Only StatusCompleted is a backup anyone may restore.
+const (
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+)
+
+// TableCount is one table's row count recorded at capture time.
+type TableCount struct {
+	Schema string `json:"schema"`
+	Table  string `json:"table"`
+	Rows   int64  `json:"rows"`
+}
+
+// Manifest describes one backup. It is written last: a data object without
+// a manifest is never listed as a backup. Field names are a stable JSON API.
+type Manifest struct {
+	ID               string       `json:"id"`
+	Status           string       `json:"status"`
+	Database         string       `json:"database"`
+	Host             string       `json:"host,omitempty"`
+	ServerVersion    string       `json:"server_version"`
+	ServerVersionNum int          `json:"server_version_num,omitempty"`
+	PgDumpVersion    string       `json:"pg_dump_version"`
+	StartedAt        time.Time    `json:"started_at"`
+	FinishedAt       time.Time    `json:"finished_at"`
+	DatabaseBytes    int64        `json:"database_bytes,omitempty"`
+	DumpBytes        int64        `json:"dump_bytes"`
+	StoredBytes      int64        `json:"stored_bytes"`
+	SHA256           string       `json:"sha256"`      // of the stored (compressed) object
+	DumpSHA256       string       `json:"dump_sha256"` // of the pg_dump archive, what download writes
+	Compression      string       `json:"compression"`
+	CompressionLevel int          `json:"compression_level"`
+	Format           string       `json:"format"` // pg_dump --format
+	DataKey          string       `json:"data_key,omitempty"`
+	GlobalsKey       string       `json:"globals_key,omitempty"`
+	GlobalsSHA256    string       `json:"globals_sha256,omitempty"`
+	Tables           []TableCount `json:"tables,omitempty"`
+	TableCountMethod string       `json:"table_count_method,omitempty"`
+	Source           string       `json:"source,omitempty"` // "primary" or "standby"
+	Error            string       `json:"error,omitempty"`
+	Warnings         []string     `json:"warnings,omitempty"`
+	PgbackupsVersion string       `json:"pgbackups_version,omitempty"`
+}
+
+// Duration is how long the capture took.
+func (m Manifest) Duration() time.Duration { return m.FinishedAt.Sub(m.StartedAt) }
+
+// OK reports whether this backup completed and may be restored.
+func (m Manifest) OK() bool { return m.Status == StatusCompleted }
+
+// Object key layout: every object of a backup lives under a folder named by
+// its id and carries the id in its own name too, so a file downloaded from
+// an S3 browser still says which backup it is.
+const (
+	manifestSuffix = ".manifest.json"
+	dataSuffix     = ".dump.zst"
+	globalsSuffix  = ".globals.sql.zst"
+)
+
+// ManifestKey is where a backup's manifest lives.
+func ManifestKey(id string) string { return id + "/" + id + manifestSuffix }
+
+// DataKey is where a backup's compressed pg_dump archive lives.
+func DataKey(id string) string { return id + "/" + id + dataSuffix }
+
+// GlobalsKey is where a backup's compressed pg_dumpall --globals-only lives.
+func GlobalsKey(id string) string { return id + "/" + id + globalsSuffix }
+
+// idAlphabet avoids letters people confuse (i, l, o) so ids read aloud well.
+const idAlphabet = "0123456789abcdefghjkmnpqrstuvwxyz"
+
+// NewID returns a backup id: the UTC start time, then four random
+// characters, e.g. 20261125-020000-k3f9. Ids sort by time, are unique across
+// replicas starting in the same second, and are easy to type.
+func NewID(t time.Time) string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	suffix := make([]byte, len(b))
+	for i, c := range b {
+		suffix[i] = idAlphabet[int(c)%len(idAlphabet)]
+	}
+	return t.UTC().Format("20060102-150405") + "-" + string(suffix)
+}
+
+// ValidID reports whether s has the shape NewID produces.
+func ValidID(s string) bool {
+	if len(s) != len("20060102-150405-xxxx") {
+		return false
+	}
+	if _, err := time.Parse("20060102-150405", s[:15]); err != nil || s[15] != '-' {
+		return false
+	}
+	for _, c := range s[16:] {
+		if !strings.ContainsRune(idAlphabet, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrNoBackups is returned by Resolve("latest") when nothing has completed.
+var ErrNoBackups = errors.New("no completed backups")
+
+// Catalog reads and writes backups as objects in a Store.
+type Catalog struct {
+	Store Store
+}
+
+// WriteManifest stores m; it is the last write of a capture.
+func (c Catalog) WriteManifest(ctx context.Context, m Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = c.Store.Put(ctx, ManifestKey(m.ID), bytes.NewReader(append(b, '\n')))
+	return err
+}
+
+// Manifest reads one backup's manifest.
+func (c Catalog) Manifest(ctx context.Context, id string) (Manifest, error) {
+	if !ValidID(id) {
+		return Manifest{}, fmt.Errorf("%q is not a backup id (they look like 20261125-020000-k3f9; try `pgbackups list`)", id)
+	}
+	rc, err := c.Store.Get(ctx, ManifestKey(id))
+	if errors.Is(err, ErrNotFound) {
+		return Manifest{}, fmt.Errorf("backup %s: no such backup (no manifest at %s): %w", id, ManifestKey(id), ErrNotFound)
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer rc.Close()
+	return decodeManifest(rc, id)
+}
+
+func decodeManifest(r io.Reader, id string) (Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(io.LimitReader(r, 16<<20))
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: %w", id, err)
+	}
+	if m.ID != id {
+		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: it names backup %q", id, m.ID)
+	}
+	return m, nil
+}
+
+// Entry is one id found in storage: its manifest if it has one, and the
+// objects stored under it.
+type Entry struct {
+	ID       string
+	Manifest *Manifest // nil: no manifest (an orphan or a capture in progress)
+	Err      error     // the manifest exists but could not be read
+	Objects  []Object
+}
+
+// Entries lists everything stored, grouped by backup id, newest first.
+// Keys outside the id layout are ignored.
+func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
+	objs, err := c.Store.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*Entry{}
+	var ids []string
+	for _, o := range objs {
+		id, _, ok := strings.Cut(o.Key, "/")
+		if !ok || !ValidID(id) {
+			continue
+		}
+		e := byID[id]
+		if e == nil {
+			e = &Entry{ID: id}
+			byID[id] = e
+			ids = append(ids, id)
+		}
+		e.Objects = append(e.Objects, o)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	out := make([]Entry, 0, len(ids))
+	for _, id := range ids {
+		e := byID[id]
+		for _, o := range e.Objects {
+			if o.Key == ManifestKey(id) {
+				m, err := c.Manifest(ctx, id)
+				if err != nil && ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if err != nil {
+					e.Err = err
+				} else {
+					e.Manifest = &m
+				}
+			}
+		}
+		out = append(out, *e)
+	}
+	return out, nil
+}
+
+// Manifests returns every readable manifest, newest first. With all false
+// only completed backups are returned.
+func (c Catalog) Manifests(ctx context.Context, all bool) ([]Manifest, error) {
+	entries, err := c.Entries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ms []Manifest
+	for _, e := range entries {
+		if e.Manifest != nil && (all || e.Manifest.OK()) {
+			ms = append(ms, *e.Manifest)
+		}
+	}
+	return ms, nil
+}
+
+// Resolve turns "latest" or an id into a manifest. "latest" is the newest
+// completed backup.
+func (c Catalog) Resolve(ctx context.Context, ref string) (Manifest, error) {
+	if ref == "" || ref == "latest" {
+		ms, err := c.Manifests(ctx, false)
+		if err != nil {
+			return Manifest{}, err
+		}
+		if len(ms) == 0 {
+			return Manifest{}, ErrNoBackups
+		}
+		return ms[0], nil
+	}
+	return c.Manifest(ctx, ref)
+}
+
+// Delete removes a backup: the manifest first, so a half-deleted backup is
+// never listed as good, then every other object under its id.
+func (c Catalog) Delete(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%q is not a backup id", id)
+	}
+	objs, err := c.Store.List(ctx, id+"/")
+	if err != nil {
+		return err
+	}
+	if len(objs) == 0 {
+		return fmt.Errorf("backup %s: %w", id, ErrNotFound)
+	}
+	mk := ManifestKey(id)
+	for _, o := range objs {
+		if o.Key == mk {
+			if err := c.Store.Delete(ctx, mk); err != nil && !errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("delete %s: %w", id, err)
+			}
+		}
+	}
+	for _, o := range objs {
+		if o.Key == mk || path.Dir(o.Key) != id {
+			continue
+		}
+		if err := c.Store.Delete(ctx, o.Key); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+	}
+	return nil
+}

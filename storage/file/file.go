@@ -1,0 +1,216 @@
+// Package file is the local-directory storage backend, the embedded default.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+var (
+	_ storage.Store     = (*Store)(nil)
+	_ storage.Describer = (*Store)(nil)
+)
+
+// tmpPrefix marks files being written. List never shows them, and a crash
+// leaves them for prune to collect, never as a visible object.
+const tmpPrefix = ".tmp-"
+
+// Store keeps objects as files under Root. A Put writes a hidden temporary
+// file in the destination directory, fsyncs it, and renames it into place,
+// so a key is either absent or complete.
+type Store struct {
+	Root string
+}
+
+// New returns a Store rooted at dir, creating it (0700: backups hold all of
+// the database) if it does not exist.
+func New(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file: %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("file: create %s: %w", abs, err)
+	}
+	return &Store{Root: abs}, nil
+}
+
+// path maps a key to a file, refusing keys that would escape Root.
+func (s *Store) path(key string) (string, error) {
+	clean := filepath.Clean("/" + key)
+	if key == "" || clean == "/" || strings.Contains(key, "\\") || clean != "/"+strings.TrimPrefix(key, "/") {
+		return "", fmt.Errorf("file: invalid key %q", key)
+	}
+	for _, part := range strings.Split(clean, "/") {
+		if strings.HasPrefix(part, tmpPrefix) {
+			return "", fmt.Errorf("file: invalid key %q", key)
+		}
+	}
+	return filepath.Join(s.Root, filepath.FromSlash(clean)), nil
+}
+
+// Put implements storage.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	dst, err := s.path(key)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return 0, fmt.Errorf("file: put %s: %w", key, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(dst), tmpPrefix+filepath.Base(dst)+"-*")
+	if err != nil {
+		return 0, fmt.Errorf("file: put %s: %w", key, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	n, err := io.Copy(f, ctxReader{ctx, r})
+	if err != nil {
+		return n, fmt.Errorf("file: put %s: %w", key, err)
+	}
+	if err := f.Sync(); err != nil {
+		return n, fmt.Errorf("file: put %s: sync: %w", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return n, fmt.Errorf("file: put %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return n, fmt.Errorf("file: put %s: %w", key, err)
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return n, fmt.Errorf("file: put %s: %w", key, err)
+	}
+	committed = true
+	// The rename is durable only once the directory entry is on disk.
+	if d, err := os.Open(filepath.Dir(dst)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return n, nil
+}
+
+// ctxReader stops a copy when ctx ends, so a cancelled Put never commits.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("file: get %s: %w", key, storage.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file: get %s: %w", key, err)
+	}
+	return f, nil
+}
+
+// List implements storage.Store.
+func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, error) {
+	var objs []storage.Object
+	err := filepath.WalkDir(s.Root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		rel, err := filepath.Rel(s.Root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while we walked
+		}
+		if err != nil {
+			return err
+		}
+		objs = append(objs, storage.Object{Key: key, Size: info.Size(), Modified: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("file: list %s: %w", s.Root, err)
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	return objs, nil
+}
+
+// Delete implements storage.Store. Directories left empty are removed.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("file: delete %s: %w", key, storage.ErrNotFound)
+	} else if err != nil {
+		return fmt.Errorf("file: delete %s: %w", key, err)
+	}
+	for dir := filepath.Dir(p); dir != s.Root && strings.HasPrefix(dir, s.Root); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil { // not empty, or gone: stop climbing
+			break
+		}
+	}
+	return nil
+}
+
+// Location implements storage.Describer.
+func (s *Store) Location(key string) string {
+	if key == "" {
+		return s.Root
+	}
+	return filepath.Join(s.Root, filepath.FromSlash(key))
+}
+
+// Temporaries lists unfinished writes (a crash mid-Put), for prune.
+func (s *Store) Temporaries() ([]storage.Object, error) {
+	var objs []storage.Object
+	err := filepath.WalkDir(s.Root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(s.Root, p)
+		objs = append(objs, storage.Object{Key: filepath.ToSlash(rel), Size: info.Size(), Modified: info.ModTime()})
+		return nil
+	})
+	return objs, err
+}
