@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,8 +40,29 @@ type CaptureOptions struct {
 	// Started, when set, is called with pg_dump's pid once it runs (to lower
 	// its priority, or for tests that kill it).
 	Started func(pid int)
-	Now     func() time.Time
+	// DumpConn, when set, is where pg_dump runs (a read replica); Conn is
+	// still used for pre-flight and bookkeeping.
+	DumpConn *Conn
+	// Monitors run alongside pg_dump (lock watchdog, adaptive rate). A
+	// monitor returning an error aborts the backup with that error; all are
+	// stopped when the dump ends.
+	Monitors []Monitor
+	Now      func() time.Time
 }
+
+// Running identifies a dump in progress to monitors.
+type Running struct {
+	ID      string
+	AppName string // pg_dump's application_name in pg_stat_activity
+	PID     int    // pg_dump's process id
+}
+
+// Monitor watches a running dump until ctx ends.
+type Monitor func(ctx context.Context, r Running) error
+
+// AppName is the application_name pg_dump runs under for backup id, so
+// monitors can find its backend in pg_stat_activity.
+func AppName(id string) string { return "pgbackups-dump-" + id }
 
 // sizeHinter is implemented by stores that size their upload parts by the
 // expected object size (S3's 10,000-part limit).
@@ -135,15 +157,23 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	var res streamResult
 	// Cancelled when the upload fails, so pg_dump is stopped rather than
 	// left blocked on a full pipe.
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
+	parent, cancelCause := context.WithCancelCause(ctx)
+	defer cancelCause(nil)
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
-	child, err := o.Conn.forChild(os.TempDir())
+	dc := o.Conn
+	if o.DumpConn != nil {
+		dc = *o.DumpConn
+	}
+	child, err := dc.forChild(os.TempDir())
 	if err != nil {
 		return res, err
 	}
 	defer child.cleanup()
+	// A URL's application_name parameter wins over PGAPPNAME; monitors then
+	// cannot find the dump's backend, and say so.
+	child.env = append(child.env, "PGAPPNAME="+AppName(id))
 	args := []string{"--format=custom", "--compress=0", "--no-password"}
 	if o.LockWaitTimeout > 0 {
 		args = append(args, "--lock-wait-timeout="+strconv.FormatInt(o.LockWaitTimeout.Milliseconds(), 10))
@@ -162,6 +192,8 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	if o.Started != nil {
 		o.Started(cmd.Process.Pid)
 	}
+	stopMonitors := startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid})
+	defer stopMonitors()
 
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(o.CompressionLevel)))
 	if err != nil {
@@ -191,7 +223,12 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 		var err error
 		switch {
 		case parent.Err() != nil:
-			err = fmt.Errorf("cancelled: %w", context.Cause(parent))
+			cause := context.Cause(parent)
+			if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+				err = fmt.Errorf("cancelled: %w", cause)
+			} else {
+				err = fmt.Errorf("aborted: %w", cause)
+			}
 		case waitErr != nil && ctx.Err() != nil && copyErr != nil:
 			err = copyErr // pg_dump was stopped because the upload failed
 		case waitErr != nil:
@@ -272,4 +309,28 @@ func (hw *hashWriter) Write(p []byte) (int, error) {
 	hw.h.Write(p[:n])
 	hw.n += int64(n)
 	return n, err
+}
+
+// startMonitors runs each monitor in its own goroutine. A monitor's error
+// cancels the dump with that error as the cause. The returned func stops
+// the monitors and waits for them.
+func startMonitors(ctx context.Context, abort context.CancelCauseFunc, ms []Monitor, r Running) (stop func()) {
+	if len(ms) == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m(ctx, r); err != nil && ctx.Err() == nil {
+				abort(err)
+			}
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }

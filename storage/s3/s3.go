@@ -3,7 +3,12 @@
 //
 // Uploads stream: a dump is cut into parts of PartSize bytes and sent as a
 // multipart upload, Concurrency parts at a time, so memory is bounded by
-// PartSize x Concurrency whatever the size of the dump.
+// PartSize x Concurrency (plus two parts the SDK uploader keeps: the first,
+// read on its own, and one spare) whatever the size of the dump.
+//
+// The uploader is the SDK's feature/s3/manager, deprecated in favour of
+// feature/s3/transfermanager; it is the one with a settled API for streaming
+// an unseekable body, and it is what Put's guarantees were tested against.
 package s3
 
 import (
@@ -60,6 +65,7 @@ const (
 // Options configures a Store. Only Bucket is required; everything else falls
 // back to the AWS SDK's defaults (environment, shared config, instance role).
 type Options struct {
+	// Bucket is the bucket name (required).
 	Bucket string
 	// Prefix is the "directory" keys live under; leading and trailing
 	// slashes are ignored.
@@ -86,7 +92,8 @@ type Options struct {
 	HTTPClient *http.Client
 }
 
-// Store is a storage.Store backed by one S3 bucket and prefix.
+// Store is a storage.Store backed by one S3 bucket and prefix. It is safe
+// for concurrent use.
 type Store struct {
 	bucket   string
 	prefix   string // no leading or trailing slash; may be empty
@@ -103,8 +110,8 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if err := validBucket(opts.Bucket); err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
-	partSize := max(opts.PartSize, 0)
-	if partSize == 0 {
+	partSize := opts.PartSize
+	if partSize <= 0 {
 		partSize = DefaultPartSize
 	}
 	if partSize < MinPartSize || partSize > MaxPartSize {
@@ -188,6 +195,9 @@ func (s *Store) Location(key string) string {
 // Put streams r into key; see storage.Store. The object may be at most
 // PartSize x 10,000 bytes: callers that know roughly how big the stream
 // will be should use PutSized.
+//
+// Put notices ctx between reads of r; a Read that blocks is the caller's to
+// end (close the pipe with an error).
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	return s.PutSized(ctx, key, r, 0)
 }
