@@ -28,7 +28,6 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testenv.Cleanup()
-	testenv.CleanupPostgres()
 	os.Exit(code)
 }
 

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned by Get, Stat and Delete when no object has the key.
+// ErrNotFound is returned by Get and Delete when no object has the key.
 var ErrNotFound = errors.New("not found")
 
 // Object describes one stored object.

@@ -124,8 +124,10 @@ func S3(t testing.TB) S3Server {
 	return s
 }
 
-// Cleanup stops the VersityGW server, if one was started, and removes its
-// data. Call it from TestMain after m.Run:
+// Cleanup stops everything testenv started for this test binary: the
+// VersityGW server and its data, and the PostgreSQL clusters
+// (CleanupPostgres). It is safe to call more than once. Call it from
+// TestMain after m.Run:
 //
 //	func TestMain(m *testing.M) {
 //		code := m.Run()
@@ -133,6 +135,7 @@ func S3(t testing.TB) S3Server {
 //		os.Exit(code)
 //	}
 func Cleanup() {
+	CleanupPostgres()
 	gw.mu.Lock()
 	defer gw.mu.Unlock()
 	if gw.srv != nil {
