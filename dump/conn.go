@@ -78,7 +78,7 @@ type childArgs struct {
 
 // forChild builds childArgs. dir is where the passfile goes.
 func (c Conn) forChild(dir string) (childArgs, error) {
-	env := os.Environ()
+	env := childEnviron(os.Environ())
 	out := childArgs{cleanup: func() {}}
 	switch {
 	case c.raw == "":
@@ -127,6 +127,21 @@ func (c Conn) forChild(dir string) (childArgs, error) {
 	}
 	out.env = append(kept, "PGPASSFILE="+f.Name())
 	return out, nil
+}
+
+// childEnviron is the environment a libpq child inherits: ours without the
+// variables that hold pgbackups' own secrets (database URLs, S3 keys), which
+// a child has no use for and would expose in /proc/PID/environ.
+func childEnviron(env []string) []string {
+	kept := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "PGBACKUPS_") || strings.HasPrefix(name, "AWS_") || name == "DATABASE_URL" {
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	return kept
 }
 
 // pgpassEscape escapes ':' and '\' as the passfile format requires.

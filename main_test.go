@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// binary is the pgbackups binary built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pgbackups-bin-*")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "pgbackups")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testenv.Cleanup()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one run of the binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs the built binary with exactly env (plus PATH and a private HOME),
+// never the test process's own environment.
+func run(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func TestConfigErrorsAllReportedAtOnce(t *testing.T) {
+	r := run(t, []string{
+		"PGBACKUPS_NICE=abc",
+		"PGBACKUPS_S3_PART_SIZE=1MiB",
+		"PGBACKUPS_KEEP_DAYLY=3",
+		"PGBACKUPS_LOG_FORMAT=xml",
+		"PGBACKUPS_MAX_RATE=fast",
+		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
+	}, "capture")
+	if r.code != exitUsage {
+		t.Fatalf("exit %d, want %d\n%s", r.code, exitUsage, r.stderr)
+	}
+	for _, want := range []string{"PGBACKUPS_NICE", "PGBACKUPS_S3_PART_SIZE", "PGBACKUPS_KEEP_DAYLY", "did you mean PGBACKUPS_KEEP_DAILY", "PGBACKUPS_LOG_FORMAT", "PGBACKUPS_MAX_RATE", "Nothing was run"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+func TestSecretFileVariables(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "db-url")
+	os.WriteFile(secret, []byte("postgres://app:from-file-secret@127.0.0.1:1/filedb?connect_timeout=2\n"), 0o600)
+	r := run(t, []string{"PGBACKUPS_DATABASE_URL_FILE=" + secret, "PGBACKUPS_STORAGE_URL=" + dir + "/store"}, "capture")
+	// The URL from the file is used: the error names its database, not the secret.
+	if r.code != exitFailure || !strings.Contains(r.stderr, "filedb") || strings.Contains(r.stderr, "from-file-secret") {
+		t.Fatalf("exit %d, want 1 naming filedb without the password:\n%s", r.code, r.stderr)
+	}
+	r = run(t, []string{"PGBACKUPS_DATABASE_URL_FILE=" + secret, "PGBACKUPS_DATABASE_URL=postgres://x@y/z", "PGBACKUPS_STORAGE_URL=" + dir}, "capture")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "set together with PGBACKUPS_DATABASE_URL") {
+		t.Fatalf("exit %d, want 2 for both set:\n%s", r.code, r.stderr)
+	}
+	r = run(t, []string{"PGBACKUPS_DATABASE_URL_FILE=" + dir + "/missing", "PGBACKUPS_STORAGE_URL=" + dir}, "capture")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "PGBACKUPS_DATABASE_URL_FILE") {
+		t.Fatalf("exit %d, want 2 for a missing secret file:\n%s", r.code, r.stderr)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	store := "PGBACKUPS_STORAGE_URL=" + t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"capture", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{[]string{"list", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"capture", "--help"}, exitOK, "usage: pgbackups capture"},
+		{[]string{"help"}, exitOK, "Commands:"},
+		{[]string{"help", "config"}, exitOK, "PGBACKUPS_DATABASE_URL"},
+		{[]string{"version"}, exitOK, "pgbackups dev"},
+	} {
+		r := run(t, []string{store}, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, output lacks %q or code != %d:\n%s%s", tc.args, r.code, tc.want, tc.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// spyBinDir holds a pg_dump that records how it was called, then runs the
+// real one: the password must reach it through a 0600 passfile, never argv.
+func spyBinDir(t *testing.T, pg *testenv.Postgres) (dir string) {
+	dir = t.TempDir()
+	script := fmt.Sprintf(`#!/bin/sh
+printf '%%s\n' "$@" > %[1]s/argv
+env > %[1]s/env
+if [ -n "$PGPASSFILE" ]; then stat -c %%a "$PGPASSFILE" > %[1]s/passfile-mode; fi
+exec %[2]s "$@"
+`, dir, pg.Tool("pg_dump"))
+	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func listJSON(t *testing.T, env []string, extra ...string) []storage.Manifest {
+	t.Helper()
+	r := run(t, env, append([]string{"list", "--json"}, extra...)...)
+	if r.code != 0 {
+		t.Fatalf("list --json: exit %d\n%s", r.code, r.stderr)
+	}
+	var ms []storage.Manifest
+	if err := json.Unmarshal([]byte(r.stdout), &ms); err != nil {
+		t.Fatalf("list --json output: %v\n%s", err, r.stdout)
+	}
+	return ms
+}
+
+func TestCaptureToDefaultLocalDirectory(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 2000)
+	spy := spyBinDir(t, pg)
+	data := t.TempDir()
+	env := []string{
+		"PGBACKUPS_DATABASE_URL=" + pg.URL(db),
+		"PGBACKUPS_PG_BIN_DIR=" + spy,
+		"XDG_DATA_HOME=" + data, // STORAGE_URL unset: the user's data directory
+	}
+	r := run(t, env, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+	}
+	id := lastLine(r.stdout)
+	if !storage.ValidID(id) {
+		t.Fatalf("last stdout line %q is not a backup id", id)
+	}
+	if _, err := os.Stat(filepath.Join(data, "pgbackups", storage.DataKey(id))); err != nil {
+		t.Fatalf("backup not in the default directory: %v", err)
+	}
+	ms := listJSON(t, env)
+	if len(ms) != 1 || ms[0].ID != id || ms[0].Status != storage.StatusCompleted || ms[0].Database != db {
+		t.Fatalf("list --json = %+v, want the one backup %s", ms, id)
+	}
+
+	argv, _ := os.ReadFile(filepath.Join(spy, "argv"))
+	childEnv, _ := os.ReadFile(filepath.Join(spy, "env"))
+	mode, _ := os.ReadFile(filepath.Join(spy, "passfile-mode"))
+	for what, s := range map[string]string{"pg_dump argv": string(argv), "pg_dump env": string(childEnv), "stderr": r.stderr, "stdout": r.stdout} {
+		if strings.Contains(s, pg.Password) {
+			t.Errorf("the password appears in %s:\n%s", what, s)
+		}
+	}
+	if !strings.Contains(string(argv), "--format=custom") || !strings.Contains(string(argv), "--lock-wait-timeout=30000") {
+		t.Errorf("pg_dump argv lacks the expected flags:\n%s", argv)
+	}
+	if strings.TrimSpace(string(mode)) != "600" {
+		t.Errorf("passfile mode %q, want 600", mode)
+	}
+}
+
+func TestCaptureToS3(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 2000)
+	srv := testenv.S3(t)
+	env := append(srv.Env(), "DATABASE_URL="+pg.URL(db)) // the fallback variable
+	r := run(t, env, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+	}
+	id := lastLine(r.stdout)
+	for _, s := range []string{r.stderr, r.stdout} {
+		if strings.Contains(s, srv.SecretKey) || strings.Contains(s, pg.Password) {
+			t.Fatalf("a secret appears in the output:\n%s", s)
+		}
+	}
+	ms := listJSON(t, env)
+	if len(ms) != 1 || ms[0].ID != id {
+		t.Fatalf("list --json = %+v, want %s", ms, id)
+	}
+	if ms[0].DataKey != storage.DataKey(id) || ms[0].SHA256 == "" || ms[0].StoredBytes == 0 {
+		t.Fatalf("manifest incomplete: %+v", ms[0])
+	}
+}
+
+func TestCaptureWithLibpqVariables(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	env := []string{
+		"PGHOST=127.0.0.1", fmt.Sprintf("PGPORT=%d", pg.Port), "PGUSER=" + pg.User,
+		"PGPASSWORD=" + pg.Password, "PGDATABASE=" + db, "PGSSLMODE=disable",
+		"PGBACKUPS_STORAGE_URL=file://" + t.TempDir(),
+	}
+	r := run(t, env, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+	}
+	if ms := listJSON(t, env); len(ms) != 1 || ms[0].Database != db {
+		t.Fatalf("list = %+v", ms)
+	}
+}
+
+func TestCaptureFailsCleanly(t *testing.T) {
+	store := t.TempDir()
+	env := []string{
+		"PGBACKUPS_DATABASE_URL=postgres://app:sup3r-secret@127.0.0.1:1/appdb?connect_timeout=2",
+		"PGBACKUPS_STORAGE_URL=" + store,
+	}
+	r := run(t, env, "capture")
+	if r.code != exitFailure {
+		t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "sup3r-secret") || !strings.Contains(r.stderr, `"appdb"`) || !strings.Contains(r.stderr, "127.0.0.1:1") {
+		t.Fatalf("error must name host and database, never the password:\n%s", r.stderr)
+	}
+	if r.stdout != "" {
+		t.Fatalf("a failed capture printed an id: %q", r.stdout)
+	}
+	if ms := listJSON(t, env); len(ms) != 0 {
+		t.Fatalf("list shows %+v after a failed capture", ms)
+	}
+}
