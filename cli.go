@@ -56,6 +56,7 @@ func commands() []command {
 		captureCommand,
 		listCommand,
 		versionCommand,
+		healthcheckCommand,
 	}
 	cs = append(cs, extraCommands...)
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/pgbackups/pgbackups/config"
+)
+
+// healthcheckCommand is the container's HEALTHCHECK: the image carries no
+// curl, so the binary probes its own daemon. It reads PGBACKUPS_HTTP_ADDR
+// and nothing else: a probe that loaded the whole configuration would read
+// secret files and probe the storage directory every 30 seconds, and would
+// report a configuration mistake as "unhealthy" instead of leaving that to
+// the daemon, which refuses to start.
+var healthcheckCommand = command{
+	name:    "healthcheck",
+	args:    "[--timeout 5s]",
+	summary: "probe the local daemon's /healthz: exit 0 on 200, else 1",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+		if _, err := m.parseFlags(fs, args, 0); err != nil {
+			return err
+		}
+		name, addr := httpAddrFromEnv()
+		u, err := healthzURL(addr)
+		if err != nil {
+			// Exit 1, not 2: for Docker, 1 is "unhealthy" and 2 is reserved.
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return probeHealthz(ctx, m.Stdout, u, *timeout)
+	},
+}
+
+// httpAddrFromEnv returns PGBACKUPS_HTTP_ADDR's name and value, with the
+// default from the config struct's tag when it is unset.
+func httpAddrFromEnv() (name, addr string) {
+	f, _ := reflect.TypeOf(config.Config{}).FieldByName("HTTPAddr")
+	name = config.VarName(f)
+	if v, ok := os.LookupEnv(name); ok {
+		return name, v
+	}
+	return name, f.Tag.Get("default")
+}
+
+// healthzURL turns the daemon's listen address into the URL to probe from
+// the same host: an unspecified host (":8080", "0.0.0.0:8080", "[::]:8080")
+// becomes 127.0.0.1, which a dual-stack "[::]" listener also accepts.
+func healthzURL(addr string) (string, error) {
+	if addr == "off" {
+		return "", errors.New("is off: the daemon serves no /healthz to probe")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%q is not host:port", addr)
+	}
+	if port == "" || port == "0" {
+		return "", fmt.Errorf("%q has no fixed port to probe", addr)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz", nil
+}
+
+// probeHealthz GETs u and succeeds only on 200. It copies the start of the
+// body to w: Docker keeps a health check's output in `docker inspect`.
+func probeHealthz(ctx context.Context, w io.Writer, u string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{
+		// No proxy from HTTP_PROXY: the daemon is on this host.
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		// /healthz never redirects; a redirect means something else answers.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if s := strings.TrimSpace(string(body)); s != "" {
+		fmt.Fprintln(w, s)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return nil
+}
