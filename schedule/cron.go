@@ -72,7 +72,7 @@ func parseCron(expr string) (cronSpec, error) {
 		six = append([]string{"0"}, fields...)
 	case 6:
 	default:
-		return cronSpec{}, fmt.Errorf("cron expression has %d fields: want 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)", len(fields))
+		return cronSpec{}, fmt.Errorf("cron expression has %d fields: want 5 (minute hour day-of-month month day-of-week) or 6 (seconds first), or daily times such as \"02:00 America/Los_Angeles\"", len(fields))
 	}
 	c, err := parseFields(six)
 	if err != nil {

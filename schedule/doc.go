@@ -53,11 +53,12 @@
 //     jobs in the repeated hour; one rule for every schedule is easier to
 //     reason about for backups.)
 //
-// Neither gocron's DailyJob nor its CronJob (robfig/cron) follows this rule:
-// DailyJob runs 02:30 at 01:30 PST on the spring-forward day, CronJob skips
-// that day, and a CRON_TZ job in a UTC scheduler runs 01:30 twice on the
-// fall-back day. So Next is computed here, and Schedule.Gocron plugs it into
-// gocron through WithCronImplementation.
+// Neither gocron v2.21's DailyJob nor its CronJob (robfig/cron) follows
+// this rule: DailyJob runs 02:30 at 01:30 PST on the spring-forward day,
+// CronJob skips that day, both run it at 03:30 PDT under
+// DaylightSavingsTimeRunAfterTransition, and a CRON_TZ job in a UTC
+// scheduler runs 01:30 twice on the fall-back day. So Next is computed here,
+// and Schedule.Gocron plugs it into gocron through WithCronImplementation.
 //
 // # Retention
 //

@@ -43,9 +43,8 @@ func Parse(spec string) (*Schedule, error) {
 }
 
 func parse(text string) (*Schedule, error) {
-	upper := strings.ToUpper(text)
 	for _, prefix := range []string{"CRON_TZ=", "TZ="} {
-		if !strings.HasPrefix(upper, prefix) {
+		if len(text) < len(prefix) || !strings.EqualFold(text[:len(prefix)], prefix) {
 			continue
 		}
 		zone, rest := text[len(prefix):], ""

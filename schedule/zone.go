@@ -124,8 +124,7 @@ const zoneWindow = 2 * 86400
 func firstInstant(loc *time.Location, w int64) int64 {
 	t := time.Unix(w-zoneWindow, 0).In(loc)
 	for {
-		_, off := t.Zone()
-		start, end := t.ZoneBounds()
+		off, start, end := period(t)
 		// Within this zone period the clock shows u+off at instant u.
 		at := w - int64(off)
 		if !start.IsZero() && at < start.Unix() {
@@ -139,15 +138,16 @@ func firstInstant(loc *time.Location, w int64) int64 {
 }
 
 // shownBy returns a wall-clock reading w such that every reading below w was
-// already shown at or before the instant after. A schedule's next run is at
-// a reading of w or later. Normally w is the clock's reading at after; just
+// already shown at or before the instant after, so the run after it is at a
+// reading of w or later. Normally w is the clock's reading at after; just
 // after a fall-back it is the higher reading the clock showed before it.
+// Next would be right starting from civil(after) too; this saves it trying,
+// one by one, every reading of the repeated hour.
 func shownBy(loc *time.Location, after time.Time) int64 {
 	w := civil(after, loc)
 	t := after.Add(-zoneWindow * time.Second).In(loc)
 	for {
-		_, off := t.Zone()
-		_, end := t.ZoneBounds()
+		off, _, end := period(t)
 		if end.IsZero() || end.After(after) {
 			return w
 		}
@@ -160,14 +160,14 @@ func shownBy(loc *time.Location, after time.Time) int64 {
 }
 
 // maxFallBack returns the largest backward clock change loc makes between
-// 2000 and 2100: the most a wall-clock gap can stretch in real time.
+// 2000 and 2040: the most a wall-clock gap can stretch in real time. Zone
+// data lists transitions to 2037 and repeats one yearly rule after that.
 func maxFallBack(loc *time.Location) time.Duration {
 	var most int
 	t := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).In(loc)
-	stop := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	stop := time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC)
 	for t.Before(stop) {
-		_, off := t.Zone()
-		_, end := t.ZoneBounds()
+		off, _, end := period(t)
 		if end.IsZero() {
 			break
 		}
@@ -176,4 +176,19 @@ func maxFallBack(loc *time.Location) time.Duration {
 		t = end
 	}
 	return time.Duration(most) * time.Second
+}
+
+// period returns the UTC offset in force at t and the bounds of the zone
+// period holding it, as t.ZoneBounds does (zero for unbounded). It works
+// around golang/go#81583: for years after a zone's last listed transition,
+// ZoneBounds reports a leap year's end a day early, so during that last day
+// the period seems to end before t. That boundary changes no offset; the
+// period is taken to run to the next UTC new year, where ZoneBounds is right.
+func period(t time.Time) (off int, start, end time.Time) {
+	_, off = t.Zone()
+	start, end = t.ZoneBounds()
+	if !end.IsZero() && !end.After(t) {
+		end = time.Date(t.UTC().Year()+1, 1, 1, 0, 0, 0, 0, time.UTC).In(t.Location())
+	}
+	return off, start, end
 }
