@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -57,6 +58,8 @@ func commands() []command {
 		listCommand,
 		versionCommand,
 		healthcheckCommand,
+		daemonCommand, schedulesCommand,
+		infoCommand, downloadCommand, urlCommand, restoreCommand, verifyCommand, deleteCommand, pruneCommand,
 	}
 	cs = append(cs, extraCommands...)
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
@@ -303,7 +306,20 @@ var versionCommand = command{
 		if _, err := m.parseFlags(m.flags(), args, 0); err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stdout, "pgbackups %s (commit %s, %s)\n", version, commit, runtime.Version())
+		v, c := version, commit
+		// `go install ...@v1.2.3` builds without -ldflags: the module
+		// version and VCS stamp are still in the build info.
+		if info, ok := debug.ReadBuildInfo(); ok && v == "dev" {
+			if mv := info.Main.Version; mv != "" && mv != "(devel)" {
+				v = mv
+			}
+			for _, s := range info.Settings {
+				if s.Key == "vcs.revision" && c == "unknown" && len(s.Value) >= 12 {
+					c = s.Value[:12]
+				}
+			}
+		}
+		fmt.Fprintf(m.Stdout, "pgbackups %s (commit %s, %s)\n", v, c, runtime.Version())
 		return nil
 	},
 }

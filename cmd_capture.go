@@ -19,6 +19,12 @@ var captureCommand = command{
 		if err := m.setup(ctx); err != nil {
 			return err
 		}
+		// This process exists for one backup, so it may lower itself for
+		// good: the zstd encoder runs here. The daemon only lowers pg_dump
+		// (see dump.Priority.ApplySelf).
+		if err := m.priority().ApplySelf(); err != nil {
+			m.log.Warn("pgbackups runs at normal priority", "err", err)
+		}
 		man, err := m.capture(ctx)
 		if err != nil {
 			return err
@@ -36,7 +42,11 @@ func (m *Main) capture(ctx context.Context) (storage.Manifest, error) {
 	if err != nil {
 		return storage.Manifest{}, err
 	}
-	man, err := dump.Capture(ctx, m.captureOptions(conn))
+	o, err := m.captureOptions(conn, m.noStall())
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	man, err := dump.Capture(ctx, o)
 	if err != nil {
 		return storage.Manifest{}, err
 	}
@@ -46,9 +56,11 @@ func (m *Main) capture(ctx context.Context) (storage.Manifest, error) {
 	return man, nil
 }
 
-// captureOptions turns the configuration into dump.CaptureOptions.
-func (m *Main) captureOptions(conn dump.Conn) dump.CaptureOptions {
-	return dump.CaptureOptions{
+// captureOptions turns the configuration into dump.CaptureOptions, with
+// ns's no-stall mechanisms (built once by m.noStall, so a long-running
+// caller can read its gauges).
+func (m *Main) captureOptions(conn dump.Conn, ns *dump.NoStall) (dump.CaptureOptions, error) {
+	o := dump.CaptureOptions{
 		Conn:             conn,
 		Store:            m.store,
 		PgBinDir:         m.cfg.PgBinDir,
@@ -56,7 +68,37 @@ func (m *Main) captureOptions(conn dump.Conn) dump.CaptureOptions {
 		LockWaitTimeout:  m.cfg.LockWaitTimeout.D(),
 		Logger:           m.log.With("component", "capture"),
 		Version:          version,
+		SkipGlobals:      !m.cfg.Globals,
 	}
+	if m.cfg.DumpURL != "" {
+		dc, err := dump.ParseConn(m.cfg.DumpURL)
+		if err != nil {
+			return o, configError{fmt.Errorf("PGBACKUPS_DUMP_URL: %w", err)}
+		}
+		o.DumpConn = &dc
+	}
+	ns.Apply(&o)
+	return o, nil
+}
+
+// noStall builds issue 5's mechanisms from the configuration: priority,
+// rate limit (fixed or adaptive), lock watchdog and size guard.
+func (m *Main) noStall() *dump.NoStall {
+	return dump.NewNoStall(dump.NoStallOptions{
+		Priority:          m.priority(),
+		MaxRate:           m.cfg.MaxRate.BytesPerSecond,
+		AutoRate:          m.cfg.MaxRate.Auto,
+		OnBlocking:        dump.BlockingPolicy(m.cfg.OnBlocking),
+		BlockingThreshold: m.cfg.BlockingThreshold.D(),
+		LogicalLimit:      int64(m.cfg.LogicalLimit),
+		Logger:            m.log.With("component", "capture"),
+	})
+}
+
+// priority is PGBACKUPS_NICE and PGBACKUPS_IONICE_CLASS.
+func (m *Main) priority() dump.Priority {
+	class, level, _ := config.ParseIONice(m.cfg.IONiceClass) // config.Load validated it
+	return dump.Priority{Nice: m.cfg.Nice, IOClass: class, IOLevel: level}
 }
 
 func rate(n int64, man storage.Manifest) int64 {

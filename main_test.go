@@ -118,7 +118,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"capture", "--help"}, exitOK, "usage: pgbackups capture"},
 		{[]string{"help"}, exitOK, "Commands:"},
 		{[]string{"help", "config"}, exitOK, "PGBACKUPS_DATABASE_URL"},
-		{[]string{"version"}, exitOK, "pgbackups dev"},
+		{[]string{"version"}, exitOK, ", go1."},
 	} {
 		r := run(t, []string{store}, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.want) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/pgbackups/pgbackups/schedule"
 )
 
 // Prefix is the prefix of every pgbackups environment variable.
@@ -299,6 +301,9 @@ func (c *Config) Validate() Errors {
 		if st, err := os.Stat(c.PgBinDir); err != nil || !st.IsDir() {
 			bad("PG_BIN_DIR", "%s is not a directory", c.PgBinDir)
 		}
+	}
+	if _, err := schedule.Parse(c.Schedule); err != nil {
+		bad("SCHEDULE", "%v", err)
 	}
 	for name, n := range map[string]int{"KEEP_LAST": c.KeepLast, "KEEP_DAILY": c.KeepDaily, "KEEP_WEEKLY": c.KeepWeekly, "KEEP_MONTHLY": c.KeepMonthly, "RETRY_MAX": c.RetryMax} {
 		if n < 0 {

@@ -48,6 +48,12 @@ type CaptureOptions struct {
 	// stopped when the dump ends.
 	Monitors []Monitor
 	Now      func() time.Time
+	// LogicalLimit, when positive, is PGBACKUPS_LOGICAL_LIMIT: a larger
+	// database gets a warning in the logs and the manifest (SizeWarning).
+	LogicalLimit int64
+	// SkipGlobals leaves out pg_dumpall --globals-only (roles, tablespaces),
+	// which is otherwise stored next to the dump (PGBACKUPS_GLOBALS=false).
+	SkipGlobals bool
 }
 
 // Running identifies a dump in progress to monitors.
@@ -55,6 +61,7 @@ type Running struct {
 	ID      string
 	AppName string // pg_dump's application_name in pg_stat_activity
 	PID     int    // pg_dump's process id
+	Conn    Conn   // the server pg_dump reads from: DumpConn, else Conn
 }
 
 // Monitor watches a running dump until ctx ends.
@@ -109,15 +116,33 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Source:           "primary",
 	}
 	log = log.With("backup", m.ID, "database", info.Database)
+	var standby *standbySource
+	if o.DumpConn != nil {
+		if standby, err = checkStandby(ctx, o.Conn, info, *o.DumpConn, pgDump, log); err != nil {
+			return storage.Manifest{}, err
+		}
+		m.Source = "standby"
+	}
+	if w := SizeWarning(info.SizeBytes, o.LogicalLimit); w != "" {
+		log.Warn("database is over PGBACKUPS_LOGICAL_LIMIT; use physical backups", "database_bytes", info.SizeBytes, "logical_limit", o.LogicalLimit)
+		m.Warnings = append(m.Warnings, w)
+	}
 	log.Info("backup starting", "server_version", info.Version, "pg_dump", pgDump.Path, "database_bytes", info.SizeBytes)
 
-	res, err := streamDump(ctx, o, pgDump, m.ID, info.SizeBytes)
+	// Row counts come from the archive as it streams by (see counts.go).
+	scan := startArchiveScan()
+	res, err := streamDump(ctx, o, pgDump, m.ID, info.SizeBytes, scan)
+	if err != nil && standby != nil {
+		err = standby.explain(ctx, err)
+	}
+	scanned, scanErr := scan.Finish()
 	m.FinishedAt = now().UTC()
 	m.DumpBytes, m.StoredBytes = res.dumpBytes, res.storedBytes
 	if err == nil {
 		m.Status = storage.StatusCompleted
 		m.DataKey = storage.DataKey(m.ID)
 		m.SHA256, m.DumpSHA256 = res.storedSHA, res.dumpSHA
+		captureExtras(ctx, o, &m, info.Major(), scanned, scanErr, log)
 		err = storage.Catalog{Store: o.Store}.WriteManifest(ctx, m)
 		if err == nil {
 			return m, nil
@@ -129,11 +154,17 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		if derr := o.Store.Delete(cleanupCtx, storage.DataKey(m.ID)); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
 			log.Warn("could not remove unlisted data object; prune will", "key", storage.DataKey(m.ID), "err", derr)
 		}
+		if m.GlobalsKey != "" {
+			if derr := o.Store.Delete(cleanupCtx, m.GlobalsKey); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+				log.Warn("could not remove unlisted globals object; prune will", "key", m.GlobalsKey, "err", derr)
+			}
+		}
 		cancel()
 	}
 	m.Status = storage.StatusFailed
 	m.Error = err.Error()
 	m.DataKey, m.SHA256, m.DumpSHA256 = "", "", ""
+	m.GlobalsKey, m.GlobalsSHA256, m.Tables, m.TableCountMethod = "", "", nil, ""
 	// Record the failure even when ctx was cancelled (SIGTERM): the operator
 	// should find out why a backup is missing. Best effort: storage may be
 	// what failed.
@@ -153,7 +184,8 @@ type streamResult struct {
 // streamDump runs pg_dump and streams its output through zstd into the
 // store under DataKey(id). Memory is the store's upload buffers plus the
 // encoder's window, whatever the database size.
-func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, sizeHint int64) (streamResult, error) {
+// observe sees every byte of pg_dump's output; its Write must not fail.
+func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, sizeHint int64, observe io.Writer) (streamResult, error) {
 	var res streamResult
 	// Cancelled when the upload fails, so pg_dump is stopped rather than
 	// left blocked on a full pipe.
@@ -192,7 +224,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	if o.Started != nil {
 		o.Started(cmd.Process.Pid)
 	}
-	stopMonitors := startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid})
+	stopMonitors := startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid, Conn: dc})
 	defer stopMonitors()
 
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(o.CompressionLevel)))
@@ -209,6 +241,9 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	var src io.Reader = stdout
 	if o.Throttle != nil {
 		src = o.Throttle(src)
+	}
+	if observe != nil {
+		src = io.TeeReader(src, observe)
 	}
 	counted := &countReader{r: src, h: dumpHash, progress: o.Progress}
 
@@ -233,6 +268,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 			err = copyErr // pg_dump was stopped because the upload failed
 		case waitErr != nil:
 			err = childError("pg_dump", waitErr, stderr)
+			err = recoveryConflict(err, stderr.String())
 			if tail := stderr.String(); strings.Contains(tail, "LOCK TABLE") && strings.Contains(tail, "timeout") {
 				err = fmt.Errorf("%w (pg_dump gave up waiting PGBACKUPS_LOCK_WAIT_TIMEOUT=%s for a table lock another session holds, usually DDL or a migration; the backup will be retried)", err, o.LockWaitTimeout)
 			}

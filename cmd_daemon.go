@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgbackups/pgbackups/daemon"
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/internal/sdnotify"
+	"github.com/pgbackups/pgbackups/schedule"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+var daemonCommand = command{
+	name:    "daemon",
+	summary: "back up on PGBACKUPS_SCHEDULE and serve /healthz and /metrics (runs when no command is given)",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		if _, err := m.parseFlags(m.flags(), args, 0); err != nil {
+			return err
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		d, err := m.newDaemon()
+		if err != nil {
+			return err
+		}
+		return d.Run(ctx)
+	},
+}
+
+// newDaemon wires the daemon from the loaded configuration.
+func (m *Main) newDaemon() (*daemon.Daemon, error) {
+	cfg := m.cfg
+	sched, err := schedule.Parse(cfg.Schedule)
+	if err != nil {
+		return nil, configError{fmt.Errorf("PGBACKUPS_SCHEDULE: %w", err)}
+	}
+	conn, err := m.conn()
+	if err != nil {
+		return nil, err
+	}
+	cat := m.catalog()
+	ns := m.noStall() // one for every backup, so its gauges can be exported
+	if _, err := m.captureOptions(conn, ns); err != nil {
+		return nil, err // PGBACKUPS_DUMP_URL does not parse: say so at start-up
+	}
+	policy := schedule.Policy{KeepLast: cfg.KeepLast, KeepDaily: cfg.KeepDaily, KeepWeekly: cfg.KeepWeekly, KeepMonthly: cfg.KeepMonthly}
+	return daemon.New(daemon.Options{
+		Schedule: sched,
+		Capture: func(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error) {
+			o, err := m.captureOptions(conn, ns)
+			if err != nil {
+				return storage.Manifest{}, err
+			}
+			o.Progress = progress
+			return dump.Capture(ctx, o)
+		},
+		Prune: func(ctx context.Context) (int, error) {
+			return prune(ctx, cat, storage.PruneOptions{
+				Policy:   policy,
+				Location: sched.Location(),
+				Now:      time.Now(),
+				Grace:    cfg.OrphanGrace.D(),
+			}, m.log.With("component", "retention"))
+		},
+		Latest: func(ctx context.Context) (storage.Manifest, error) { return latestCompleted(ctx, cat) },
+		// The lock is taken on DATABASE_URL, the primary, even when
+		// PGBACKUPS_DUMP_URL sends pg_dump to a replica: every daemon
+		// backing up this database sees the primary's lock table.
+		Lock:          daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, cfg.StorageURL), conn.Database())},
+		Logger:        m.log,
+		HTTPAddr:      cfg.HTTPAddr,
+		ShutdownGrace: cfg.ShutdownGrace.D(),
+		Retry:         daemon.Retry{Max: cfg.RetryMax, Backoff: cfg.RetryBackoff.D(), MaxTime: cfg.RetryMaxTime.D()},
+		WebhookURL:    cfg.WebhookURL,
+		PingURL:       cfg.PingURL,
+		HealthGrace:   cfg.HealthGrace.D(),
+		LogicalLimit:  int64(cfg.LogicalLimit),
+		Blocking:      ns.Blocking,
+		RateLimit:     ns.RateLimit,
+		Notify:        sdnotify.Notify,
+		Version:       version,
+	})
+}
+
+// storageLocation names the store the same way however the URL was
+// spelled ("/srv/b" and "file:///srv/b/"), so replicas agree on the lock.
+func storageLocation(st storage.Store, raw string) string {
+	if d, ok := st.(storage.Describer); ok {
+		return d.Location("")
+	}
+	return raw
+}
+
+// prune applies retention and logs what it removed.
+func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log *slog.Logger) (int, error) {
+	res, err := storage.Prune(ctx, cat, o)
+	for _, p := range res.Removed {
+		log.Info("retention removed", "backup", p.ID, "key", p.Key, "reason", p.Reason, "bytes", p.Bytes)
+	}
+	for _, e := range res.Unreadable {
+		log.Warn("retention left alone a backup whose manifest is unreadable", "backup", e.ID, "err", e.Err)
+	}
+	return len(res.Removed), err
+}
+
+// latestCompleted returns the newest completed backup, reading manifests
+// newest first and stopping at the first good one (Catalog.Resolve reads
+// them all).
+func latestCompleted(ctx context.Context, cat storage.Catalog) (storage.Manifest, error) {
+	objs, err := cat.Store.List(ctx, "")
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	var ids []string
+	for _, o := range objs {
+		id, _, ok := strings.Cut(o.Key, "/")
+		if ok && storage.ValidID(id) && o.Key == storage.ManifestKey(id) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	for _, id := range ids {
+		man, err := cat.Manifest(ctx, id)
+		if err != nil && ctx.Err() != nil {
+			return storage.Manifest{}, ctx.Err()
+		}
+		// An unreadable manifest is skipped: `pgbackups list --all` shows it.
+		if err == nil && man.OK() {
+			return man, nil
+		}
+	}
+	return storage.Manifest{}, storage.ErrNoBackups
+}

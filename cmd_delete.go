@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/schedule"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+var deleteCommand = command{
+	name:    "delete",
+	args:    "ID --confirm ID",
+	summary: "remove one backup, manifest first",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		confirm := fs.String("confirm", "", "the backup id, repeated")
+		pos, err := m.parseFlags(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		if len(pos) == 0 {
+			return usagef("name the backup to delete (`pgbackups list --all` shows ids)")
+		}
+		id := pos[0]
+		if !storage.ValidID(id) {
+			return usagef("%q is not a backup id (they look like 20261125-020000-k3f9); delete takes an exact id, never latest", id)
+		}
+		if *confirm != id {
+			return usagef("deleting backup %s cannot be undone: repeat its id with --confirm %s", id, id)
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		objs, err := m.store.List(ctx, id+"/")
+		if err != nil {
+			return err
+		}
+		if err := m.catalog().Delete(ctx, id); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("backup %s: no such backup in %s", id, m.root())
+			}
+			return err
+		}
+		var size int64
+		for _, o := range objs {
+			size += o.Size
+		}
+		fmt.Fprintf(m.Stderr, "deleted backup %s: %d objects, %s\n", id, len(objs), config.HumanBytes(size))
+		m.log.Info("backup deleted", "backup", id, "objects", len(objs), "bytes", size)
+		return nil
+	},
+}
+
+var pruneCommand = command{
+	name:    "prune",
+	args:    "[--dry-run]",
+	summary: "apply retention (PGBACKUPS_KEEP_*) and remove orphaned objects",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		dryRun := fs.Bool("dry-run", false, "list what would be removed and remove nothing")
+		if _, err := m.parseFlags(fs, args, 0); err != nil {
+			return err
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		opts, err := m.pruneOptions(time.Now())
+		if err != nil {
+			return err
+		}
+		opts.DryRun = *dryRun
+		res, err := storage.Prune(ctx, m.catalog(), opts)
+		m.printPrune(res, *dryRun)
+		return err
+	},
+}
+
+// pruneOptions turns the configuration into storage.PruneOptions: the
+// KEEP_* counts, days counted in the schedule's time zone (the machine's
+// when there is no schedule), and ORPHAN_GRACE.
+func (m *Main) pruneOptions(now time.Time) (storage.PruneOptions, error) {
+	c := m.cfg
+	policy := schedule.Policy{KeepLast: c.KeepLast, KeepDaily: c.KeepDaily, KeepWeekly: c.KeepWeekly, KeepMonthly: c.KeepMonthly}
+	loc := time.Local
+	if c.Schedule != "" {
+		s, err := schedule.Parse(c.Schedule)
+		if err != nil {
+			return storage.PruneOptions{}, configError{fmt.Errorf("PGBACKUPS_SCHEDULE: %w", err)}
+		}
+		loc = s.Location()
+	}
+	return storage.PruneOptions{Policy: policy, Location: loc, Now: now, Grace: c.OrphanGrace.D()}, nil
+}
+
+func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
+	var n int
+	var bytes int64
+	for _, p := range res.Removed {
+		what := p.ID
+		if what == "" {
+			what = p.Key
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", verb, what, p.Reason, p.Time.Local().Format("2006-01-02 15:04 MST"), config.HumanBytes(p.Bytes))
+		n++
+		bytes += p.Bytes
+	}
+	for _, d := range res.Kept {
+		fmt.Fprintf(tw, "keep\t%s\t%s\t%s\t\n", d.ID, strings.Join(d.Reasons, ","), d.Time.Local().Format("2006-01-02 15:04 MST"))
+	}
+	tw.Flush()
+	for _, e := range res.Unreadable {
+		fmt.Fprintf(m.Stderr, "left alone: %s has a manifest that cannot be read (%v); inspect it, then `pgbackups delete %s --confirm %s`\n", e.ID, e.Err, e.ID, e.ID)
+	}
+	fmt.Fprintf(m.Stderr, "%s %d items (%s), kept %d backups\n", verb, n, config.HumanBytes(bytes), len(res.Kept))
+	if !dryRun {
+		m.log.Info("prune completed", "removed", n, "bytes", bytes, "kept", len(res.Kept))
+	}
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+var downloadCommand = command{
+	name:    "download",
+	args:    "[ID|latest] [-o FILE|-]",
+	summary: "write a backup as a pg_dump archive stock pg_restore reads, checksums verified",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		out := fs.String("o", "", "the file to write (default ID.dump in the current directory); - writes to stdout")
+		pos, err := m.parseFlags(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		if *out == "-" {
+			if f, ok := m.Stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				return usagef("refusing to write a binary archive to a terminal: redirect stdout or use -o FILE")
+			}
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		man, err := m.resolve(ctx, pos)
+		if err != nil {
+			return err
+		}
+		if *out == "-" {
+			// What reached stdout cannot be taken back: on a mismatch the
+			// error says so and the exit status is non-zero.
+			if _, err := dump.CopyBackup(ctx, m.store, man, m.Stdout); err != nil {
+				return fmt.Errorf("%w (the bytes already written to stdout must be discarded)", err)
+			}
+			return nil
+		}
+		path := *out
+		if path == "" {
+			path = man.ID + ".dump"
+		}
+		n, err := downloadFile(ctx, m.store, man, path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stderr, "backup %s of %s: wrote %s to %s, sha256 verified\nrestore it with: pg_restore --no-owner --dbname=\"$TARGET_DATABASE_URL\" %s\n",
+			man.ID, man.Database, config.HumanBytes(n), path, quote(path))
+		return nil
+	},
+}
+
+// downloadFile writes the archive to a temporary file next to path and
+// renames it into place only once its checksums matched: path is either
+// absent or a verified archive, never a partial one.
+func downloadFile(ctx context.Context, st storage.Store, man storage.Manifest, path string) (int64, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	// 0600 (CreateTemp's mode): the archive holds the whole database.
+	f, err := os.CreateTemp(dir, "."+base+".partial-*")
+	if err != nil {
+		return 0, fmt.Errorf("download %s: %w", man.ID, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	n, err := dump.CopyBackup(ctx, st, man, f)
+	if err != nil {
+		return n, fmt.Errorf("%w (nothing was written to %s)", err, path)
+	}
+	if err := f.Sync(); err != nil {
+		return n, fmt.Errorf("download %s: %w", man.ID, err)
+	}
+	if err := f.Close(); err != nil {
+		return n, fmt.Errorf("download %s: %w", man.ID, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return n, fmt.Errorf("download %s: %w", man.ID, err)
+	}
+	done = true
+	return n, nil
+}
+
+var urlCommand = command{
+	name:    "url",
+	args:    "[ID|latest] [--expires 1h]",
+	summary: "print a time-limited URL of a backup's stored object (S3 only)",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		expires := fs.Duration("expires", time.Hour, "how long the URL works (at most 168h, S3's limit)")
+		pos, err := m.parseFlags(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		// SigV4 pre-signed URLs live at most seven days.
+		if *expires < time.Second || *expires > 7*24*time.Hour {
+			return usagef("--expires %s is outside 1s to 168h", *expires)
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		man, err := m.resolve(ctx, pos)
+		if err != nil {
+			return err
+		}
+		if !man.OK() {
+			return fmt.Errorf("backup %s did not complete (status %s): it has no data to hand out", man.ID, man.Status)
+		}
+		signer, ok := m.store.(storage.Signer)
+		if !ok {
+			return fmt.Errorf("the storage at %s cannot sign URLs (only S3 can); use `pgbackups download %s` instead, or read %s directly: it is a zstd-compressed pg_dump archive",
+				m.root(), man.ID, m.location(man.DataKey))
+		}
+		u, err := signer.PresignGet(ctx, man.DataKey, *expires)
+		if err != nil {
+			return fmt.Errorf("url %s: %w", man.ID, err)
+		}
+		fmt.Fprintln(m.Stdout, u)
+		fmt.Fprintf(m.Stderr, "valid until %s; the object is zstd-compressed, restore straight from it with:\n  curl -fsS %s | zstd -d | pg_restore --no-owner --dbname=\"$TARGET_DATABASE_URL\"\n",
+			time.Now().Add(*expires).Local().Format("2006-01-02 15:04 MST"), quote(u))
+		return nil
+	},
+}

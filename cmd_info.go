@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+var infoCommand = command{
+	name:    "info",
+	args:    "[ID|latest] [--json]",
+	summary: "show everything recorded about one backup, failed ones included",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		asJSON := fs.Bool("json", false, "print the manifest as JSON, plus where each object is stored")
+		pos, err := m.parseFlags(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		man, err := m.resolve(ctx, pos)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(m.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(infoJSON{Manifest: man, DataLocation: m.location(man.DataKey), GlobalsLocation: m.location(man.GlobalsKey)})
+		}
+		return m.printInfo(m.Stdout, man)
+	},
+}
+
+// infoJSON is the manifest with the storage locations of its objects.
+type infoJSON struct {
+	storage.Manifest
+	DataLocation    string `json:"data_location,omitempty"`
+	GlobalsLocation string `json:"globals_location,omitempty"`
+}
+
+// resolve turns the optional [ID|latest] argument into a manifest.
+func (m *Main) resolve(ctx context.Context, pos []string) (storage.Manifest, error) {
+	ref := "latest"
+	if len(pos) > 0 {
+		ref = pos[0]
+	}
+	man, err := m.catalog().Resolve(ctx, ref)
+	if errors.Is(err, storage.ErrNoBackups) {
+		return man, fmt.Errorf("no completed backup in %s; `pgbackups list --all` shows failed ones, `pgbackups capture` takes one", m.root())
+	}
+	return man, err
+}
+
+// location names a key the way the operator knows the store; "" for "".
+func (m *Main) location(key string) string {
+	if key == "" {
+		return ""
+	}
+	if d, ok := m.store.(storage.Describer); ok {
+		return d.Location(key)
+	}
+	return key
+}
+
+// root names the store itself.
+func (m *Main) root() string {
+	if d, ok := m.store.(storage.Describer); ok {
+		return d.Location("")
+	}
+	return m.cfg.StorageURL
+}
+
+func (m *Main) printInfo(w io.Writer, man storage.Manifest) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, args...)) }
+	when := func(t time.Time) string {
+		return t.Local().Format("2006-01-02 15:04:05 MST") + "  (" + t.UTC().Format(time.RFC3339) + ")"
+	}
+	row("ID", "%s", man.ID)
+	row("Status", "%s", man.Status)
+	if man.Error != "" {
+		row("Error", "%s", man.Error)
+	}
+	row("Database", "%s", man.Database)
+	if man.Host != "" {
+		row("Source", "%s (%s)", man.Host, man.Source)
+	}
+	row("Server version", "%s", man.ServerVersion)
+	row("pg_dump version", "%s", man.PgDumpVersion)
+	row("Started", "%s", when(man.StartedAt))
+	row("Finished", "%s", when(man.FinishedAt))
+	row("Duration", "%s", man.Duration().Round(time.Millisecond))
+	if man.DatabaseBytes > 0 {
+		row("Database size", "%s", config.HumanBytes(man.DatabaseBytes))
+	}
+	row("Dump size", "%s (%d bytes, pg_dump --format=%s)", config.HumanBytes(man.DumpBytes), man.DumpBytes, man.Format)
+	row("Stored size", "%s (%d bytes, %s level %d)", config.HumanBytes(man.StoredBytes), man.StoredBytes, man.Compression, man.CompressionLevel)
+	if man.DataKey != "" {
+		row("Data", "%s", m.location(man.DataKey))
+		row("Data key", "%s", man.DataKey)
+		row("SHA-256 (stored)", "%s", man.SHA256)
+		row("SHA-256 (dump)", "%s", man.DumpSHA256)
+	}
+	if man.GlobalsKey != "" {
+		row("Globals", "%s", m.location(man.GlobalsKey))
+		row("SHA-256 (globals)", "%s", man.GlobalsSHA256)
+	} else if man.OK() {
+		row("Globals", "not stored")
+	}
+	if man.PgbackupsVersion != "" {
+		row("pgbackups version", "%s", man.PgbackupsVersion)
+	}
+	for _, warn := range man.Warnings {
+		row("Warning", "%s", warn)
+	}
+	if len(man.Tables) > 0 {
+		method := man.TableCountMethod
+		switch method {
+		case "archive":
+			method = "exact, counted in the archive"
+		case "estimate":
+			method = "estimated from pg_class.reltuples"
+		}
+		row("Tables", "%d (row counts %s)", len(man.Tables), method)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(man.Tables) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, t := range man.Tables {
+		fmt.Fprintf(tw, "  %s.%s\t%d\t\n", t.Schema, t.Table, t.Rows)
+	}
+	return tw.Flush()
+}
+
+// quote shell-quotes s for a copy-and-paste hint.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

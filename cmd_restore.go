@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/dump"
+)
+
+var restoreCommand = command{
+	name:    "restore",
+	args:    "[ID|latest] --to DATABASE_URL --confirm DBNAME [--clean] [--no-owner] [--no-acl] [--jobs N] [--with-globals]",
+	summary: "restore a backup into a database, streaming it into pg_restore",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		to := fs.String("to", "", "the database to restore into (URL or key=value DSN; it must exist). Its password may come from PGPASSWORD or ~/.pgpass instead, which keeps it out of the process list")
+		confirm := fs.String("confirm", "", "the target database's name, repeated: restore replaces what it holds")
+		clean := fs.Bool("clean", false, "drop the backup's objects in the target before recreating them (pg_restore --clean --if-exists)")
+		noOwner := fs.Bool("no-owner", false, "do not restore ownership: everything belongs to the restoring role (needed when the backup's roles do not exist there)")
+		noACL := fs.Bool("no-acl", false, "do not restore privileges (GRANT/REVOKE)")
+		jobs := fs.Int("jobs", 1, "restore with N parallel jobs; needs the archive as a file, decompressed to a temporary file first")
+		withGlobals := fs.Bool("with-globals", false, "first create the backup's roles and tablespaces in the target cluster (existing roles are left as they are)")
+		pos, err := m.parseFlags(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		if *jobs < 1 {
+			return usagef("--jobs %d: want 1 or more", *jobs)
+		}
+		target, err := m.target("--to", *to)
+		if err != nil {
+			return err
+		}
+		if err := checkConfirm(*confirm, target); err != nil {
+			return err
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		man, err := m.resolve(ctx, pos)
+		if err != nil {
+			return err
+		}
+		if m.isSource(target) {
+			fmt.Fprintf(m.Stderr, "restoring over %s, the database pgbackups backs up (PGBACKUPS_DATABASE_URL), as --confirm %s asks\n", target, *confirm)
+		}
+		fmt.Fprintf(m.Stderr, "restoring backup %s (%s, taken %s, %s) into %s\n",
+			man.ID, man.Database, man.StartedAt.Local().Format("2006-01-02 15:04 MST"), config.HumanBytes(man.DumpBytes), target)
+		if *jobs > 1 {
+			fmt.Fprintf(m.Stderr, "--jobs %d needs a seekable archive: decompressing it to a temporary file in %s first (%s of disk); it is removed afterwards\n",
+				*jobs, os.TempDir(), config.HumanBytes(man.DumpBytes))
+		}
+		res, err := dump.Restore(ctx, dump.RestoreOptions{
+			Store: m.store, Manifest: man, Target: target, PgBinDir: m.cfg.PgBinDir,
+			Clean: *clean, NoOwner: *noOwner, NoACL: *noACL, WithGlobals: *withGlobals, Jobs: *jobs,
+			Logger: m.log.With("component", "restore"),
+		})
+		for _, note := range res.GlobalsNotes {
+			fmt.Fprintf(m.Stderr, "globals: %s\n", note)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stderr, "restored %d tables (%d rows) into database %q in %s\n", res.Tables, res.Rows, res.Database, res.Duration.Round(time.Millisecond))
+		fmt.Fprintln(m.Stderr, "planner statistics are not part of a dump: run ANALYZE (or vacuumdb --analyze-only) on it")
+		m.log.Info("restore completed", "backup", man.ID, "database", res.Database, "tables", res.Tables, "rows", res.Rows, "duration", res.Duration.String())
+		return nil
+	},
+}
+
+// target parses a database URL given on the command line. The error never
+// repeats it: it may hold a password.
+func (m *Main) target(flagName, raw string) (dump.Conn, error) {
+	if raw == "" {
+		return dump.Conn{}, usagef("%s DATABASE_URL is required", flagName)
+	}
+	c, err := dump.ParseConn(raw)
+	if err != nil {
+		return dump.Conn{}, usagef("%s: %v", flagName, err)
+	}
+	if c.Database() == "" {
+		return dump.Conn{}, usagef("%s names no database", flagName)
+	}
+	return c, nil
+}
+
+// checkConfirm insists that --confirm repeats the target database's name.
+func checkConfirm(confirm string, target dump.Conn) error {
+	switch confirm {
+	case "":
+		return usagef("restore replaces what database %q holds: repeat its name with --confirm %s", target.Database(), target.Database())
+	case target.Database():
+		return nil
+	}
+	return usagef("--confirm %q does not match the target database %q; nothing was restored", confirm, target.Database())
+}
+
+// isSource reports whether c is the database pgbackups backs up: same
+// database on the same host and port as PGBACKUPS_DATABASE_URL.
+func (m *Main) isSource(c dump.Conn) bool {
+	if m.cfg.DatabaseURL == "" {
+		return false
+	}
+	src, err := dump.ParseConn(m.cfg.DatabaseURL)
+	if err != nil {
+		return false
+	}
+	a, b := src.Config(), c.Config()
+	return a.Database == b.Database && a.Host == b.Host && a.Port == b.Port
+}
+
+var verifyCommand = command{
+	name:    "verify",
+	args:    "[ID|latest] [--restore-to DATABASE_URL]",
+	summary: "re-read a backup: checksums, pg_restore --list, row counts; optionally restore it into a scratch database",
+	run: func(m *Main, ctx context.Context, args []string) error {
+		fs := m.flags()
+		restoreTo := fs.String("restore-to", "", "an empty scratch database to restore into (without owners or grants) and count rows in")
+		pos, err := m.parseFlags(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		var scratch *dump.Conn
+		if *restoreTo != "" {
+			c, err := m.target("--restore-to", *restoreTo)
+			if err != nil {
+				return err
+			}
+			scratch = &c
+		}
+		if err := m.setup(ctx); err != nil {
+			return err
+		}
+		if scratch != nil && m.isSource(*scratch) {
+			return usagef("--restore-to names %s, the database pgbackups backs up: verify needs an empty scratch database", *scratch)
+		}
+		man, err := m.resolve(ctx, pos)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		res, err := dump.Verify(ctx, dump.VerifyOptions{
+			Store: m.store, Manifest: man, PgBinDir: m.cfg.PgBinDir, RestoreTo: scratch,
+			Logger: m.log.With("component", "verify"),
+		})
+		m.printCounts(res.Counts, man.TableCountMethod)
+		if err != nil {
+			if errors.Is(err, dump.ErrCountMismatch) {
+				return fmt.Errorf("%w (the rows listed above differ)", err)
+			}
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "backup %s is good: stored and archive sha256 match the manifest\n", man.ID)
+		if res.Restored != nil {
+			fmt.Fprintf(m.Stdout, "restored into %q: %d tables, %d rows\n", res.Restored.Database, res.Restored.Tables, res.Restored.Rows)
+		} else {
+			fmt.Fprintf(m.Stdout, "pg_restore --list reads %d entries\n", res.Entries)
+		}
+		switch {
+		case len(man.Tables) == 0:
+			fmt.Fprintln(m.Stdout, "no row counts were recorded at capture: none compared")
+		case res.Counts == nil:
+			fmt.Fprintf(m.Stdout, "row counts (%s) not compared: add --restore-to to count them in a restored copy\n", man.TableCountMethod)
+		case man.TableCountMethod == dump.CountMethodEstimate:
+			near := 0
+			for _, c := range res.Counts {
+				if c.OK {
+					near++
+				}
+			}
+			fmt.Fprintf(m.Stdout, "row counts of %d of %d tables are near capture's estimates (pg_class.reltuples; estimates are never exact, so this is no failure)\n", near, len(res.Counts))
+		default:
+			fmt.Fprintf(m.Stdout, "row counts of %d tables match what capture recorded (%s)\n", len(res.Counts), man.TableCountMethod)
+		}
+		fmt.Fprintf(m.Stdout, "verified in %s\n", time.Since(start).Round(time.Millisecond))
+		return nil
+	},
+}
+
+// printCounts lists the tables whose counts disagree.
+func (m *Main) printCounts(cs []dump.CountCheck, method string) {
+	for _, c := range cs {
+		if c.OK {
+			continue
+		}
+		got := fmt.Sprint(c.Got)
+		if c.Got < 0 {
+			got = "missing"
+		}
+		kind := "differs"
+		if method == dump.CountMethodEstimate {
+			kind = "far from the estimate"
+		}
+		fmt.Fprintf(m.Stdout, "  %s.%s: recorded %d, found %s (%s)\n", c.Schema, c.Table, c.Recorded, got, kind)
+	}
+}

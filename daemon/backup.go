@@ -1,0 +1,292 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/internal/sdnotify"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// outcome is how one backup attempt ended.
+type outcome struct {
+	result   string // resultSuccess, resultFailure or resultSkipped
+	man      storage.Manifest
+	err      error
+	started  time.Time
+	finished time.Time
+}
+
+// scheduled is the gocron task: one scheduled run, retries included. stop
+// ends with the daemon (no more retries); backups run on bctx, which
+// outlives stop by ShutdownGrace.
+func (d *Daemon) scheduled(stop, bctx context.Context) {
+	if !d.enter() {
+		return
+	}
+	defer d.inflight.Done()
+	tick := d.now()
+	d.mu.Lock()
+	expected := d.nextRun
+	d.nextRun = d.opts.Schedule.Next(tick)
+	d.mu.Unlock()
+	// Singleton mode drops runs that come while the previous one is still
+	// going: say so, they are backups that did not happen.
+	if !expected.IsZero() && tick.Sub(expected) > time.Second {
+		d.log.Warn("scheduled runs were skipped: the previous backup was still running",
+			"first_skipped", expected.Format(time.RFC3339))
+	}
+	d.runScheduled(stop, bctx, tick)
+}
+
+// runScheduled backs up, retrying failures with a doubling pause while
+// Retry allows and the retry would finish before the next scheduled run.
+func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
+	next := d.opts.Schedule.Next(tick)
+	pause := d.opts.Retry.Backoff
+	for attempt := 1; ; attempt++ {
+		o := d.attempt(bctx, attempt)
+		switch o.result {
+		case resultSuccess:
+			d.sdnotify(sdnotify.Status(fmt.Sprintf("last backup %s ok; next %s", o.man.ID, next.Format(time.RFC3339))))
+			return
+		case resultSkipped:
+			d.followOther(stop, tick, next)
+			return
+		}
+		retryAt, giveUp := d.retryPlan(attempt, tick, next, pause, o.finished.Sub(o.started))
+		if stop.Err() != nil {
+			giveUp = "the daemon is stopping"
+		}
+		ev := d.event(EventFailed, o, attempt)
+		if giveUp == "" {
+			ev.WillRetry, ev.NextAttemptAt = true, &retryAt
+			d.log.Warn("backup failed; retrying", "attempt", attempt, "err", o.err.Error(),
+				"retry_in", pause.String(), "retry_at", retryAt.Format(time.RFC3339))
+		} else {
+			d.log.Error("backup failed", "attempt", attempt, "err", o.err.Error(),
+				"not_retried", giveUp, "next_run", next.Format(time.RFC3339))
+			d.sdnotify(sdnotify.Status("last backup failed; next " + next.Format(time.RFC3339)))
+		}
+		d.webhook.post(ev)
+		if giveUp != "" || !sleep(stop, pause) {
+			return
+		}
+		pause *= 2
+	}
+}
+
+// retryPlan says when the retry after a failed attempt would start, or why
+// there is none. took is how long the failed attempt ran: with the last
+// success's duration, it estimates how long the retry would.
+func (d *Daemon) retryPlan(attempt int, tick, next time.Time, pause, took time.Duration) (time.Time, string) {
+	r := d.opts.Retry
+	at := d.now().Add(pause)
+	expect := took
+	if s := d.state.lastSuccess(); s != nil {
+		expect = max(expect, time.Duration(s.Duration*float64(time.Second)))
+	}
+	switch {
+	case attempt > r.Max:
+		return time.Time{}, fmt.Sprintf("PGBACKUPS_RETRY_MAX=%d retries done", r.Max)
+	case r.MaxTime > 0 && at.Sub(tick) > r.MaxTime:
+		return time.Time{}, fmt.Sprintf("a retry at %s would start past PGBACKUPS_RETRY_MAX_TIME=%s", at.Format(time.RFC3339), r.MaxTime)
+	case !next.IsZero() && !at.Add(expect).Before(next):
+		return time.Time{}, fmt.Sprintf("a retry at %s, taking about %s, would run into the next scheduled run", at.Format(time.RFC3339), expect.Round(time.Second))
+	}
+	return at, ""
+}
+
+// attempt takes the lock, backs up, and applies retention. A run whose lock
+// another process holds is skipped, not failed.
+func (d *Daemon) attempt(ctx context.Context, n int) outcome {
+	o := outcome{started: d.now()}
+	log := d.log.With("attempt", n)
+	if d.opts.Lock != nil {
+		release, err := d.opts.Lock.TryLock(ctx)
+		var held *HeldError
+		if errors.As(err, &held) {
+			log.Info("backup skipped", "reason", held.Error())
+			d.metrics.backups.WithLabelValues(resultSkipped).Inc()
+			d.state.skipped(&Skip{At: o.started, Reason: held.Error()})
+			o.result, o.finished = resultSkipped, d.now()
+			return o
+		}
+		if err != nil {
+			return d.failed(ctx, o, n, err)
+		}
+		defer release()
+	}
+
+	d.pinger.ping("start", "start")
+	d.progress.Store(0)
+	d.state.begin(o.started, n)
+	d.metrics.inProgress.Set(1)
+	stopProgress := d.logProgress(log)
+	man, err := d.opts.Capture(ctx, &d.progress)
+	stopProgress()
+	d.metrics.inProgress.Set(0)
+	d.state.end()
+	d.progress.Store(0)
+	if err != nil {
+		return d.failed(ctx, o, n, err)
+	}
+
+	o.result, o.man, o.finished = resultSuccess, man, d.now()
+	d.metrics.backups.WithLabelValues(resultSuccess).Inc()
+	d.recordSuccess(man, "this daemon")
+	log.Info("backup completed", "backup", man.ID, "database", man.Database,
+		"dump_bytes", man.DumpBytes, "stored_bytes", man.StoredBytes,
+		"duration", man.Duration().Round(time.Millisecond).String(),
+		"rate_bytes_per_second", rate(man.DumpBytes, man.Duration()))
+	d.pinger.ping("", "success")
+	d.webhook.post(d.event(EventSucceeded, o, n))
+
+	// Retention runs after the new backup is listed and before the lock is
+	// released, so no backup of this database runs meanwhile, here or in
+	// another replica.
+	d.retention(ctx, log)
+	return o
+}
+
+// failed records a failed attempt in health, metrics and the ping check.
+func (d *Daemon) failed(ctx context.Context, o outcome, n int, err error) outcome {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		err = fmt.Errorf("%w (%v)", err, cause)
+	}
+	o.result, o.err, o.finished = resultFailure, err, d.now()
+	var blocking *dump.BlockingError
+	f := &Failure{At: o.finished, Error: err.Error(), Attempt: n, Blocking: errors.As(err, &blocking)}
+	d.state.failed(f)
+	d.metrics.backups.WithLabelValues(resultFailure).Inc()
+	d.metrics.lastFailure.Set(float64(o.finished.UnixNano()) / 1e9)
+	if f.Blocking {
+		d.metrics.blockingAborts.Inc()
+	}
+	d.pinger.ping("fail", "fail")
+	return o
+}
+
+// recordSuccess makes m the last success unless a newer one is known.
+func (d *Daemon) recordSuccess(m storage.Manifest, by string) {
+	s := successOf(m, by)
+	if d.state.succeeded(s) {
+		d.metrics.success(s, m.DatabaseBytes, dump.OverLogicalLimit(m.DatabaseBytes, d.opts.LogicalLimit))
+	}
+}
+
+func (d *Daemon) retention(ctx context.Context, log *slog.Logger) {
+	if d.opts.Prune == nil {
+		return
+	}
+	n, err := d.opts.Prune(ctx)
+	d.metrics.retentionDeleted.Add(float64(n))
+	if err != nil {
+		d.metrics.retentionErrors.Inc()
+		log.Warn("retention incomplete; the next backup retries it", "removed", n, "err", err)
+	}
+}
+
+// followOther runs after a run was skipped because another process held
+// the lock: it watches storage for that process's backup, so this daemon's
+// /healthz reports it rather than going overdue. It gives up before the
+// next scheduled run, or when the daemon stops.
+func (d *Daemon) followOther(stop context.Context, tick, next time.Time) {
+	if d.opts.Latest == nil {
+		return
+	}
+	every := d.opts.FollowInterval
+	for {
+		if !next.IsZero() && !d.now().Add(every).Before(next) {
+			return
+		}
+		if !sleep(stop, every) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(stop, latestTimeout)
+		m, err := d.opts.Latest(ctx)
+		cancel()
+		if err == nil && m.FinishedAt.After(tick) {
+			d.recordSuccess(m, "storage")
+			d.log.Info("the lock holder completed a backup", "backup", m.ID)
+			return
+		}
+	}
+}
+
+// logProgress logs the running backup's bytes and rate every
+// ProgressInterval until the returned function is called.
+func (d *Daemon) logProgress(log *slog.Logger) (stop func()) {
+	every := d.opts.ProgressInterval
+	if every < 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		start, last, lastAt := time.Now(), int64(0), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				n := d.progress.Load()
+				log.Info("backup in progress", "bytes", n,
+					"elapsed", now.Sub(start).Round(time.Second).String(),
+					"rate_bytes_per_second", rate(n-last, now.Sub(lastAt)),
+					"average_bytes_per_second", rate(n, now.Sub(start)))
+				last, lastAt = n, now
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func rate(n int64, d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64(float64(n) / d.Seconds())
+}
+
+// sleep waits for d, or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (d *Daemon) event(name string, o outcome, attempt int) Event {
+	ev := Event{
+		Event:      name,
+		StartedAt:  o.started.UTC(),
+		FinishedAt: o.finished.UTC(),
+		Attempt:    attempt,
+		Hostname:   d.hostname,
+		Schedule:   d.opts.Schedule.String(),
+		Version:    d.opts.Version,
+	}
+	ev.DurationSeconds = ev.FinishedAt.Sub(ev.StartedAt).Seconds()
+	if o.err != nil {
+		ev.Error = o.err.Error()
+	}
+	if o.result == resultSuccess {
+		m := o.man
+		ev.BackupID, ev.Database = m.ID, m.Database
+		ev.StartedAt, ev.FinishedAt, ev.DurationSeconds = m.StartedAt, m.FinishedAt, m.Duration().Seconds()
+		ev.DumpBytes, ev.StoredBytes, ev.Warnings = m.DumpBytes, m.StoredBytes, m.Warnings
+	}
+	return ev
+}

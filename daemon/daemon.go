@@ -1,0 +1,382 @@
+// Package daemon is the long-running pgbackups: backups on a schedule, one
+// at a time even across replicas, retention after each success, retries
+// that never run into the next scheduled run, webhook and ping
+// notifications, /healthz and /metrics, and a shutdown that lets an
+// in-flight backup finish or aborts it cleanly.
+//
+// It knows nothing of configuration: cmd_daemon.go builds its Options from
+// the environment and hands it the capture, prune and lock functions.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pgbackups/pgbackups/internal/sdnotify"
+	"github.com/pgbackups/pgbackups/schedule"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// Retry bounds how a failed scheduled backup is retried. A retry is never
+// started when it would run into the next scheduled run.
+type Retry struct {
+	Max     int           // retries after the first attempt; 0 never retries
+	Backoff time.Duration // the first pause; it doubles after each retry
+	MaxTime time.Duration // no retry starts this long after the scheduled time; 0 is no limit
+}
+
+// Options is everything the daemon needs; New fills the optional parts.
+type Options struct {
+	// Schedule says when backups run; nil runs none (health is still served).
+	Schedule *schedule.Schedule
+	// Capture takes one backup, adding the uncompressed bytes it produces
+	// to progress as it goes. It must leave nothing partial listed when ctx
+	// is cancelled.
+	Capture func(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error)
+	// Prune applies retention after each successful backup, while the lock
+	// is still held; it returns how much it removed. Nil: no retention.
+	Prune func(ctx context.Context) (removed int, err error)
+	// Latest returns the newest completed backup in storage, or an error
+	// wrapping storage.ErrNoBackups. The daemon reads it at start-up, so a
+	// restart keeps the last success, and after a run it skipped, to see
+	// the backup the lock holder took. Nil: neither.
+	Latest func(ctx context.Context) (storage.Manifest, error)
+	// Lock keeps backups of one database from overlapping across
+	// processes. Nil: only this process's own runs are serialized.
+	Lock Locker
+
+	Logger *slog.Logger
+	// HTTPAddr is where /healthz and /metrics listen; "" or "off" is none.
+	HTTPAddr string
+	// ShutdownGrace is how long an in-flight backup may finish after the
+	// context passed to Run ends; then it is cancelled. Default 30s.
+	ShutdownGrace time.Duration
+	Retry         Retry
+	// WebhookURL receives a JSON Event after each attempt; PingURL is a
+	// healthchecks.io-style check pinged at start, success and failure.
+	// Neither is ever logged: only their hosts are.
+	WebhookURL, PingURL string
+	HTTPClient          *http.Client // for the two above; default has a timeout
+	// HealthGrace is how far past the schedule's longest gap /healthz
+	// waits for a success before it reports overdue.
+	HealthGrace time.Duration
+	// LogicalLimit is PGBACKUPS_LOGICAL_LIMIT in bytes, for the
+	// pgbackups_database_over_logical_limit gauge; 0 disables it.
+	LogicalLimit int64
+	// Blocking and RateLimit, when set, are exported as gauges: how many
+	// sessions the running dump blocks, and its current rate limit.
+	Blocking  func() int
+	RateLimit func() int64
+	// Notify tells a service manager about start-up and shutdown:
+	// sdnotify.Notify under systemd. Nil does nothing.
+	Notify  func(states ...string) error
+	Version string
+
+	// ProgressInterval is how often a running backup logs its progress
+	// (default 30s); FollowInterval how often, after a skipped run, storage
+	// is checked for the lock holder's backup (default 30s).
+	ProgressInterval time.Duration
+	FollowInterval   time.Duration
+	// Now is the clock health and retry decisions read; default time.Now.
+	Now func() time.Time
+}
+
+// Daemon runs backups on a schedule. Build it with New, run it once with Run.
+type Daemon struct {
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	state    *state
+	metrics  *metrics
+	progress atomic.Int64 // the running backup's bytes so far
+	webhook  *sender
+	pinger   *sender
+	hostname string
+
+	mu       sync.Mutex
+	stopping bool           // no new backup starts
+	inflight sync.WaitGroup // the scheduled run in progress, retries included
+	nextRun  time.Time      // the run expected after the current one
+}
+
+// New checks o and builds a Daemon.
+func New(o Options) (*Daemon, error) {
+	if o.Schedule != nil && o.Capture == nil {
+		return nil, errors.New("daemon: a schedule needs a Capture function")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
+	if o.Retry.Backoff <= 0 {
+		o.Retry.Backoff = time.Minute
+	}
+	if o.ProgressInterval == 0 {
+		o.ProgressInterval = 30 * time.Second
+	}
+	if o.FollowInterval <= 0 {
+		o.FollowInterval = 30 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: notifyTimeout}
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	d := &Daemon{opts: o, log: o.Logger.With("component", "daemon"), now: o.Now}
+	d.hostname, _ = os.Hostname()
+	d.state = newState(o.Schedule, o.HealthGrace, o.Now(), o.Version)
+	d.metrics = newMetrics(d)
+	agent := "pgbackups/" + o.Version
+	d.webhook = newSender("webhook", o.WebhookURL, o.HTTPClient, o.Logger, agent)
+	d.pinger = newSender("ping", o.PingURL, o.HTTPClient, o.Logger, agent)
+	return d, nil
+}
+
+// Handler serves GET /healthz and GET /metrics.
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", d.serveHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{
+		Registry:          d.metrics.reg,
+		EnableOpenMetrics: true,
+	}))
+	return mux
+}
+
+// Shutdown bounds for the parts that are not backups.
+const (
+	httpShutdownTimeout = 5 * time.Second
+	notifyDrainTimeout  = 5 * time.Second
+	latestTimeout       = 30 * time.Second
+)
+
+// Run serves and schedules until ctx ends, then shuts down: no new backup
+// starts, an in-flight one gets ShutdownGrace to finish before it is
+// cancelled, the HTTP server closes, and queued notifications get a few
+// seconds. It returns nil after a shutdown by ctx; an error when the HTTP
+// server cannot listen or stops.
+func (d *Daemon) Run(ctx context.Context) error {
+	log := d.log
+	var ln net.Listener
+	if a := d.opts.HTTPAddr; a != "" && a != "off" {
+		var err error
+		if ln, err = net.Listen("tcp", a); err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+	}
+
+	// Backups run on a context of their own: the signal that ends ctx stops
+	// scheduling, and only ShutdownGrace later cancels the backup.
+	backupCtx, cancelBackup := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelBackup(nil)
+	var sched gocron.Scheduler
+	if d.opts.Schedule != nil {
+		var err error
+		if sched, err = d.newScheduler(func() { d.scheduled(ctx, backupCtx) }); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return err
+		}
+	}
+
+	d.loadLatest(ctx)
+
+	notifyCtx, cancelNotify := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelNotify()
+	var notifiers sync.WaitGroup
+	for _, s := range []*sender{d.webhook, d.pinger} {
+		if s != nil {
+			notifiers.Go(func() { s.run(notifyCtx) })
+		}
+	}
+
+	srv := &http.Server{
+		Handler:           d.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(d.opts.Logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	if ln != nil {
+		go func() { serveErr <- srv.Serve(ln) }()
+		log.Info("serving /healthz and /metrics", "addr", ln.Addr().String())
+	} else {
+		log.Info("PGBACKUPS_HTTP_ADDR is off: no /healthz or /metrics")
+	}
+
+	if sched != nil {
+		sched.Start()
+		s := d.opts.Schedule
+		next := s.Next(d.now())
+		log.Info("daemon started", "schedule", s.String(), "time_zone", s.Location().String(),
+			"next_run", next.Format(time.RFC3339), "interval", s.Interval().String())
+		d.sdnotify(sdnotify.Ready, sdnotify.Status("next backup "+next.Format(time.RFC3339)))
+	} else {
+		log.Warn("daemon started without a schedule: PGBACKUPS_SCHEDULE is unset, so no backups will run; serving health only")
+		d.sdnotify(sdnotify.Ready, sdnotify.Status("no schedule: no backups run"))
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "cause", context.Cause(ctx).Error())
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http: %w", err)
+		log.Error("HTTP server stopped; shutting down", "err", err)
+	}
+	d.sdnotify(sdnotify.Stopping)
+
+	d.stopBackups(cancelBackup)
+	if sched != nil {
+		// No job runs now (stopBackups waited), so this returns at once.
+		if err := sched.Shutdown(); err != nil {
+			log.Warn("scheduler shutdown", "err", err)
+		}
+	}
+
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
+	if err := srv.Shutdown(hctx); err != nil {
+		srv.Close()
+	}
+	cancel()
+
+	// Let queued notifications go out (the last backup's result matters
+	// most), for a bounded time.
+	for _, s := range []*sender{d.webhook, d.pinger} {
+		if s != nil {
+			s.close()
+		}
+	}
+	drained := make(chan struct{})
+	go func() { notifiers.Wait(); close(drained) }()
+	t := time.NewTimer(notifyDrainTimeout)
+	select {
+	case <-drained:
+	case <-t.C:
+		log.Warn("notifications still pending at shutdown; dropping them")
+		cancelNotify()
+		<-drained
+	}
+	t.Stop()
+	log.Info("stopped")
+	return runErr
+}
+
+// newScheduler returns a scheduler, not yet started, that runs task at each
+// of the schedule's times. gocron's singleton mode skips a run while the
+// previous one (retries included) is still going, instead of queueing it.
+func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, error) {
+	s := d.opts.Schedule
+	sched, err := gocron.NewScheduler(
+		gocron.WithLocation(s.Location()),
+		gocron.WithLogger(gocronLogger{d.opts.Logger.With("component", "gocron")}),
+		gocron.WithStopTimeout(5*time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	def, opt := s.Gocron()
+	if _, err := sched.NewJob(def, gocron.NewTask(task), opt,
+		gocron.WithName("backup"),
+		gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+		sched.Shutdown()
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	return sched, nil
+}
+
+// stopBackups keeps new backups from starting, gives the one in progress
+// ShutdownGrace to finish, then cancels it and waits for it to clean up
+// (the capture aborts its upload; nothing partial is listed).
+func (d *Daemon) stopBackups(cancel context.CancelCauseFunc) {
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() { d.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	grace := d.opts.ShutdownGrace
+	d.log.Info("waiting for the scheduled run in progress to finish", "shutdown_grace", grace.String())
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		d.log.Warn("backup still running after PGBACKUPS_SHUTDOWN_GRACE; aborting it", "shutdown_grace", grace.String())
+		cancel(fmt.Errorf("aborted at shutdown: still running after PGBACKUPS_SHUTDOWN_GRACE=%s", grace))
+		<-done
+	}
+}
+
+// enter registers a scheduled run, unless the daemon is stopping.
+func (d *Daemon) enter() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		return false
+	}
+	d.inflight.Add(1)
+	return true
+}
+
+func (d *Daemon) sdnotify(states ...string) {
+	if d.opts.Notify == nil {
+		return
+	}
+	if err := d.opts.Notify(states...); err != nil {
+		d.log.Warn("sd_notify", "err", err)
+	}
+}
+
+// loadLatest reads the newest completed backup from storage, so a restarted
+// daemon reports the last success it did not take itself.
+func (d *Daemon) loadLatest(ctx context.Context) {
+	if d.opts.Latest == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
+	defer cancel()
+	m, err := d.opts.Latest(ctx)
+	switch {
+	case errors.Is(err, storage.ErrNoBackups):
+		d.log.Info("no completed backup in storage yet")
+	case err != nil:
+		d.log.Warn("newest backup in storage is unknown; /healthz starts without it", "err", err)
+	default:
+		d.recordSuccess(m, "storage")
+		d.log.Info("newest completed backup in storage", "backup", m.ID, "finished_at", m.FinishedAt.Format(time.RFC3339))
+	}
+}
+
+// gocronLogger hands gocron's logs to slog, its start-up chatter at debug.
+type gocronLogger struct{ l *slog.Logger }
+
+var _ gocron.Logger = gocronLogger{}
+
+func (g gocronLogger) Debug(msg string, args ...any) { g.l.Debug(msg, args...) }
+func (g gocronLogger) Info(msg string, args ...any)  { g.l.Debug(msg, args...) }
+func (g gocronLogger) Warn(msg string, args ...any)  { g.l.Warn(msg, args...) }
+func (g gocronLogger) Error(msg string, args ...any) { g.l.Error(msg, args...) }

@@ -1,0 +1,853 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/schedule"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.Cleanup()
+	os.Exit(code)
+}
+
+// logBuffer collects a daemon's logs; goroutines write it concurrently.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func mustParse(t *testing.T, spec string) *schedule.Schedule {
+	t.Helper()
+	s, err := schedule.Parse(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// runningClock reads base plus the real time since it was made: timers
+// stay real while decisions see a chosen moment of the schedule.
+func runningClock(base time.Time) func() time.Time {
+	start := time.Now()
+	return func() time.Time { return base.Add(time.Since(start)) }
+}
+
+func manifest(id string, finished time.Time, took time.Duration) storage.Manifest {
+	return storage.Manifest{
+		ID: id, Status: storage.StatusCompleted, Database: "app",
+		StartedAt: finished.Add(-took), FinishedAt: finished,
+		DumpBytes: 1000, StoredBytes: 300, DatabaseBytes: 5000,
+	}
+}
+
+func newDaemon(t *testing.T, o Options) (*Daemon, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, logs
+}
+
+func getHealth(t *testing.T, h http.Handler) (int, Health) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	var body Health
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatalf("/healthz body: %v\n%s", err, rec.Body)
+	}
+	return rec.Code, body
+}
+
+// TestHealthTransitions walks /healthz through its states on a fake clock:
+// hourly backups, 10 minutes of grace.
+func TestHealthTransitions(t *testing.T) {
+	start := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	clock := &fakeClock{t: start}
+	d, _ := newDaemon(t, Options{
+		Schedule:    mustParse(t, "0 * * * *"),
+		Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		HealthGrace: 10 * time.Minute,
+		Now:         clock.Now,
+	})
+	h := d.Handler()
+	step := func(at time.Time, wantCode int, wantStatus string) Health {
+		t.Helper()
+		clock.Set(at)
+		code, body := getHealth(t, h)
+		if code != wantCode || body.Status != wantStatus {
+			t.Fatalf("at %s: %d %q (%s), want %d %q", at.Format(time.TimeOnly), code, body.Status, body.Reason, wantCode, wantStatus)
+		}
+		return body
+	}
+
+	// Just started, nothing due yet: healthy for one interval plus grace.
+	body := step(start, 200, StatusOK)
+	if body.NextRun == nil || *body.NextRun != "2026-03-01T11:00:00Z" || body.Schedule != "0 * * * *" || body.TimeZone != "UTC" {
+		t.Errorf("next_run %v, schedule %q, zone %q", body.NextRun, body.Schedule, body.TimeZone)
+	}
+	if body.LastSuccess != nil || body.LastFailure != nil {
+		t.Errorf("fresh daemon reports %+v %+v", body.LastSuccess, body.LastFailure)
+	}
+	step(start.Add(70*time.Minute), 200, StatusOK)
+	step(start.Add(71*time.Minute), 503, StatusOverdue)
+
+	// A success makes it healthy again, for interval + grace from then.
+	ok1 := start.Add(72 * time.Minute)
+	d.recordSuccess(manifest("20260301-114000-aaaa", ok1, time.Minute), "this daemon")
+	body = step(ok1, 200, StatusOK)
+	if body.LastSuccess == nil || body.LastSuccess.ID != "20260301-114000-aaaa" || body.LastSuccess.By != "this daemon" {
+		t.Errorf("last_success %+v", body.LastSuccess)
+	}
+	step(ok1.Add(70*time.Minute), 200, StatusOK)
+	step(ok1.Add(70*time.Minute+time.Second), 503, StatusOverdue)
+
+	// A failure after the success: failing at once, whatever the window.
+	fail := ok1.Add(5 * time.Minute)
+	clock.Set(fail)
+	d.failed(context.Background(), outcome{started: fail}, 1, errors.New("pre-flight: connection refused"))
+	body = step(fail, 503, StatusFailing)
+	if body.LastFailure == nil || body.LastFailure.Error != "pre-flight: connection refused" || body.LastFailure.Attempt != 1 {
+		t.Errorf("last_failure %+v", body.LastFailure)
+	}
+
+	// An older success (storage, read late) does not hide the failure.
+	d.recordSuccess(manifest("20260301-110000-bbbb", ok1.Add(-time.Hour), time.Minute), "storage")
+	body = step(fail.Add(time.Second), 503, StatusFailing)
+	if body.LastSuccess.ID != "20260301-114000-aaaa" {
+		t.Errorf("an older success replaced the newer: %+v", body.LastSuccess)
+	}
+
+	// The next success heals it.
+	ok2 := fail.Add(10 * time.Minute)
+	d.recordSuccess(manifest("20260301-125500-cccc", ok2, time.Minute), "this daemon")
+	step(ok2, 200, StatusOK)
+}
+
+func TestHealthWithoutSchedule(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	d, _ := newDaemon(t, Options{Now: clock.Now, HealthGrace: time.Minute})
+	for _, after := range []time.Duration{0, 24 * time.Hour, 365 * 24 * time.Hour} {
+		clock.Set(clock.Now().Add(after))
+		code, body := getHealth(t, d.Handler())
+		if code != 200 || body.Status != StatusOK || body.NextRun != nil || body.Schedule != "" || !strings.Contains(body.Reason, "no schedule") {
+			t.Errorf("after %s: %d %+v", after, code, body)
+		}
+	}
+}
+
+// A daemon across DST: the window is the schedule's longest gap (25h on
+// the fall-back day for a daily LA backup) plus the grace.
+func TestHealthWindowUsesScheduleInterval(t *testing.T) {
+	s := mustParse(t, "02:00 America/Los_Angeles")
+	if s.Interval() != 25*time.Hour {
+		t.Fatalf("interval %s", s.Interval())
+	}
+	start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: start}
+	d, _ := newDaemon(t, Options{Schedule: s, Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil }, HealthGrace: time.Hour, Now: clock.Now})
+	clock.Set(start.Add(26 * time.Hour))
+	if code, _ := getHealth(t, d.Handler()); code != 200 {
+		t.Errorf("at 26h: %d, want 200", code)
+	}
+	clock.Set(start.Add(26*time.Hour + time.Second))
+	if code, body := getHealth(t, d.Handler()); code != 503 || !strings.Contains(body.Reason, "PGBACKUPS_HEALTH_GRACE") {
+		t.Errorf("past 26h: %d %q, want 503 overdue", code, body.Reason)
+	}
+}
+
+func TestRetryPlan(t *testing.T) {
+	tick := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	next := tick.Add(time.Hour)
+	for _, tc := range []struct {
+		name    string
+		retry   Retry
+		attempt int
+		now     time.Time
+		pause   time.Duration
+		took    time.Duration
+		lastOK  time.Duration // duration of the last success; 0: none
+		want    string        // "" retries; else part of the reason
+	}{
+		{"first retry", Retry{Max: 3}, 1, tick.Add(time.Minute), time.Minute, time.Second, 0, ""},
+		{"retries used", Retry{Max: 3}, 4, tick.Add(time.Minute), time.Minute, time.Second, 0, "PGBACKUPS_RETRY_MAX=3"},
+		{"no retries", Retry{Max: 0}, 1, tick, time.Minute, 0, 0, "PGBACKUPS_RETRY_MAX=0"},
+		{"past max time", Retry{Max: 9, MaxTime: 10 * time.Minute}, 3, tick.Add(8 * time.Minute), 4 * time.Minute, 0, 0, "PGBACKUPS_RETRY_MAX_TIME"},
+		{"within max time", Retry{Max: 9, MaxTime: 10 * time.Minute}, 3, tick.Add(5 * time.Minute), 4 * time.Minute, 0, 0, ""},
+		{"would start at next run", Retry{Max: 9}, 2, tick.Add(58 * time.Minute), 2 * time.Minute, 0, 0, "next scheduled run"},
+		{"would finish after next run", Retry{Max: 9}, 2, tick.Add(50 * time.Minute), 2 * time.Minute, 9 * time.Minute, 0, "next scheduled run"},
+		{"last success was long", Retry{Max: 9}, 1, tick.Add(10 * time.Minute), time.Minute, time.Second, 50 * time.Minute, "next scheduled run"},
+		{"fits before next run", Retry{Max: 9}, 2, tick.Add(50 * time.Minute), 2 * time.Minute, 5 * time.Minute, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeClock{t: tc.now}
+			d, _ := newDaemon(t, Options{Schedule: mustParse(t, "0 * * * *"), Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil }, Retry: tc.retry, Now: clock.Now})
+			if tc.lastOK > 0 {
+				d.recordSuccess(manifest("20260301-010000-aaaa", tick.Add(-time.Hour+tc.lastOK), tc.lastOK), "storage")
+			}
+			at, why := d.retryPlan(tc.attempt, tick, next, tc.pause, tc.took)
+			if tc.want == "" {
+				if why != "" || !at.Equal(tc.now.Add(tc.pause)) {
+					t.Errorf("got (%v, %q), want a retry at %v", at, why, tc.now.Add(tc.pause))
+				}
+			} else if !strings.Contains(why, tc.want) {
+				t.Errorf("reason %q, want it to mention %q", why, tc.want)
+			}
+		})
+	}
+}
+
+// failingCapture fails its first n calls, then succeeds; it counts calls.
+type failingCapture struct {
+	mu    sync.Mutex
+	fails int
+	calls []time.Time
+}
+
+func (f *failingCapture) capture(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, time.Now())
+	progress.Add(1000)
+	if len(f.calls) <= f.fails {
+		return storage.Manifest{}, fmt.Errorf("pg_dump: exit status 1: attempt %d", len(f.calls))
+	}
+	now := time.Now().UTC()
+	return manifest(storage.NewID(now), now, 10*time.Millisecond), nil
+}
+
+func (f *failingCapture) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+// TestRetriesStopBeforeNextRun runs a scheduled run whose backups keep
+// failing, one second before the next scheduled run, with a 200ms first
+// pause: retries at +200ms and +600ms fit, the one at +1400ms does not.
+func TestRetriesStopBeforeNextRun(t *testing.T) {
+	base := time.Date(2026, 3, 1, 2, 0, 59, 0, time.UTC) // next run: 02:01:00
+	fc := &failingCapture{fails: 100}
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 * * * * *"),
+		Capture:  fc.capture,
+		Retry:    Retry{Max: 10, Backoff: 200 * time.Millisecond},
+		Now:      runningClock(base),
+	})
+	ctx := context.Background()
+	start := time.Now()
+	d.runScheduled(ctx, ctx, d.now())
+	if n := fc.count(); n != 3 {
+		t.Errorf("%d attempts, want 3 (0, +200ms, +600ms)\n%s", n, logs)
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Errorf("run took %s: it waited for a retry it should not make", took)
+	}
+	if !strings.Contains(logs.String(), "would run into the next scheduled run") {
+		t.Errorf("logs do not say why retries stopped:\n%s", logs)
+	}
+	if got := counter(t, d, `pgbackups_backups_total{result="failure"}`); got != 3 {
+		t.Errorf("failure counter %v, want 3", got)
+	}
+	if code, body := getHealth(t, d.Handler()); code != 503 || body.Status != StatusFailing || body.LastFailure.Attempt != 3 {
+		t.Errorf("/healthz %d %+v", code, body)
+	}
+}
+
+func TestRetrySucceeds(t *testing.T) {
+	fc := &failingCapture{fails: 2}
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 0 * * *"),
+		Capture:  fc.capture,
+		Retry:    Retry{Max: 3, Backoff: 20 * time.Millisecond},
+	})
+	ctx := context.Background()
+	d.runScheduled(ctx, ctx, d.now())
+	if n := fc.count(); n != 3 {
+		t.Errorf("%d attempts, want 3\n%s", n, logs)
+	}
+	if gap := fc.calls[2].Sub(fc.calls[1]); gap < 40*time.Millisecond {
+		t.Errorf("second pause %s, want the backoff doubled to 40ms", gap)
+	}
+	if got := counter(t, d, `pgbackups_backups_total{result="success"}`); got != 1 {
+		t.Errorf("success counter %v", got)
+	}
+	if code, body := getHealth(t, d.Handler()); code != 200 || body.LastSuccess == nil || body.LastFailure == nil {
+		t.Errorf("/healthz after a retry succeeded: %d %+v", code, body)
+	}
+	if !strings.Contains(logs.String(), "backup completed") || !strings.Contains(logs.String(), "rate_bytes_per_second") {
+		t.Errorf("no per-backup line:\n%s", logs)
+	}
+}
+
+func TestRetryMaxZeroNeverRetries(t *testing.T) {
+	fc := &failingCapture{fails: 5}
+	d, _ := newDaemon(t, Options{Schedule: mustParse(t, "0 0 * * *"), Capture: fc.capture, Retry: Retry{Max: 0, Backoff: time.Millisecond}})
+	ctx := context.Background()
+	d.runScheduled(ctx, ctx, d.now())
+	if n := fc.count(); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+}
+
+// heldLock is a Locker another process holds.
+type heldLock struct{ calls atomic.Int32 }
+
+func (l *heldLock) TryLock(context.Context) (func(), error) {
+	l.calls.Add(1)
+	return nil, &HeldError{PID: 4242, Application: "pgbackups"}
+}
+
+// TestSkippedRun: the lock is held elsewhere, so the run is skipped (not a
+// failure, no capture), and the holder's backup, once in storage, becomes
+// this daemon's last success.
+func TestSkippedRun(t *testing.T) {
+	var published atomic.Pointer[storage.Manifest]
+	fc := &failingCapture{}
+	lock := &heldLock{}
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 0 * * *"),
+		Capture:  fc.capture,
+		Lock:     lock,
+		Latest: func(context.Context) (storage.Manifest, error) {
+			if m := published.Load(); m != nil {
+				return *m, nil
+			}
+			return storage.Manifest{}, storage.ErrNoBackups
+		},
+		FollowInterval: 20 * time.Millisecond,
+	})
+	tick := d.now()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		m := manifest("20260301-020000-hold", time.Now(), time.Second)
+		published.Store(&m)
+	}()
+	ctx := context.Background()
+	d.runScheduled(ctx, ctx, tick)
+	if fc.count() != 0 || lock.calls.Load() != 1 {
+		t.Errorf("capture called %d times, lock %d; want 0 and 1", fc.count(), lock.calls.Load())
+	}
+	if got := counter(t, d, `pgbackups_backups_total{result="skipped"}`); got != 1 {
+		t.Errorf("skipped counter %v", got)
+	}
+	if got := counter(t, d, `pgbackups_backups_total{result="failure"}`); got != 0 {
+		t.Errorf("failure counter %v", got)
+	}
+	code, body := getHealth(t, d.Handler())
+	if code != 200 || body.LastSkip == nil || !strings.Contains(body.LastSkip.Reason, "pid 4242") {
+		t.Errorf("/healthz %d %+v", code, body.LastSkip)
+	}
+	if body.LastSuccess == nil || body.LastSuccess.ID != "20260301-020000-hold" || body.LastSuccess.By != "storage" {
+		t.Errorf("last_success %+v, want the lock holder's backup", body.LastSuccess)
+	}
+	if !strings.Contains(logs.String(), "another pgbackups holds the lock (pid 4242") {
+		t.Errorf("the skip is not logged with the holder's pid:\n%s", logs)
+	}
+}
+
+// counter reads one sample from /metrics.
+func counter(t *testing.T, d *Daemon, series string) float64 {
+	t.Helper()
+	v, ok := scrape(t, d.Handler())[series]
+	if !ok {
+		t.Fatalf("/metrics has no %s", series)
+	}
+	return v
+}
+
+// scrape returns /metrics' samples by series (name{labels}).
+func scrape(t *testing.T, h http.Handler) map[string]float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("/metrics: %d", rec.Code)
+	}
+	return parseMetrics(t, rec.Body.String())
+}
+
+func parseMetrics(t *testing.T, text string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func TestMetrics(t *testing.T) {
+	finished := time.Date(2026, 3, 1, 2, 0, 30, 0, time.UTC)
+	d, _ := newDaemon(t, Options{
+		Schedule:     mustParse(t, "0 2 * * *"),
+		Capture:      func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		LogicalLimit: 4000, // the manifest's database is 5000 bytes
+		Blocking:     func() int { return 2 },
+		RateLimit:    func() int64 { return 1 << 20 },
+		Version:      "1.2.3",
+		WebhookURL:   "https://hooks.example.com/services/T000/SECRET-TOKEN",
+	})
+	d.recordSuccess(manifest("20260301-020000-aaaa", finished, 30*time.Second), "this daemon")
+	d.progress.Store(12345)
+	d.metrics.retentionDeleted.Add(3)
+	m := scrape(t, d.Handler())
+	for series, want := range map[string]float64{
+		"pgbackups_last_success_timestamp_seconds":                              float64(finished.Unix()),
+		"pgbackups_last_duration_seconds":                                       30,
+		"pgbackups_last_dump_bytes":                                             1000,
+		"pgbackups_last_stored_bytes":                                           300,
+		"pgbackups_database_bytes":                                              5000,
+		"pgbackups_database_over_logical_limit":                                 1,
+		`pgbackups_backups_total{result="success"}`:                             0,
+		`pgbackups_backups_total{result="failure"}`:                             0,
+		`pgbackups_backups_total{result="skipped"}`:                             0,
+		"pgbackups_backup_in_progress":                                          0,
+		"pgbackups_current_backup_bytes":                                        12345,
+		"pgbackups_retention_deleted_total":                                     3,
+		"pgbackups_blocked_sessions":                                            2,
+		"pgbackups_rate_limit_bytes_per_second":                                 1 << 20,
+		"pgbackups_healthy":                                                     1,
+		"pgbackups_blocking_aborts_total":                                       0,
+		"pgbackups_last_failure_timestamp_seconds":                              0,
+		"pgbackups_retention_errors_total":                                      0,
+		`pgbackups_build_info{goversion="` + goVersion() + `",version="1.2.3"}`: 1,
+	} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	if _, ok := m["go_goroutines"]; !ok {
+		t.Error("no Go collector metrics")
+	}
+	if m["pgbackups_next_run_timestamp_seconds"] <= float64(time.Now().Unix()) {
+		t.Error("pgbackups_next_run_timestamp_seconds is not in the future")
+	}
+	rec := httptest.NewRecorder()
+	d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if strings.Contains(rec.Body.String(), "SECRET-TOKEN") || strings.Contains(rec.Body.String(), "hooks.example.com") {
+		t.Error("/metrics shows the webhook URL")
+	}
+}
+
+// TestRunShutdown drives Run with a schedule every second and a capture
+// that runs until told to stop, and cancels Run mid-backup.
+func TestRunShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		grace     time.Duration
+		finishIn  time.Duration // the capture ends by itself after this
+		wantAbort bool
+	}{
+		{"finishes within grace", 3 * time.Second, 300 * time.Millisecond, false},
+		{"aborted after grace", 300 * time.Millisecond, time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			started := make(chan struct{}, 1)
+			var captureErr atomic.Pointer[error]
+			capture := func(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error) {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+				progress.Store(777)
+				select {
+				case <-ctx.Done():
+					err := fmt.Errorf("s3: upload aborted: %w", context.Cause(ctx))
+					captureErr.Store(&err)
+					return storage.Manifest{}, err
+				case <-time.After(tc.finishIn):
+					now := time.Now()
+					return manifest(storage.NewID(now), now, tc.finishIn), nil
+				}
+			}
+			var notified []string
+			var mu sync.Mutex
+			d, logs := newDaemon(t, Options{
+				Schedule:         mustParse(t, "* * * * * *"),
+				Capture:          capture,
+				HTTPAddr:         "127.0.0.1:0",
+				ShutdownGrace:    tc.grace,
+				ProgressInterval: 50 * time.Millisecond,
+				Notify: func(states ...string) error {
+					mu.Lock()
+					defer mu.Unlock()
+					notified = append(notified, states...)
+					return nil
+				},
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
+			select {
+			case <-started:
+			case err := <-done:
+				t.Fatalf("Run returned %v before a backup started\n%s", err, logs)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no backup started in 5s\n%s", logs)
+			}
+			time.Sleep(150 * time.Millisecond) // let progress be logged
+			if m := scrape(t, d.Handler()); m["pgbackups_backup_in_progress"] != 1 || m["pgbackups_current_backup_bytes"] != 777 {
+				t.Errorf("mid-backup metrics: in_progress %v, bytes %v", m["pgbackups_backup_in_progress"], m["pgbackups_current_backup_bytes"])
+			}
+			if _, body := getHealth(t, d.Handler()); body.Running == nil || body.Running.Bytes != 777 {
+				t.Errorf("mid-backup /healthz running = %+v", body.Running)
+			}
+			stopAt := time.Now()
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+			case <-time.After(tc.grace + 5*time.Second):
+				t.Fatalf("Run did not return\n%s", logs)
+			}
+			took := time.Since(stopAt)
+			aborted := captureErr.Load() != nil
+			if aborted != tc.wantAbort {
+				t.Fatalf("capture aborted: %v, want %v\n%s", aborted, tc.wantAbort, logs)
+			}
+			if tc.wantAbort {
+				if !strings.Contains((*captureErr.Load()).Error(), "PGBACKUPS_SHUTDOWN_GRACE") {
+					t.Errorf("the capture's context cause does not name the grace: %v", *captureErr.Load())
+				}
+				if took < tc.grace {
+					t.Errorf("aborted after %s, before the grace %s", took, tc.grace)
+				}
+			} else if got := counter(t, d, `pgbackups_backups_total{result="success"}`); got != 1 {
+				t.Errorf("success counter %v: the in-flight backup did not complete\n%s", got, logs)
+			}
+			if !strings.Contains(logs.String(), "backup in progress") {
+				t.Errorf("no progress line:\n%s", logs)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(notified) < 2 || notified[0] != "READY=1" || !contains(notified, "STOPPING=1") {
+				t.Errorf("sd_notify states %q", notified)
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRunWithoutScheduleServesHealth(t *testing.T) {
+	port := freePort(t)
+	d, logs := newDaemon(t, Options{HTTPAddr: "127.0.0.1:" + port})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	resp := waitHTTP(t, "http://127.0.0.1:"+port+"/healthz")
+	var body Health
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || body.Status != StatusOK {
+		t.Errorf("/healthz %d %+v", resp.StatusCode, body)
+	}
+	if r, err := http.Get("http://127.0.0.1:" + port + "/nope"); err != nil || r.StatusCode != 404 {
+		t.Errorf("unknown path: %v %v", r, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "PGBACKUPS_SCHEDULE is unset") {
+		t.Errorf("start-up does not say no backups run:\n%s", logs)
+	}
+}
+
+func TestRunListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d, _ := newDaemon(t, Options{HTTPAddr: ln.Addr().String()})
+	err = d.Run(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "http: ") || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("Run on a used port: %v", err)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func waitHTTP(t *testing.T, url string) *http.Response {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			return resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNotifications runs the daemon against a webhook and a ping endpoint:
+// a success, then a failure. Neither URL's token may reach the logs.
+func TestNotifications(t *testing.T) {
+	type hit struct {
+		method, path string
+		body         []byte
+	}
+	hits := make(chan hit, 64)
+	var webhookCalls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.HasPrefix(r.URL.Path, "/hook/") && webhookCalls.Add(1) == 1 {
+			w.WriteHeader(http.StatusBadGateway) // retried
+			return
+		}
+		hits <- hit{r.Method, r.URL.Path, b}
+	}))
+	defer srv.Close()
+
+	fc := &failingCapture{}
+	var calls atomic.Int32
+	capture := func(ctx context.Context, p *atomic.Int64) (storage.Manifest, error) {
+		if calls.Add(1) == 2 {
+			return storage.Manifest{}, errors.New("pre-flight: connect to database \"app\": connection refused")
+		}
+		return fc.capture(ctx, p)
+	}
+	d, logs := newDaemon(t, Options{
+		Schedule:   mustParse(t, "* * * * * *"),
+		Capture:    capture,
+		WebhookURL: srv.URL + "/hook/T0KEN-WEBHOOK",
+		PingURL:    srv.URL + "/ping/T0KEN-PING",
+	})
+	d.webhook.pause = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	var pings []string
+	var events []Event
+	timeout := time.After(10 * time.Second)
+	for len(events) < 2 || len(pings) < 4 {
+		select {
+		case h := <-hits:
+			switch {
+			case strings.HasPrefix(h.path, "/ping/"):
+				if h.method != "GET" {
+					t.Errorf("ping %s %s", h.method, h.path)
+				}
+				pings = append(pings, strings.TrimPrefix(h.path, "/ping/T0KEN-PING"))
+			case strings.HasPrefix(h.path, "/hook/"):
+				var ev Event
+				if err := json.Unmarshal(h.body, &ev); err != nil || h.method != "POST" {
+					t.Fatalf("webhook %s %s: %v", h.method, h.body, err)
+				}
+				events = append(events, ev)
+			}
+		case <-timeout:
+			t.Fatalf("got pings %q and %d events in 10s\n%s", pings, len(events), logs)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Two scheduled runs: start, success, then (the second capture fails
+	// before the lock-free "start") start, fail.
+	if want := []string{"/start", "", "/start", "/fail"}; strings.Join(pings[:4], ",") != strings.Join(want, ",") {
+		t.Errorf("pings %q, want %q", pings, want)
+	}
+	if events[0].Event != EventSucceeded || events[0].BackupID == "" || events[0].DumpBytes != 1000 || events[0].Attempt != 1 {
+		t.Errorf("first event %+v", events[0])
+	}
+	if events[1].Event != EventFailed || !strings.Contains(events[1].Error, "connection refused") || events[1].WillRetry {
+		t.Errorf("second event %+v", events[1])
+	}
+	if webhookCalls.Load() < 3 {
+		t.Errorf("webhook called %d times: the 502 was not retried", webhookCalls.Load())
+	}
+	out := logs.String()
+	if strings.Contains(out, "T0KEN") {
+		t.Errorf("a notification URL's token is in the logs:\n%s", out)
+	}
+	if !strings.Contains(out, strings.TrimPrefix(srv.URL, "http://")) {
+		t.Errorf("logs do not name the endpoint's host:\n%s", out)
+	}
+}
+
+// TestNotificationsNeverBlock: an endpoint that hangs does not delay
+// backups, and shutdown waits for it only a bounded time.
+func TestNotificationsNeverBlock(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	fc := &failingCapture{}
+	d, _ := newDaemon(t, Options{
+		Schedule:   mustParse(t, "0 0 * * *"),
+		Capture:    fc.capture,
+		WebhookURL: srv.URL + "/hook",
+		PingURL:    srv.URL + "/ping",
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { d.webhook.run(ctx) })
+	wg.Go(func() { d.pinger.run(ctx) })
+	start := time.Now()
+	for range 5 {
+		d.runScheduled(ctx, ctx, d.now())
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("5 backups took %s with a hanging webhook", took)
+	}
+	if fc.count() != 5 {
+		t.Errorf("%d backups, want 5", fc.count())
+	}
+}
+
+// TestAdvisoryLock takes the lock twice on a real server: the second try
+// is refused and names the holder's pid, and succeeds once it is released.
+func TestAdvisoryLock(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	conn := mustConn(t, pg.URL(db))
+	ctx := context.Background()
+	key := LockKey("s3://bucket/prefix", db)
+	if key == LockKey("s3://bucket/other", db) || key != LockKey("s3://bucket/prefix/", db) {
+		t.Fatal("LockKey does not tell locations apart, or minds a trailing slash")
+	}
+	a, b := AdvisoryLock{Conn: conn, Key: key}, AdvisoryLock{Conn: conn, Key: key}
+	release, err := a.TryLock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := pg.QueryString(t, db, fmt.Sprintf(
+		"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %d", uint32(uint64(key))))
+	_, err = b.TryLock(ctx)
+	var held *HeldError
+	if !errors.As(err, &held) {
+		t.Fatalf("second TryLock: %v, want *HeldError", err)
+	}
+	if fmt.Sprint(held.PID) != holder || held.Application != "pgbackups" {
+		t.Errorf("held by %+v, want pid %s (application pgbackups)", held, holder)
+	}
+	if !strings.Contains(err.Error(), "pid "+holder) {
+		t.Errorf("error %q does not name pid %s", err, holder)
+	}
+	// Another storage location is another lock.
+	other, err := AdvisoryLock{Conn: conn, Key: LockKey("s3://bucket/other", db)}.TryLock(ctx)
+	if err != nil {
+		t.Fatalf("a different key is blocked: %v", err)
+	}
+	other()
+	release()
+	release2, err := b.TryLock(ctx)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	release2()
+
+	// An unreachable server is a failure naming the database, not a skip,
+	// and never shows the password.
+	bad := mustConn(t, strings.Replace(pg.URL(db), fmt.Sprintf(":%d/", pg.Port), ":1/", 1))
+	_, err = AdvisoryLock{Conn: bad, Key: key}.TryLock(ctx)
+	if err == nil || errors.As(err, &held) || !strings.HasPrefix(err.Error(), "lock: connect to") || strings.Contains(err.Error(), pg.Password) {
+		t.Errorf("unreachable server: %v", err)
+	}
+}
+
+func mustConn(t *testing.T, raw string) dump.Conn {
+	t.Helper()
+	c, err := dump.ParseConn(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func goVersion() string { return runtime.Version() }

@@ -1,0 +1,188 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/pgbackups/pgbackups/config"
+)
+
+// Adaptive defaults; see Adaptive.
+const (
+	DefaultAdaptiveFloor   = 4 << 20   // 4 MiB/s: a 20 GB database still dumps in under 1.5 h
+	DefaultAdaptiveStart   = 64 << 20  // 64 MiB/s
+	DefaultAdaptiveCeiling = 256 << 20 // above 256 MiB/s the limit is lifted
+	DefaultAdaptiveBusy    = 1.0
+	DefaultAdaptiveIdle    = 0.5
+	defaultAdaptiveEvery   = time.Second
+	adaptiveSamples        = 4 // load samples per Interval
+	adaptiveLogEvery       = 10 * time.Second
+)
+
+// Adaptive is PGBACKUPS_MAX_RATE=auto: a Monitor that moves Limiter's limit
+// between Floor and unlimited as the application's load changes.
+//
+// The signal is the number of application sessions executing a statement
+// right now (pg_stat_activity state 'active', client backends, not
+// pgbackups' own), sampled four times per Interval and averaged: the
+// database's "average active sessions", the load measure of Amazon RDS
+// Performance Insights and Oracle ASH. It is the signal chosen because
+//   - it needs no extension (pg_stat_statements) and no privilege beyond
+//     pg_read_all_stats, and reads shared memory without locks;
+//   - it covers every database of the cluster: the dump competes for the
+//     server's CPUs, disks and buffer cache, not for one database's;
+//   - by Little's law (active = throughput x latency) it rises both when the
+//     application sends more work and when its work gets slower, which is
+//     how contention with the dump shows; and it reacts within a second,
+//     unlike commit counters, which backends flush at most once a second
+//     and idle ones after up to ten.
+//
+// Control is TCP's AIMD: when the mean is at or above Busy the limit halves
+// (never below Floor); at or below Idle it grows by half (past Ceiling it is
+// lifted); in between it holds, so the limit does not flap. With the
+// defaults an application that keeps one statement in flight on average
+// gets the dump down to Floor within about six seconds, and an idle one lets
+// it run unlimited within about ten. Busy is an absolute session count, so
+// on a server with many cores and a steadily busy application, raise it to
+// about half the core count, or use a fixed PGBACKUPS_MAX_RATE.
+//
+// Limit changes are logged, at info level at most every ten seconds (the
+// rest at debug), and Limiter.Limit reads the current one for metrics.
+type Adaptive struct {
+	Limiter  *Limiter
+	Floor    int64         // bytes/s the dump never goes below; default 4 MiB/s
+	Start    int64         // bytes/s a dump starts at; default 64 MiB/s
+	Ceiling  int64         // bytes/s above which the limit is lifted; default 256 MiB/s
+	Busy     float64       // mean active sessions at which the dump slows down; default 1
+	Idle     float64       // mean active sessions at which it speeds up; default 0.5
+	Interval time.Duration // how often the limit may change; default 1s
+	Logger   *slog.Logger
+}
+
+// withDefaults fills zero fields.
+func (a Adaptive) withDefaults() Adaptive {
+	if a.Floor <= 0 {
+		a.Floor = DefaultAdaptiveFloor
+	}
+	if a.Ceiling <= 0 {
+		a.Ceiling = DefaultAdaptiveCeiling
+	}
+	a.Ceiling = max(a.Ceiling, a.Floor)
+	if a.Start <= 0 {
+		a.Start = DefaultAdaptiveStart
+	}
+	a.Start = min(max(a.Start, a.Floor), a.Ceiling)
+	if a.Busy <= 0 {
+		a.Busy = DefaultAdaptiveBusy
+	}
+	if a.Idle <= 0 || a.Idle > a.Busy {
+		a.Idle = min(DefaultAdaptiveIdle, a.Busy/2)
+	}
+	if a.Interval <= 0 {
+		a.Interval = defaultAdaptiveEvery
+	}
+	return a
+}
+
+// next is the controller: the limit after cur (0 = unlimited) given the
+// mean number of active application sessions.
+func (a Adaptive) next(cur int64, load float64) int64 {
+	switch {
+	case load >= a.Busy:
+		if cur == 0 {
+			cur = a.Ceiling
+		}
+		return max(cur/2, a.Floor)
+	case load <= a.Idle:
+		if cur == 0 {
+			return 0
+		}
+		n := cur + cur/2
+		if n > a.Ceiling {
+			return 0
+		}
+		return n
+	}
+	return cur
+}
+
+// loadQuery counts application statements in flight.
+const loadQuery = `SELECT count(*) FROM pg_stat_activity
+WHERE state = 'active' AND backend_type = 'client backend'
+	AND pid <> pg_backend_pid() AND application_name NOT LIKE 'pgbackups%'`
+
+// Watch is the Monitor. It sets the Limiter to Start when the dump begins
+// and adjusts it until ctx ends. It never fails the backup: when the
+// database cannot be queried, the limit holds.
+func (a *Adaptive) Watch(ctx context.Context, r Running) error {
+	c := a.withDefaults()
+	log := orDiscard(c.Logger).With("backup", r.ID, "monitor", "adaptive_rate")
+	c.Limiter.SetLimit(c.Start)
+	obs := &observer{conn: r.Conn, log: log, what: "adaptive rate"}
+	defer obs.close(ctx)
+
+	tick := time.NewTicker(c.Interval / adaptiveSamples)
+	defer tick.Stop()
+	var sum float64
+	var n, taken int
+	var lastInfo time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		taken++
+		if active, err := obs.load(ctx); err == nil {
+			sum += float64(active)
+			n++
+		} else if errors.Is(err, errOldServer) {
+			log.Warn("adaptive rate disabled: it needs PostgreSQL 10 or newer; the dump keeps its starting limit", "limit", rateString(c.Start))
+			return nil
+		}
+		if taken < adaptiveSamples {
+			continue
+		}
+		mean := sum / float64(max(n, 1))
+		ok := n > 0
+		sum, n, taken = 0, 0, 0
+		if !ok {
+			continue
+		}
+		cur := c.Limiter.Limit()
+		nxt := c.next(cur, mean)
+		if nxt == cur {
+			continue
+		}
+		c.Limiter.SetLimit(nxt)
+		level := slog.LevelDebug
+		if time.Since(lastInfo) >= adaptiveLogEvery {
+			level, lastInfo = slog.LevelInfo, time.Now()
+		}
+		log.Log(ctx, level, "dump rate limit changed", "from", rateString(cur), "to", rateString(nxt), "limit_bytes_per_second", nxt, "active_sessions", mean)
+	}
+}
+
+// load samples the number of active application sessions.
+func (o *observer) load(ctx context.Context) (int, error) {
+	c, err := o.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := c.QueryRow(ctx, loadQuery).Scan(&n); err != nil {
+		return 0, o.fail(ctx, err)
+	}
+	o.ok()
+	return n, nil
+}
+
+// rateString renders a limit for logs: "12.0 MiB/s" or "unlimited".
+func rateString(bps int64) string {
+	if bps <= 0 {
+		return "unlimited"
+	}
+	return config.HumanBytes(bps) + "/s"
+}

@@ -1,0 +1,46 @@
+package dump
+
+import "testing"
+
+func TestAdaptiveController(t *testing.T) {
+	const M = 1 << 20
+	a := Adaptive{Floor: 4 * M, Ceiling: 64 * M, Busy: 1, Idle: 0.5}.withDefaults()
+	for _, tc := range []struct {
+		cur  int64
+		load float64
+		want int64
+	}{
+		{cur: 32 * M, load: 3, want: 16 * M},  // busy: halve
+		{cur: 6 * M, load: 1, want: 4 * M},    // never below the floor
+		{cur: 4 * M, load: 10, want: 4 * M},   // at the floor, stays
+		{cur: 0, load: 2, want: 32 * M},       // unlimited and busy: half the ceiling
+		{cur: 8 * M, load: 0.75, want: 8 * M}, // between idle and busy: hold
+		{cur: 8 * M, load: 0.5, want: 12 * M}, // idle: grow by half
+		{cur: 48 * M, load: 0, want: 0},       // past the ceiling: lifted
+		{cur: 0, load: 0, want: 0},            // unlimited and idle: stays
+	} {
+		if got := a.next(tc.cur, tc.load); got != tc.want {
+			t.Errorf("next(%s, %.2f) = %s, want %s", rateString(tc.cur), tc.load, rateString(got), rateString(tc.want))
+		}
+	}
+	// From the floor to unlimited and back: bounded number of steps.
+	cur, up := a.Floor, 0
+	for cur != 0 {
+		cur, up = a.next(cur, 0), up+1
+	}
+	down := 0
+	for cur != a.Floor {
+		cur, down = a.next(cur, 5), down+1
+	}
+	if up > 10 || down > 6 {
+		t.Errorf("floor to unlimited in %d steps, back in %d; want at most 10 and 6", up, down)
+	}
+
+	d := Adaptive{}.withDefaults()
+	if d.Floor != DefaultAdaptiveFloor || d.Start != DefaultAdaptiveStart || d.Ceiling != DefaultAdaptiveCeiling || d.Busy != 1 || d.Idle != 0.5 || d.Interval <= 0 {
+		t.Errorf("defaults: %+v", d)
+	}
+	if w := (Adaptive{Busy: 0.4}).withDefaults(); w.Idle >= w.Busy {
+		t.Errorf("idle %.2f not below busy %.2f", w.Idle, w.Busy)
+	}
+}

@@ -1,0 +1,251 @@
+package dump
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// Globals are the cluster-wide objects a database dump leaves out: roles,
+// role memberships and settings, tablespaces. Without them a dump restored
+// into a new cluster fails on its first ALTER ... OWNER TO, so capture
+// stores pg_dumpall --globals-only next to the dump.
+
+// maxGlobalsBytes bounds the globals SQL held in memory, at capture and at
+// restore. It is a few hundred bytes per role: 64 MiB is ~200,000 roles.
+const maxGlobalsBytes = 64 << 20
+
+// captureGlobals runs pg_dumpall --globals-only against the database's
+// cluster and stores it, zstd-compressed, at storage.GlobalsKey(m.ID),
+// filling m's GlobalsKey and GlobalsSHA256. A role that cannot read
+// pg_authid (anything but a superuser) gets --no-role-passwords and a
+// warning in m.Warnings: those roles come back without passwords.
+func captureGlobals(ctx context.Context, o CaptureOptions, m *storage.Manifest, major int, log *slog.Logger) error {
+	canRead, err := canReadAuthID(ctx, o.Conn)
+	if err != nil {
+		return err
+	}
+	tool, err := FindTool(ctx, "pg_dumpall", o.PgBinDir, major)
+	if err != nil {
+		return err
+	}
+	child, err := o.Conn.forChild(os.TempDir())
+	if err != nil {
+		return err
+	}
+	defer child.cleanup()
+	args := []string{"--globals-only", "--no-password"}
+	if !canRead {
+		args = append(args, "--no-role-passwords")
+		msg := fmt.Sprintf("globals were stored without role passwords: role %q cannot read pg_authid (only a superuser can); set passwords again after restoring roles", o.Conn.User())
+		m.Warnings = append(m.Warnings, msg)
+		log.Warn("globals stored without role passwords", "role", o.Conn.User(), "reason", "cannot read pg_authid")
+	}
+	if child.dbname != "" {
+		args = append(args, "--dbname="+child.dbname)
+	}
+	cmd, stderr := command(ctx, tool.Path, args, child.env)
+	out := &limitedBuffer{max: maxGlobalsBytes}
+	cmd.Stdout = out
+	if err := cmd.Run(); err != nil {
+		return childError("pg_dumpall", err, stderr)
+	}
+	if out.over {
+		return fmt.Errorf("pg_dumpall: more than %d bytes of globals", maxGlobalsBytes)
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(o.CompressionLevel)))
+	if err != nil {
+		return fmt.Errorf("zstd: %w", err)
+	}
+	stored := enc.EncodeAll(out.Bytes(), nil)
+	enc.Close()
+	key := storage.GlobalsKey(m.ID)
+	if _, err := o.Store.Put(ctx, key, bytes.NewReader(stored)); err != nil {
+		return fmt.Errorf("store %s: %w", key, err)
+	}
+	sum := sha256.Sum256(stored)
+	m.GlobalsKey, m.GlobalsSHA256 = key, hex.EncodeToString(sum[:])
+	return nil
+}
+
+// canReadAuthID reports whether the connection's role may read pg_authid,
+// which pg_dumpall needs to dump role passwords.
+func canReadAuthID(ctx context.Context, c Conn) (bool, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT')`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("check pg_authid access on %s: %s", c, Redact(err, c))
+	}
+	return ok, nil
+}
+
+// limitedBuffer keeps up to max bytes and notes whether more came.
+type limitedBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); len(p) > room {
+		b.over = true
+		p = p[:max(room, 0)]
+	}
+	b.Buffer.Write(p)
+	return len(p), nil
+}
+
+// ErrNoGlobals is returned when a restore asks for globals the backup does
+// not have.
+var ErrNoGlobals = errors.New("no globals stored with this backup")
+
+// ReadGlobals fetches a backup's globals SQL, checking the stored object's
+// sha256 against the manifest.
+func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]byte, error) {
+	if m.GlobalsKey == "" {
+		return nil, fmt.Errorf("backup %s: %w (it was taken with PGBACKUPS_GLOBALS=false, or pg_dumpall failed: see `pgbackups info %s`)", m.ID, ErrNoGlobals, m.ID)
+	}
+	rc, err := st.Get(ctx, m.GlobalsKey)
+	if err != nil {
+		return nil, fmt.Errorf("globals: %w", err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	dec, err := zstd.NewReader(io.TeeReader(rc, h), zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, fmt.Errorf("globals: zstd: %w", err)
+	}
+	defer dec.Close()
+	out := &limitedBuffer{max: maxGlobalsBytes}
+	if _, err := io.Copy(out, dec); err != nil {
+		return nil, fmt.Errorf("globals %s: %w: %v", m.GlobalsKey, ErrCorrupt, err)
+	}
+	if out.over {
+		return nil, fmt.Errorf("globals %s: more than %d bytes", m.GlobalsKey, maxGlobalsBytes)
+	}
+	if _, err := io.Copy(h, rc); err != nil {
+		return nil, fmt.Errorf("globals: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != m.GlobalsSHA256 {
+		return nil, fmt.Errorf("globals %s: %w: sha256 %s, manifest says %s", m.GlobalsKey, ErrCorrupt, got, m.GlobalsSHA256)
+	}
+	return out.Bytes(), nil
+}
+
+// RewriteGlobals makes pg_dumpall's globals tolerate roles that already
+// exist. pg_dumpall writes each role as two lines,
+//
+//	CREATE ROLE name;
+//	ALTER ROLE name WITH LOGIN ... PASSWORD '...';
+//
+// and the ALTER would reset an existing role's attributes and password:
+// restoring into a cluster whose superuser is also "postgres" would change
+// that superuser's password to the old cluster's, locking out the very
+// connection doing the restore. Each pair becomes a DO block that creates
+// and alters the role only when it does not exist, and otherwise leaves it
+// as it is with a NOTICE. Every other line passes through unchanged.
+func RewriteGlobals(sql []byte) []byte {
+	var out bytes.Buffer
+	lines := strings.SplitAfter(string(sql), "\n")
+	for i := 0; i < len(lines); i++ {
+		name, ok := createRoleName(lines[i])
+		if !ok || i+1 >= len(lines) {
+			out.WriteString(lines[i])
+			continue
+		}
+		alter := strings.TrimRight(lines[i+1], "\r\n")
+		if !strings.HasPrefix(alter, "ALTER ROLE "+name+" WITH") || !strings.HasSuffix(alter, ";") {
+			out.WriteString(lines[i])
+			continue
+		}
+		create := strings.TrimRight(lines[i], "\r\n")
+		literal := "'" + strings.ReplaceAll(name, "'", "''") + "'"
+		body := fmt.Sprintf("BEGIN\n\tIF to_regrole(%s) IS NULL THEN\n\t\t%s\n\t\t%s\n\tELSE\n\t\tRAISE NOTICE 'role %% already exists: kept as it is', %s;\n\tEND IF;\nEND\n",
+			literal, create, alter, literal)
+		tag := dollarTag(body)
+		fmt.Fprintf(&out, "DO %s\n%s%s;\n", tag, body, tag)
+		i++
+	}
+	return out.Bytes()
+}
+
+// createRoleName returns the (quoted as needed) role name of a
+// "CREATE ROLE name;" line.
+func createRoleName(line string) (string, bool) {
+	line = strings.TrimRight(line, "\r\n")
+	rest, ok := strings.CutPrefix(line, "CREATE ROLE ")
+	if !ok || !strings.HasSuffix(rest, ";") {
+		return "", false
+	}
+	name := strings.TrimSuffix(rest, ";")
+	if name == "" || strings.ContainsAny(name, " \t") && !strings.HasPrefix(name, `"`) {
+		return "", false
+	}
+	return name, true
+}
+
+// dollarTag picks a dollar-quote tag that does not occur in body.
+func dollarTag(body string) string {
+	tag := "$pgbackups$"
+	for n := 1; strings.Contains(body, tag); n++ {
+		tag = fmt.Sprintf("$pgbackups%d$", n)
+	}
+	return tag
+}
+
+// applyGlobals runs the (rewritten) globals SQL on the target's cluster
+// through psql. ON_ERROR_STOP stays off: a statement the target refuses (a
+// tablespace whose directory does not exist there, a superuser-only
+// attribute on a managed service) is reported and the rest still applies,
+// so the restore can go on; pg_restore then fails clearly if an owner is
+// still missing. It returns psql's messages: NOTICEs for roles kept, ERRORs
+// for statements refused.
+func applyGlobals(ctx context.Context, target Conn, pgBinDir string, sql []byte) ([]string, error) {
+	psql, err := FindTool(ctx, "psql", pgBinDir, 0)
+	if err != nil {
+		return nil, err
+	}
+	child, err := target.forChild(os.TempDir())
+	if err != nil {
+		return nil, err
+	}
+	defer child.cleanup()
+	args := []string{"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=0", "--file=-"}
+	if child.dbname != "" {
+		args = append(args, "--dbname="+child.dbname)
+	}
+	cmd, stderr := command(ctx, psql.Path, args, child.env)
+	cmd.Stdin = bytes.NewReader(RewriteGlobals(sql))
+	cmd.Stdout = io.Discard
+	if err := cmd.Run(); err != nil {
+		return nil, childError("psql (globals)", err, stderr)
+	}
+	var notes []string
+	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			// "psql:<stdin>:12: ERROR:  ..." reads better without the location.
+			if i := strings.Index(line, ": "); strings.HasPrefix(line, "psql:") && i > 0 {
+				line = strings.TrimSpace(line[i+2:])
+			}
+			notes = append(notes, line)
+		}
+	}
+	return notes, nil
+}

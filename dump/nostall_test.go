@@ -1,0 +1,386 @@
+package dump_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// logBuffer collects a logger's JSON lines for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the log lines containing s.
+func (b *logBuffer) lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func newLog() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// onFirstRead wraps o's Throttle so started is closed when pg_dump's first
+// bytes are read (after it has taken its table locks).
+func onFirstRead(o *dump.CaptureOptions, started chan struct{}) {
+	prev := o.Throttle
+	var once sync.Once
+	o.Throttle = func(r io.Reader) io.Reader {
+		if prev != nil {
+			r = prev(r)
+		}
+		return readerFunc(func(p []byte) (int, error) {
+			n, err := r.Read(p)
+			once.Do(func() { close(started) })
+			return n, err
+		})
+	}
+}
+
+// session is an application connection running statements in the
+// background, like a migration or a web request.
+type session struct {
+	c    *pgx.Conn
+	pid  int
+	done chan error
+}
+
+func openSession(t *testing.T, pg *testenv.Postgres, db string) *session {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return &session{c: c, pid: int(c.PgConn().PID()), done: make(chan error, 1)}
+}
+
+// start runs sql in the background; wait collects its result.
+func (s *session) start(ctx context.Context, sql string) {
+	go func() {
+		_, err := s.c.Exec(ctx, sql)
+		s.done <- err
+	}()
+}
+
+func (s *session) wait(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("session %d: %v", s.pid, err)
+		}
+	case <-time.After(within):
+		t.Fatalf("session %d still waiting after %s", s.pid, within)
+	}
+}
+
+// TestCaptureMaxRate dumps through PGBACKUPS_MAX_RATE and measures the rate
+// at which pg_dump's output was read: within 10% of the limit.
+func TestCaptureMaxRate(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 20_000) // a ~4 MB dump
+	st := fileStore(t)
+	o := options(t, pg, db, st)
+	// Low enough that zstd keeps up even under the race detector: the
+	// limiter caps the rate, it cannot make a slower pipeline faster.
+	const limit = 1 << 20
+	dump.NewNoStall(dump.NoStallOptions{MaxRate: limit}).Apply(&o)
+	// Measure outside the limiter, from the first byte to EOF.
+	limited := o.Throttle
+	var first, last time.Time
+	var n int64
+	o.Throttle = func(r io.Reader) io.Reader {
+		lr := limited(r)
+		return readerFunc(func(p []byte) (int, error) {
+			m, err := lr.Read(p)
+			if first.IsZero() {
+				first = time.Now()
+			}
+			n += int64(m)
+			last = time.Now()
+			return m, err
+		})
+	}
+	m, err := dump.Capture(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs := last.Sub(first).Seconds()
+	if secs < 2 {
+		t.Fatalf("dump of %d bytes took %.1fs; the test needs a few seconds to measure", n, secs)
+	}
+	got := float64(n) / secs
+	t.Logf("limit %d B/s: %d bytes in %.2fs = %.0f B/s (%+.1f%%); capture took %s", limit, n, secs, got, 100*(got/limit-1), m.Duration())
+	if got > 1.1*limit || got < 0.9*limit {
+		t.Fatalf("read pg_dump at %.0f B/s, limit %d B/s", got, limit)
+	}
+	if m.DumpBytes != n {
+		t.Errorf("manifest says %d dump bytes, %d were read", m.DumpBytes, n)
+	}
+}
+
+// TestWatchdogAbort is the classic stall: a migration's ALTER TABLE waits
+// for the dump's ACCESS SHARE lock and application queries queue behind the
+// ALTER. The abort policy must stop the dump once the ALTER has waited the
+// threshold, leave nothing listed, say who was blocked, and let the
+// migration and the queue proceed.
+func TestWatchdogAbort(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 50_000)
+	st := fileStore(t)
+	o := options(t, pg, db, st)
+	log, logs := newLog()
+	const threshold = 1500 * time.Millisecond
+	ns := dump.NewNoStall(dump.NoStallOptions{MaxRate: 512 << 10, OnBlocking: dump.BlockingAbort, BlockingThreshold: threshold, Logger: log})
+	ns.Watchdog.Interval = 200 * time.Millisecond
+	ns.Apply(&o)
+	started := make(chan struct{})
+	onFirstRead(&o, started)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	migration, app := openSession(t, pg, db), openSession(t, pg, db)
+	alterAt := make(chan time.Time, 1)
+	go func() {
+		<-started
+		alterAt <- time.Now()
+		migration.start(ctx, "ALTER TABLE app.users ADD COLUMN nickname text")
+		time.Sleep(300 * time.Millisecond)
+		app.start(ctx, "SELECT count(*) FROM app.users")
+	}()
+	m, err := dump.Capture(ctx, o)
+	var abortedAfter time.Duration
+	select {
+	case at := <-alterAt:
+		abortedAfter = time.Since(at)
+	default:
+		t.Fatalf("capture ended before the ALTER was issued: %v", err)
+	}
+
+	var be *dump.BlockingError
+	if !errors.As(err, &be) {
+		t.Fatalf("err = %v, want a *dump.BlockingError", err)
+	}
+	t.Logf("aborted %s after the ALTER: %v", abortedAfter.Round(time.Millisecond), err)
+	if abortedAfter < threshold || abortedAfter > threshold+2*time.Second {
+		t.Errorf("aborted %s after the ALTER; want between the threshold %s and 2s later", abortedAfter, threshold)
+	}
+	byPID := map[int]dump.BlockedSession{}
+	for _, s := range be.Blocked {
+		byPID[s.PID] = s
+	}
+	if s, ok := byPID[migration.pid]; !ok || !s.Direct || !strings.Contains(s.Query, "ALTER TABLE app.users") || s.Waiting < threshold {
+		t.Errorf("the ALTER (pid %d) is not reported as blocked directly past the threshold: %+v", migration.pid, be.Blocked)
+	}
+	if s, ok := byPID[app.pid]; !ok || s.Direct {
+		t.Errorf("the query queued behind the ALTER (pid %d) is not reported as blocked transitively: %+v", app.pid, be.Blocked)
+	}
+	for _, want := range []string{"pid " + itoa(migration.pid), "ALTER TABLE app.users ADD COLUMN nickname text", "PGBACKUPS_ON_BLOCKING=abort"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	assertNothingListed(t, st, m)
+	assertFailedRecorded(t, st, m, "PGBACKUPS_ON_BLOCKING=abort")
+	// With the dump gone, the migration and the queue behind it proceed.
+	migration.wait(t, 5*time.Second)
+	app.wait(t, 5*time.Second)
+	if ns.Blocking() != 0 {
+		t.Errorf("Blocking() = %d after the dump ended", ns.Blocking())
+	}
+	if len(logs.lines("aborting")) != 1 {
+		t.Errorf("want one abort log line:\n%s", logs)
+	}
+}
+
+// TestWatchdogWarn: the default policy logs each blocked session once and
+// lets the backup finish.
+func TestWatchdogWarn(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 50_000)
+	st := fileStore(t)
+	o := options(t, pg, db, st)
+	log, logs := newLog()
+	ns := dump.NewNoStall(dump.NoStallOptions{MaxRate: 512 << 10, OnBlocking: dump.BlockingWarn, BlockingThreshold: 500 * time.Millisecond, Logger: log})
+	ns.Watchdog.Interval = 100 * time.Millisecond
+	ns.Apply(&o)
+	started := make(chan struct{})
+	onFirstRead(&o, started)
+
+	ctx := context.Background()
+	migration := openSession(t, pg, db)
+	var sawBlocking atomic.Int64
+	go func() {
+		<-started
+		migration.start(ctx, "ALTER TABLE app.users ADD COLUMN nickname text")
+		// Let a few polls see the ALTER past the threshold, then let the
+		// dump finish quickly.
+		for deadline := time.Now().Add(20 * time.Second); len(logs.lines("the dump blocks a session")) == 0 && time.Now().Before(deadline); {
+			sawBlocking.Store(max(sawBlocking.Load(), int64(ns.Blocking())))
+			time.Sleep(20 * time.Millisecond)
+		}
+		sawBlocking.Store(max(sawBlocking.Load(), int64(ns.Blocking())))
+		time.Sleep(500 * time.Millisecond)
+		ns.Limiter.SetLimit(0)
+	}()
+	m, err := dump.Capture(ctx, o)
+	if err != nil {
+		t.Fatalf("capture under the warn policy: %v", err)
+	}
+	if m.Status != storage.StatusCompleted {
+		t.Fatalf("status %s", m.Status)
+	}
+	warns := logs.lines("the dump blocks a session")
+	if len(warns) != 1 || !strings.Contains(warns[0], `"pid":`+itoa(migration.pid)) || !strings.Contains(warns[0], "ALTER TABLE app.users") {
+		t.Fatalf("want one warning naming pid %d and its ALTER, got:\n%s", migration.pid, strings.Join(warns, "\n"))
+	}
+	if sawBlocking.Load() < 1 {
+		t.Errorf("Blocking() never reported the blocked session")
+	}
+	migration.wait(t, 5*time.Second)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestAdaptiveRate runs the adaptive monitor against a cluster of its own
+// (its signal is cluster-wide): application sessions busy with statements
+// push the limit down to the floor; when they go idle it is lifted.
+func TestAdaptiveRate(t *testing.T) {
+	pg := testenv.NewCluster(t)
+	conn, err := dump.ParseConn(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, logs := newLog()
+	l := dump.NewLimiter(0)
+	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20, Interval: 200 * time.Millisecond, Logger: log}
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan error, 1)
+	go func() { watched <- a.Watch(ctx, dump.Running{ID: "t", AppName: dump.AppName("t"), Conn: conn}) }()
+	defer func() {
+		cancel()
+		if err := <-watched; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	}()
+
+	// Idle database: from Start up to unlimited.
+	waitFor(t, func() bool { return l.Limit() == 0 })
+
+	// Three sessions each running a statement: busy.
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	var load []*session
+	for range 3 {
+		s := openSession(t, pg, "postgres")
+		s.start(loadCtx, "SELECT pg_sleep(60)")
+		load = append(load, s)
+	}
+	busySince := time.Now()
+	waitFor(t, func() bool { return l.Limit() == 1<<20 })
+	t.Logf("busy: at the floor after %s", time.Since(busySince).Round(time.Millisecond))
+
+	stopLoad()
+	for _, s := range load {
+		<-s.done // cancelled
+	}
+	idleSince := time.Now()
+	waitFor(t, func() bool { return l.Limit() == 0 })
+	t.Logf("idle: unlimited after %s", time.Since(idleSince).Round(time.Millisecond))
+
+	changes := logs.lines("dump rate limit changed")
+	if len(changes) < 4 || !strings.Contains(strings.Join(changes, ""), `"to":"unlimited"`) || !strings.Contains(strings.Join(changes, ""), `"to":"1.0 MiB/s"`) {
+		t.Errorf("rate changes not logged:\n%s", logs)
+	}
+}
+
+// TestSizeGuard: a database over PGBACKUPS_LOGICAL_LIMIT is still backed
+// up, with a warning in the logs and in the stored manifest.
+func TestSizeGuard(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.Exec(t, db, "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+	st := fileStore(t)
+
+	o := options(t, pg, db, st)
+	log, logs := newLog()
+	o.Logger = log
+	dump.NewNoStall(dump.NoStallOptions{LogicalLimit: 1 << 20}).Apply(&o) // 1 MiB: every database is larger
+	m, err := dump.Capture(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dump.OverLogicalLimit(m.DatabaseBytes, 1<<20) {
+		t.Fatalf("database of %d bytes not over 1 MiB", m.DatabaseBytes)
+	}
+	stored, err := storage.Catalog{Store: st}.Manifest(context.Background(), m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.Warnings) != 1 || !strings.Contains(stored.Warnings[0], "PGBACKUPS_LOGICAL_LIMIT=1.0 MiB") || !strings.Contains(stored.Warnings[0], "physical") {
+		t.Fatalf("manifest warnings = %q", stored.Warnings)
+	}
+	if len(logs.lines("over PGBACKUPS_LOGICAL_LIMIT")) != 1 {
+		t.Fatalf("want one warning log line:\n%s", logs)
+	}
+
+	o = options(t, pg, db, st)
+	dump.NewNoStall(dump.NoStallOptions{LogicalLimit: 20e9}).Apply(&o)
+	if m, err := dump.Capture(context.Background(), o); err != nil || len(m.Warnings) != 0 {
+		t.Fatalf("under the limit: warnings %q, err %v", m.Warnings, err)
+	}
+}
+
+func TestSizeWarning(t *testing.T) {
+	for _, tc := range []struct {
+		size, limit int64
+		over        bool
+	}{{100, 0, false}, {100, 100, false}, {101, 100, true}, {25e9, 20e9, true}} {
+		if got := dump.OverLogicalLimit(tc.size, tc.limit); got != tc.over {
+			t.Errorf("OverLogicalLimit(%d, %d) = %v", tc.size, tc.limit, got)
+		}
+		if w := dump.SizeWarning(tc.size, tc.limit); (w != "") != tc.over {
+			t.Errorf("SizeWarning(%d, %d) = %q", tc.size, tc.limit, w)
+		}
+	}
+	if w := dump.SizeWarning(25e9, 20e9); !strings.Contains(w, "23.3 GiB") || !strings.Contains(w, "18.6 GiB") {
+		t.Errorf("warning does not give sizes: %s", w)
+	}
+}

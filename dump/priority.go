@@ -1,0 +1,68 @@
+package dump
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Priority is the CPU and IO scheduling priority a backup's client side
+// runs at (PGBACKUPS_NICE, PGBACKUPS_IONICE_CLASS).
+//
+// It lowers the client only: pg_dump, and pgbackups' own compressor when
+// the process lowers itself. The server backend doing the COPY is a
+// separate process owned by the postgres user, and niceness cannot reach
+// it; what slows the server is backpressure (MaxRate), because a backend
+// whose client stops reading blocks on its socket. Priority matters where
+// pg_dump and the compressor share CPUs with PostgreSQL, which is the usual
+// sidecar or same-host deployment.
+type Priority struct {
+	Nice    int // 1-19 (higher is lower priority); 0 leaves CPU priority alone
+	IOClass int // ioprio_set(2) class: 0 leaves IO priority alone, 2 best-effort, 3 idle
+	IOLevel int // best-effort level, 0-7 (7 lowest)
+}
+
+// IO priority classes, as ioprio_set(2) numbers them (the same numbers
+// config.ParseIONice returns).
+const (
+	IOClassNone       = 0
+	IOClassBestEffort = 2
+	IOClassIdle       = 3
+)
+
+// IsZero reports whether p changes nothing.
+func (p Priority) IsZero() bool { return p.Nice <= 0 && p.IOClass == IOClassNone }
+
+func (p Priority) ioString() string {
+	switch p.IOClass {
+	case IOClassIdle:
+		return "idle"
+	case IOClassBestEffort:
+		return "best-effort:" + strconv.Itoa(p.IOLevel)
+	}
+	return fmt.Sprintf("class %d level %d", p.IOClass, p.IOLevel)
+}
+
+// Apply lowers process pid to p. It never raises a priority: a process
+// already nicer than p.Nice (say, under systemd's Nice=15) keeps its value,
+// which also keeps unprivileged callers clear of EACCES. Errors (the
+// platform refuses, or lacks IO priorities) are for the caller to log:
+// priority is an optimisation, never a reason to fail a backup.
+func (p Priority) Apply(pid int) error {
+	if p.IsZero() {
+		return nil
+	}
+	return p.apply(pid)
+}
+
+// ApplySelf lowers this process to p. Meant for the one-shot capture
+// command, where it covers the zstd encoder's goroutines as well as the
+// pg_dump child (which inherits it). The daemon must not call it:
+// an unprivileged process cannot raise its priority back, so its HTTP
+// endpoints and scheduler would stay lowered between backups for good;
+// run the daemon under systemd's Nice= and IOSchedulingClass= instead.
+func (p Priority) ApplySelf() error {
+	if p.IsZero() {
+		return nil
+	}
+	return p.applySelf()
+}

@@ -1,0 +1,562 @@
+package dump
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// The restore path: storage -> verify -> decompress -> pg_restore. Nothing
+// lands on disk unless a parallel restore (--jobs) needs a seekable file.
+
+// ErrCorrupt means a stored object is not what capture stored: a checksum
+// or size differs from the manifest, or it does not decompress.
+var ErrCorrupt = errors.New("stored object does not match its manifest")
+
+// BackupReader streams a backup's pg_dump archive out of storage,
+// decompressing it and hashing both the stored and the decompressed bytes,
+// so that Check can prove what was read is exactly what capture stored.
+type BackupReader struct {
+	m      storage.Manifest
+	rc     io.ReadCloser
+	stored *hashingReader // the compressed object as read from storage
+	dec    *zstd.Decoder
+	dump   hash.Hash
+	n      int64
+}
+
+// OpenBackup opens m's data object. Only completed backups can be read.
+func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest) (*BackupReader, error) {
+	if !m.OK() {
+		why := ""
+		if m.Error != "" {
+			why = ": " + m.Error
+		}
+		return nil, fmt.Errorf("it did not complete (status %s%s); there is nothing to read", m.Status, why)
+	}
+	rc, err := st.Get(ctx, m.DataKey)
+	if err != nil {
+		return nil, err
+	}
+	stored := &hashingReader{r: rc, h: sha256.New()}
+	// One decoder goroutine: restore speed is pg_restore's, and memory
+	// stays at one window.
+	dec, err := zstd.NewReader(stored, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	return &BackupReader{m: m, rc: rc, stored: stored, dec: dec, dump: sha256.New()}, nil
+}
+
+// Read returns decompressed archive bytes. A read error from storage comes
+// back as it is; a stream that does not decompress wraps ErrCorrupt.
+func (b *BackupReader) Read(p []byte) (int, error) {
+	n, err := b.dec.Read(p)
+	b.dump.Write(p[:n])
+	b.n += int64(n)
+	if err != nil && err != io.EOF {
+		if b.stored.err != nil && b.stored.err != io.EOF {
+			return n, fmt.Errorf("read %s: %w", b.m.DataKey, b.stored.err)
+		}
+		return n, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
+	}
+	return n, err
+}
+
+// Check reads whatever follows the compressed stream and compares sizes
+// and checksums with the manifest. Call it once Read returned io.EOF.
+func (b *BackupReader) Check() error {
+	if _, err := io.Copy(io.Discard, b.stored); err != nil {
+		return fmt.Errorf("read %s: %w", b.m.DataKey, err)
+	}
+	m := b.m
+	if got := hex.EncodeToString(b.stored.h.Sum(nil)); got != m.SHA256 || b.stored.n != m.StoredBytes {
+		return fmt.Errorf("%w: stored object is %d bytes with sha256 %s, manifest says %d bytes with sha256 %s",
+			ErrCorrupt, b.stored.n, got, m.StoredBytes, m.SHA256)
+	}
+	if got := hex.EncodeToString(b.dump.Sum(nil)); got != m.DumpSHA256 || b.n != m.DumpBytes {
+		return fmt.Errorf("%w: archive is %d bytes with sha256 %s, manifest says %d bytes with sha256 %s",
+			ErrCorrupt, b.n, got, m.DumpBytes, m.DumpSHA256)
+	}
+	return nil
+}
+
+// Close releases the object and the decoder.
+func (b *BackupReader) Close() error {
+	b.dec.Close()
+	return b.rc.Close()
+}
+
+// hashingReader counts and hashes what is read through it and remembers
+// the underlying reader's last error.
+type hashingReader struct {
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+	err error
+}
+
+func (hr *hashingReader) Read(p []byte) (int, error) {
+	n, err := hr.r.Read(p)
+	hr.h.Write(p[:n])
+	hr.n += int64(n)
+	hr.err = err
+	return n, err
+}
+
+// CopyBackup writes m's decompressed pg_dump archive to w and verifies it.
+// When it returns an error, what was written to w must be discarded.
+func CopyBackup(ctx context.Context, st storage.Store, m storage.Manifest, w io.Writer) (int64, error) {
+	n, err := copyBackup(ctx, st, m, w)
+	if err != nil {
+		return n, fmt.Errorf("backup %s: %w", m.ID, err)
+	}
+	return n, nil
+}
+
+func copyBackup(ctx context.Context, st storage.Store, m storage.Manifest, w io.Writer) (int64, error) {
+	br, err := OpenBackup(ctx, st, m)
+	if err != nil {
+		return 0, err
+	}
+	defer br.Close()
+	n, err := io.Copy(w, ctxReader{ctx, br})
+	if err != nil {
+		return n, err
+	}
+	return n, br.Check()
+}
+
+// ctxReader ends a copy once ctx is done, so a signal stops a long stream.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// RestoreOptions configures one restore.
+type RestoreOptions struct {
+	Store    storage.Store
+	Manifest storage.Manifest
+	Target   Conn   // the database restored into; it must exist
+	PgBinDir string // searched first for pg_restore and psql
+
+	Clean       bool // drop the archive's objects before recreating them (--clean --if-exists)
+	NoOwner     bool // skip ALTER ... OWNER TO: everything belongs to the restoring role
+	NoACL       bool // skip GRANT/REVOKE
+	WithGlobals bool // apply the backup's roles and tablespaces first
+	// Jobs > 1 runs pg_restore in parallel, which needs the archive as a
+	// seekable file: it is decompressed into TempDir first, then removed.
+	Jobs    int
+	TempDir string // "" means os.TempDir()
+	Logger  *slog.Logger
+}
+
+// RestoreResult describes a finished restore.
+type RestoreResult struct {
+	Database     string        // the target's current_database()
+	Tables       int           // tables whose data was restored
+	Rows         int64         // rows restored, summed over those tables
+	Duration     time.Duration // from start to pg_restore's exit
+	GlobalsNotes []string      // psql's notices and errors while applying globals
+	TempFile     string        // the archive file a parallel restore used (now removed)
+}
+
+// Restore restores a completed backup into an existing database. The
+// archive streams from storage through zstd into pg_restore's stdin; its
+// checksums are verified as it passes, and a mismatch fails the restore.
+// pg_restore runs with --exit-on-error: the first SQL error stops it and
+// its stderr's tail is in the error.
+func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
+	start := time.Now()
+	m := o.Manifest
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := RestoreResult{Database: o.Target.Database()}
+	fail := func(err error) (RestoreResult, error) {
+		return res, fmt.Errorf("backup %s into %s: %w", m.ID, o.Target, err)
+	}
+	if !m.OK() {
+		return res, fmt.Errorf("backup %s did not complete (status %s); it cannot be restored", m.ID, m.Status)
+	}
+	var globals []byte
+	if o.WithGlobals {
+		// Read before touching the target: a backup without globals or
+		// with corrupt ones fails the restore before it starts.
+		g, err := ReadGlobals(ctx, o.Store, m)
+		if err != nil {
+			return fail(err)
+		}
+		globals = g
+	}
+	info, err := Preflight(ctx, o.Target)
+	if err != nil {
+		return fail(err)
+	}
+	res.Database = info.Database
+	pgRestore, err := FindTool(ctx, "pg_restore", o.PgBinDir, archiveMajor(m))
+	if err != nil {
+		return fail(err)
+	}
+	if o.WithGlobals {
+		notes, err := applyGlobals(ctx, o.Target, o.PgBinDir, globals)
+		res.GlobalsNotes = notes
+		if err != nil {
+			return fail(err)
+		}
+		log.Info("globals applied", "backup", m.ID, "messages", len(notes))
+	}
+	child, err := o.Target.forChild(os.TempDir())
+	if err != nil {
+		return fail(err)
+	}
+	defer child.cleanup()
+	args := []string{"--no-password", "--exit-on-error"}
+	if o.Clean {
+		args = append(args, "--clean", "--if-exists")
+	}
+	if o.NoOwner {
+		args = append(args, "--no-owner")
+	}
+	if o.NoACL {
+		args = append(args, "--no-acl")
+	}
+	if child.dbname != "" {
+		args = append(args, "--dbname="+child.dbname)
+	}
+
+	var sum ArchiveSummary
+	if o.Jobs > 1 {
+		sum, err = restoreParallel(ctx, o, pgRestore, args, child.env, &res, log)
+	} else {
+		sum, err = restoreStream(ctx, o, pgRestore, args, child.env)
+	}
+	res.Duration = time.Since(start)
+	if err != nil {
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "already exists") && !o.Clean:
+			err = fmt.Errorf("%w (the target database is not empty: restore into a new database, or add --clean to replace the objects the backup holds)", err)
+		case strings.Contains(msg, "cannot drop") && strings.Contains(msg, "depend") && o.Clean:
+			err = fmt.Errorf("%w (the target holds objects the backup does not, created after it was taken, and --clean drops only the backup's own: restore into a new database, or drop and re-create this one)", err)
+		}
+		return fail(err)
+	}
+	for _, t := range sum.Tables {
+		res.Tables++
+		res.Rows += t.Rows
+	}
+	return res, nil
+}
+
+// archiveMajor is the major version of the pg_dump that wrote m's archive:
+// an older pg_restore cannot read it.
+func archiveMajor(m storage.Manifest) int {
+	n, _ := strconv.Atoi(strings.SplitN(m.PgDumpVersion, ".", 2)[0])
+	return n
+}
+
+// restoreStream pipes the archive into pg_restore's stdin.
+func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, env []string) (ArchiveSummary, error) {
+	br, err := OpenBackup(ctx, o.Store, o.Manifest)
+	if err != nil {
+		return ArchiveSummary{}, err
+	}
+	defer br.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd, stderr := command(ctx, pgRestore.Path, args, env)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return ArchiveSummary{}, fmt.Errorf("pg_restore: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return ArchiveSummary{}, fmt.Errorf("pg_restore: start %s: %w", pgRestore.Path, err)
+	}
+	scan := startArchiveScan()
+	readErr, writeErr := pump(stdin, io.TeeReader(ctxReader{ctx, br}, scan))
+	if readErr == nil && writeErr == nil {
+		readErr = br.Check()
+	}
+	if readErr != nil {
+		// Stop pg_restore before it sees a clean end of input.
+		cancel()
+	}
+	stdin.Close()
+	waitErr := cmd.Wait()
+	sum, _ := scan.Finish()
+	switch {
+	case readErr != nil:
+		return sum, fmt.Errorf("%w (pg_restore was stopped; the target database may be partly restored)", readErr)
+	case waitErr != nil:
+		return sum, childError("pg_restore", waitErr, stderr)
+	case writeErr != nil:
+		// pg_restore finished without reading everything: finish reading
+		// so the checksums still prove the archive.
+		if _, err := io.Copy(io.Discard, ctxReader{ctx, br}); err != nil {
+			return sum, err
+		}
+		return sum, br.Check()
+	}
+	return sum, nil
+}
+
+// pump copies src to w until src ends or either side fails, telling apart
+// a read error (storage, corruption) from a write error (the child went
+// away).
+func pump(w io.Writer, src io.Reader) (readErr, writeErr error) {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil, werr
+			}
+		}
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return err, nil
+		}
+	}
+}
+
+// restoreParallel decompresses the archive into a temporary file, checks
+// it, and runs pg_restore --jobs on it. The file is removed afterwards.
+func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args, env []string, res *RestoreResult, log *slog.Logger) (ArchiveSummary, error) {
+	dir := o.TempDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	f, err := os.CreateTemp(dir, "pgbackups-restore-"+o.Manifest.ID+"-*.dump")
+	if err != nil {
+		return ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs: %w", err)
+	}
+	res.TempFile = f.Name()
+	defer os.Remove(f.Name())
+	log.Info("parallel restore needs a seekable archive: decompressing to a temporary file, removed afterwards",
+		"path", f.Name(), "bytes", o.Manifest.DumpBytes, "jobs", o.Jobs)
+	scan := startArchiveScan()
+	_, err = copyBackup(ctx, o.Store, o.Manifest, io.MultiWriter(f, scan))
+	sum, _ := scan.Finish()
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("temporary archive %s: %w", f.Name(), cerr)
+	}
+	if err != nil {
+		return sum, err
+	}
+	cmd, stderr := command(ctx, pgRestore.Path, append(args, "--jobs="+strconv.Itoa(o.Jobs), f.Name()), env)
+	if err := cmd.Run(); err != nil {
+		return sum, childError("pg_restore", err, stderr)
+	}
+	return sum, nil
+}
+
+// VerifyOptions configures a verification.
+type VerifyOptions struct {
+	Store    storage.Store
+	Manifest storage.Manifest
+	PgBinDir string
+	// RestoreTo, when set, is an empty scratch database the backup is
+	// restored into (without owners or grants, so no roles are needed);
+	// its row counts are then compared with the manifest's.
+	RestoreTo *Conn
+	Logger    *slog.Logger
+}
+
+// VerifyResult is what a verification established.
+type VerifyResult struct {
+	Entries  int            // TOC entries pg_restore --list printed (0 when restored)
+	Archive  ArchiveSummary // what the archive scan read
+	Counts   []CountCheck   // manifest counts against the archive's, or the scratch database's
+	Restored *RestoreResult // set when RestoreTo was
+}
+
+// ErrCountMismatch means the rows found differ from those recorded.
+var ErrCountMismatch = errors.New("row counts differ from those recorded at capture")
+
+// Verify re-reads a backup: its checksums, that pg_restore accepts it, and
+// that its tables hold the rows the manifest recorded. Without RestoreTo,
+// pg_restore --list reads the archive's table of contents and the rows are
+// counted in the archive itself; with it, the backup is restored into that
+// scratch database and the rows are counted there.
+func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
+	m := o.Manifest
+	var res VerifyResult
+	if o.RestoreTo != nil {
+		if err := requireEmpty(ctx, *o.RestoreTo); err != nil {
+			return res, fmt.Errorf("verify %s: %w", m.ID, err)
+		}
+		r, err := Restore(ctx, RestoreOptions{
+			Store: o.Store, Manifest: m, Target: *o.RestoreTo, PgBinDir: o.PgBinDir,
+			NoOwner: true, NoACL: true, Logger: o.Logger,
+		})
+		if err != nil {
+			return res, fmt.Errorf("verify: %w", err)
+		}
+		res.Restored = &r
+		got, err := countRows(ctx, *o.RestoreTo, m.Tables)
+		if err != nil {
+			return res, fmt.Errorf("verify %s: %w", m.ID, err)
+		}
+		res.Counts = CompareCounts(m, got)
+		return res, countsError(m, res.Counts)
+	}
+
+	pgRestore, err := FindTool(ctx, "pg_restore", o.PgBinDir, archiveMajor(m))
+	if err != nil {
+		return res, fmt.Errorf("verify %s: %w", m.ID, err)
+	}
+	br, err := OpenBackup(ctx, o.Store, m)
+	if err != nil {
+		return res, fmt.Errorf("verify %s: %w", m.ID, err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// pg_restore --list reads the header and TOC from stdin and exits; the
+	// rest of the archive is still read, for the checksums and the scan.
+	cmd, stderr := command(ctx, pgRestore.Path, []string{"--list"}, childEnviron(os.Environ()))
+	list := &tocLines{}
+	cmd.Stdout = list
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return res, fmt.Errorf("verify %s: pg_restore: %w", m.ID, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("verify %s: pg_restore: start %s: %w", m.ID, pgRestore.Path, err)
+	}
+	scan := startArchiveScan()
+	_, copyErr := io.Copy(io.MultiWriter(&forgivingWriter{w: stdin}, scan), ctxReader{ctx, br})
+	if copyErr == nil {
+		copyErr = br.Check()
+	}
+	stdin.Close()
+	waitErr := cmd.Wait()
+	res.Archive, err = scan.Finish()
+	res.Entries = list.n
+	if copyErr != nil {
+		return res, fmt.Errorf("verify %s: %w", m.ID, copyErr)
+	}
+	if waitErr != nil {
+		return res, fmt.Errorf("verify %s: pg_restore --list rejects the archive: %w", m.ID, childError("pg_restore", waitErr, stderr))
+	}
+	if err != nil {
+		// The checksums match what capture stored, and pg_restore reads
+		// it: the scan not understanding the archive is not corruption.
+		if o.Logger != nil {
+			o.Logger.Warn("archive scan incomplete; row counts not compared", "backup", m.ID, "err", err)
+		}
+		return res, nil
+	}
+	if m.TableCountMethod == CountMethodArchive {
+		got := map[[2]string]int64{}
+		for _, t := range res.Archive.Tables {
+			got[[2]string{t.Schema, t.Table}] = t.Rows
+		}
+		res.Counts = CompareCounts(m, got)
+	}
+	return res, countsError(m, res.Counts)
+}
+
+func countsError(m storage.Manifest, cs []CountCheck) error {
+	if m.TableCountMethod == CountMethodEstimate {
+		return nil // estimates drift: reported, never a failure
+	}
+	bad := 0
+	for _, c := range cs {
+		if !c.OK {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("verify %s: %w: %d of %d tables", m.ID, ErrCountMismatch, bad, len(cs))
+	}
+	return nil
+}
+
+// forgivingWriter writes to w until w fails once, then discards: the
+// stream it is part of goes on (pg_restore --list stops reading early).
+type forgivingWriter struct {
+	w      io.Writer
+	failed bool
+}
+
+func (f *forgivingWriter) Write(p []byte) (int, error) {
+	if !f.failed {
+		if _, err := f.w.Write(p); err != nil {
+			f.failed = true
+		}
+	}
+	return len(p), nil
+}
+
+// tocLines counts the entries pg_restore --list prints: lines not starting
+// with ';' (its comments).
+type tocLines struct {
+	n       int
+	midLine bool
+	comment bool
+}
+
+func (t *tocLines) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if !t.midLine {
+			t.midLine = true
+			t.comment = c == ';' || c == '\n'
+			if c == '\n' {
+				t.midLine = false
+				continue
+			}
+		}
+		if c == '\n' {
+			if !t.comment {
+				t.n++
+			}
+			t.midLine = false
+		}
+	}
+	return len(p), nil
+}
+
+// requireEmpty refuses a scratch database that already holds tables.
+func requireEmpty(ctx context.Context, c Conn) error {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("check %s is empty: %s", c, Redact(err, c))
+	}
+	if n > 0 {
+		return fmt.Errorf("%s is not empty (%d relations): --restore-to needs an empty scratch database, e.g. createdb pgbackups_verify", c, n)
+	}
+	return nil
+}

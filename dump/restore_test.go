@@ -1,0 +1,307 @@
+package dump_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+func conn(t *testing.T, raw string) dump.Conn {
+	t.Helper()
+	c, err := dump.ParseConn(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRestoreAndVerify(t *testing.T) {
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	pg.SeedRich(t, src, 2000)
+	want := pg.TableChecksums(t, src)
+	ctx := context.Background()
+
+	stores := map[string]func(t *testing.T) storage.Store{
+		"file": func(t *testing.T) storage.Store { return fileStore(t) },
+		"s3":   func(t *testing.T) storage.Store { st, _ := s3Store(t); return st },
+	}
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			st := mk(t)
+			m, err := dump.Capture(ctx, options(t, pg, src, st))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := func(db string) dump.RestoreOptions {
+				return dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(db)), PgBinDir: pg.BinDir}
+			}
+
+			// Streamed: no temporary file.
+			streamed := pg.CreateDB(t)
+			res, err := dump.Restore(ctx, opts(streamed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Database != streamed || res.Tables != 3 || res.Rows != 2000+5000+1 || res.TempFile != "" {
+				t.Fatalf("result %+v", res)
+			}
+			if d := testenv.DiffChecksums(want, pg.TableChecksums(t, streamed)); d != "" {
+				t.Fatalf("streamed restore differs:\n%s", d)
+			}
+
+			// Parallel: through a temporary file, removed afterwards.
+			parallel := pg.CreateDB(t)
+			o := opts(parallel)
+			o.Jobs, o.TempDir = 3, t.TempDir()
+			res, err = dump.Restore(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.TempFile == "" || filepath.Dir(res.TempFile) != o.TempDir || res.Tables != 3 {
+				t.Fatalf("result %+v", res)
+			}
+			if left, _ := os.ReadDir(o.TempDir); len(left) != 0 {
+				t.Fatalf("temporary archive left behind: %v", left)
+			}
+			if d := testenv.DiffChecksums(want, pg.TableChecksums(t, parallel)); d != "" {
+				t.Fatalf("parallel restore differs:\n%s", d)
+			}
+
+			// Over a database that already holds the objects: refused by
+			// pg_restore with a hint, then replaced with Clean.
+			_, err = dump.Restore(ctx, opts(streamed))
+			if err == nil || !strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "--clean") {
+				t.Fatalf("restore over a full database: %v", err)
+			}
+			pg.Exec(t, streamed, `DELETE FROM billing.invoices WHERE id > 10; CREATE TABLE public.extra (x int)`)
+			o = opts(streamed)
+			o.Clean = true
+			if _, err := dump.Restore(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+			got := pg.TableChecksums(t, streamed)
+			delete(got, "public.extra") // not in the backup: --clean leaves it
+			if d := testenv.DiffChecksums(want, got); d != "" {
+				t.Fatalf("clean restore differs:\n%s", d)
+			}
+
+			// --clean drops only the backup's own objects: one added since
+			// in a schema of the backup blocks dropping that schema.
+			pg.Exec(t, streamed, `CREATE TABLE app.extra (x int)`)
+			if _, err := dump.Restore(ctx, o); err == nil || !strings.Contains(err.Error(), "objects the backup does not") {
+				t.Fatalf("clean restore over an extra object: %v", err)
+			}
+
+			// Verify, by reading the archive and by restoring it.
+			vr, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vr.Entries < 10 || len(vr.Counts) != 3 || !vr.Archive.Complete {
+				t.Fatalf("verify: %+v", vr)
+			}
+			scratch := conn(t, pg.URL(pg.CreateDB(t)))
+			vr, err = dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir, RestoreTo: &scratch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vr.Restored == nil || len(vr.Counts) != 3 {
+				t.Fatalf("verify --restore-to: %+v", vr)
+			}
+			for _, c := range vr.Counts {
+				if !c.OK {
+					t.Errorf("count %+v", c)
+				}
+			}
+			// The scratch database now holds the backup: a second verify
+			// into it is refused before anything runs.
+			if _, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir, RestoreTo: &scratch}); err == nil || !strings.Contains(err.Error(), "not empty") {
+				t.Fatalf("verify into a full scratch database: %v", err)
+			}
+
+			// A manifest whose counts disagree with the archive fails verify.
+			bad := m
+			bad.Tables = append([]storage.TableCount(nil), m.Tables...)
+			bad.Tables[0].Rows++
+			vr, err = dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: bad, PgBinDir: pg.BinDir})
+			if !errors.Is(err, dump.ErrCountMismatch) {
+				t.Fatalf("verify with a wrong count: %v", err)
+			}
+		})
+	}
+}
+
+func TestRestoreRejectsDamage(t *testing.T) {
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	pg.SeedRich(t, src, 1000)
+	ctx := context.Background()
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := st.Location(m.DataKey)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(orig)
+	flipped[len(flipped)/2] ^= 0x20
+	damage := map[string][]byte{
+		"flipped byte": flipped,
+		"truncated":    orig[:len(orig)*2/3],
+		"empty":        {},
+		"extra bytes":  append(bytes.Clone(orig), 0),
+	}
+	for name, data := range damage {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.WriteFile(path, orig, 0o600) })
+			var out bytes.Buffer
+			if _, err := dump.CopyBackup(ctx, st, m, &out); !errors.Is(err, dump.ErrCorrupt) {
+				t.Errorf("CopyBackup: %v, want ErrCorrupt", err)
+			}
+			if _, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir}); !errors.Is(err, dump.ErrCorrupt) {
+				t.Errorf("Verify: %v, want ErrCorrupt", err)
+			}
+			target := pg.CreateDB(t)
+			_, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir})
+			if err == nil {
+				t.Fatal("restore of a damaged backup succeeded")
+			}
+			t.Logf("restore: %v", err)
+		})
+	}
+
+	t.Run("failed backup", func(t *testing.T) {
+		failed := m
+		failed.Status, failed.Error = storage.StatusFailed, "pg_dump: exit status 1"
+		if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: failed, Target: conn(t, pg.URL(src))}); err == nil || !strings.Contains(err.Error(), "did not complete") {
+			t.Fatalf("restore of a failed backup: %v", err)
+		}
+	})
+
+	t.Run("unreachable target", func(t *testing.T) {
+		target := conn(t, "postgres://someone:hunter2-target@127.0.0.1:1/gone?sslmode=disable&connect_timeout=3")
+		_, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: target, PgBinDir: pg.BinDir})
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "127.0.0.1:1") || !strings.Contains(err.Error(), "gone") {
+			t.Fatalf("error must name the target and hide its password: %v", err)
+		}
+	})
+
+	t.Run("globals asked for but absent", func(t *testing.T) {
+		none := m
+		none.GlobalsKey, none.GlobalsSHA256 = "", ""
+		target := pg.CreateDB(t)
+		_, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: none, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, WithGlobals: true})
+		if !errors.Is(err, dump.ErrNoGlobals) {
+			t.Fatalf("err %v, want ErrNoGlobals", err)
+		}
+		if n := pg.QueryString(t, target, `SELECT count(*)::text FROM pg_class WHERE relnamespace <> ALL (ARRAY['pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace])`); n != "0" {
+			t.Fatalf("the target was touched: %s relations", n)
+		}
+	})
+}
+
+func TestRewriteGlobals(t *testing.T) {
+	in := `SET standard_conforming_strings = on;
+
+CREATE ROLE app_owner;
+ALTER ROLE app_owner WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi';
+CREATE ROLE "Odd ""Role""";
+ALTER ROLE "Odd ""Role""" WITH NOLOGIN;
+CREATE ROLE o'brien;
+ALTER ROLE other WITH LOGIN;
+CREATE ROLE lonely;
+COMMENT ON ROLE app_owner IS 'owns $pgbackups$ things';
+GRANT app_owner TO "Odd ""Role""" GRANTED BY postgres;
+`
+	out := string(dump.RewriteGlobals([]byte(in)))
+	for _, want := range []string{
+		"DO $pgbackups$\nBEGIN\n\tIF to_regrole('app_owner') IS NULL THEN\n\t\tCREATE ROLE app_owner;\n\t\tALTER ROLE app_owner WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi';\n\tELSE\n\t\tRAISE NOTICE 'role % already exists: kept as it is', 'app_owner';\n\tEND IF;\nEND\n$pgbackups$;\n",
+		`IF to_regrole('"Odd ""Role"""') IS NULL THEN`,
+		// Unpaired lines pass through untouched.
+		"CREATE ROLE o'brien;\nALTER ROLE other WITH LOGIN;\nCREATE ROLE lonely;\nCOMMENT ON ROLE app_owner IS 'owns $pgbackups$ things';\nGRANT app_owner",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "DO $") != 2 {
+		t.Errorf("want two DO blocks:\n%s", out)
+	}
+}
+
+func TestApplyGlobalsTolerance(t *testing.T) {
+	// A role that exists keeps its attributes and password: applying
+	// another cluster's globals must not lock out the operator.
+	pg := testenv.NewCluster(t)
+	ctx := context.Background()
+	pg.Exec(t, "postgres", `CREATE ROLE keeper LOGIN PASSWORD 'keeper-pw-1'`)
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE t (a int); INSERT INTO t VALUES (1)`)
+	st := fileStore(t)
+	o := options(t, pg, src, st)
+	o.SkipGlobals = true
+	m, err := dump.Capture(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.GlobalsKey, m.GlobalsSHA256 = putGlobals(t, st, m.ID, `CREATE ROLE keeper;
+ALTER ROLE keeper WITH NOLOGIN PASSWORD 'other-cluster-pw';
+CREATE ROLE fresh_role;
+ALTER ROLE fresh_role WITH NOLOGIN;
+CREATE TABLESPACE nowhere OWNER fresh_role LOCATION '/nonexistent/pgbackups-test';
+GRANT fresh_role TO keeper;
+`)
+	target := pg.CreateDB(t)
+	res, err := dump.Restore(ctx, dump.RestoreOptions{
+		Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, WithGlobals: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(res.GlobalsNotes, "\n")
+	if !strings.Contains(notes, "role keeper already exists") || !strings.Contains(notes, "ERROR") || !strings.Contains(notes, "/nonexistent/pgbackups-test") {
+		t.Errorf("notes should name the kept role and the refused tablespace:\n%s", notes)
+	}
+	c, err := pgx.Connect(ctx, pg.URLAs("keeper", "keeper-pw-1", target))
+	if err != nil {
+		t.Fatalf("keeper can no longer log in with its own password: %v", err)
+	}
+	c.Close(ctx)
+	if got := pg.QueryString(t, "postgres", `SELECT string_agg(r.rolname, ',') FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles u ON u.oid = a.member WHERE u.rolname = 'keeper'`); got != "fresh_role" {
+		t.Fatalf("keeper is member of %q, want fresh_role", got)
+	}
+}
+
+// putGlobals stores sql as backup id's globals and returns the key and sha256.
+func putGlobals(t *testing.T, st storage.Store, id, sql string) (string, string) {
+	t.Helper()
+	enc, _ := zstd.NewWriter(nil)
+	b := enc.EncodeAll([]byte(sql), nil)
+	enc.Close()
+	key := storage.GlobalsKey(id)
+	if _, err := st.Put(context.Background(), key, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return key, hex.EncodeToString(sum[:])
+}

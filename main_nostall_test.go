@@ -1,0 +1,53 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgbackups/pgbackups/internal/testenv"
+)
+
+// TestCaptureNoStallWiring runs the binary with issue 5's variables set:
+// the dump comes from the standby, at a limited rate, with the watchdog and
+// the size guard armed, and no secret in the output.
+func TestCaptureNoStallWiring(t *testing.T) {
+	primary := testenv.NewCluster(t)
+	db := primary.CreateDB(t)
+	primary.SeedRich(t, db, 2000)
+	standby := primary.NewStandby(t)
+	env := []string{
+		"PGBACKUPS_DATABASE_URL=" + primary.URL(db),
+		"PGBACKUPS_DUMP_URL=" + standby.URL(db),
+		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
+		"PGBACKUPS_MAX_RATE=8MiB",
+		"PGBACKUPS_ON_BLOCKING=abort",
+		"PGBACKUPS_LOGICAL_LIMIT=1MiB",
+		"PGBACKUPS_NICE=5",
+		"PGBACKUPS_LOG_LEVEL=debug",
+	}
+	r := run(t, env, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, primary.Password) {
+		t.Fatalf("the password appears in the output:\n%s", r.stderr)
+	}
+	for _, want := range []string{"dumping from a standby", "over PGBACKUPS_LOGICAL_LIMIT"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("log lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	ms := listJSON(t, env)
+	if len(ms) != 1 || ms[0].Source != "standby" || len(ms[0].Warnings) != 1 || !strings.Contains(ms[0].Warnings[0], "PGBACKUPS_LOGICAL_LIMIT") {
+		t.Fatalf("list --json = %+v, want one backup from the standby with the size warning", ms)
+	}
+
+	t.Run("bad dump URL", func(t *testing.T) {
+		env := append(env[:0:0], env...)
+		env[1] = "PGBACKUPS_DUMP_URL=postgres://app:dump-s3cret@127.0.0.1:notaport/" + db
+		r := run(t, env, "capture")
+		if r.code != exitUsage || !strings.Contains(r.stderr, "PGBACKUPS_DUMP_URL") || strings.Contains(r.stderr, "dump-s3cret") {
+			t.Fatalf("exit %d, want 2 naming PGBACKUPS_DUMP_URL without its password:\n%s", r.code, r.stderr)
+		}
+	})
+}

@@ -1,0 +1,157 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pgbackups/pgbackups/schedule"
+)
+
+// PruneOptions says what Prune keeps.
+type PruneOptions struct {
+	// Policy decides which backups with a manifest are kept; see
+	// schedule.Policy (the newest good backup always is).
+	Policy schedule.Policy
+	// Location is the calendar daily, weekly and monthly rules count in:
+	// the schedule's time zone. Nil means UTC.
+	Location *time.Location
+	// Now is the current time, for Grace.
+	Now time.Time
+	// Grace protects objects without a manifest, and a file store's
+	// temporary files, until they are this old: they may belong to a
+	// capture still running.
+	Grace time.Duration
+	// DryRun reports what would be removed and removes nothing.
+	DryRun bool
+}
+
+// Why Prune removes something.
+const (
+	PruneRetention = "retention" // a good backup the policy does not keep
+	PruneFailed    = "failed"    // a failed backup older than the newest good one
+	PruneOrphan    = "orphan"    // objects with no manifest, older than the grace
+	PruneTemporary = "temporary" // an unfinished write a crash left behind
+)
+
+// Pruned is one thing Prune removed, or would remove in a dry run.
+type Pruned struct {
+	ID      string // the backup id; "" for a temporary file
+	Key     string // the temporary file's key; "" for a backup
+	Reason  string // one of the Prune* constants
+	Objects int
+	Bytes   int64
+	Time    time.Time // the backup's start, or the object's modification time
+}
+
+// PruneResult is what Prune did.
+type PruneResult struct {
+	Removed []Pruned
+	// Kept lists the retention decision for every backup kept, with why.
+	Kept []schedule.Decision
+	// Unreadable lists ids whose manifest exists but cannot be read. Prune
+	// leaves them alone: only a person should decide about those.
+	Unreadable []Entry
+}
+
+// temporaryStore is a backend that can leave unfinished writes behind on a
+// crash (the file store's hidden temporary files).
+type temporaryStore interface {
+	Temporaries() ([]Object, error)
+	RemoveTemporary(key string) error
+}
+
+// Prune applies retention to the catalog and removes what nothing refers
+// to: good backups the policy does not keep, failed backups older than the
+// newest good one, objects without a manifest (a capture that died before
+// writing it) once older than the grace, and, on the file store, temporary
+// files a crash left behind, also after the grace. Backups are deleted with
+// Catalog.Delete, manifest first. Prune goes on past a failed deletion and
+// returns every error at the end.
+//
+// The daemon calls it after each backup; `pgbackups prune` calls it on demand.
+func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error) {
+	var res PruneResult
+	entries, err := cat.Entries(ctx)
+	if err != nil {
+		return res, fmt.Errorf("prune: %w", err)
+	}
+	cutoff := o.Now.Add(-o.Grace)
+	var backups []schedule.Backup
+	byID := map[string]Entry{}
+	for _, e := range entries {
+		byID[e.ID] = e
+		switch {
+		case e.Err != nil:
+			res.Unreadable = append(res.Unreadable, e)
+		case e.Manifest != nil:
+			backups = append(backups, schedule.Backup{ID: e.ID, Time: e.Manifest.StartedAt, OK: e.Manifest.OK()})
+		default:
+			if newest := newestModified(e.Objects); newest.Before(cutoff) {
+				res.Removed = append(res.Removed, pruned(e, PruneOrphan, newest))
+			}
+		}
+	}
+	for _, d := range o.Policy.Explain(backups, o.Location) {
+		if d.Keep {
+			res.Kept = append(res.Kept, d)
+			continue
+		}
+		reason := PruneRetention
+		if !d.OK {
+			reason = PruneFailed
+		}
+		res.Removed = append(res.Removed, pruned(byID[d.ID], reason, d.Time))
+	}
+	var temps temporaryStore
+	if ts, ok := cat.Store.(temporaryStore); ok {
+		temps = ts
+		objs, err := ts.Temporaries()
+		if err != nil {
+			return res, fmt.Errorf("prune: list temporary files: %w", err)
+		}
+		for _, o := range objs {
+			if o.Modified.Before(cutoff) {
+				res.Removed = append(res.Removed, Pruned{Key: o.Key, Reason: PruneTemporary, Objects: 1, Bytes: o.Size, Time: o.Modified})
+			}
+		}
+	}
+	if o.DryRun {
+		return res, nil
+	}
+	var errs []error
+	for _, p := range res.Removed {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		var err error
+		if p.ID != "" {
+			err = cat.Delete(ctx, p.ID)
+		} else {
+			err = temps.RemoveTemporary(p.Key)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("prune %s%s: %w", p.ID, p.Key, err))
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+func pruned(e Entry, reason string, t time.Time) Pruned {
+	p := Pruned{ID: e.ID, Reason: reason, Objects: len(e.Objects), Time: t}
+	for _, o := range e.Objects {
+		p.Bytes += o.Size
+	}
+	return p
+}
+
+func newestModified(objs []Object) time.Time {
+	var t time.Time
+	for _, o := range objs {
+		if o.Modified.After(t) {
+			t = o.Modified
+		}
+	}
+	return t
+}

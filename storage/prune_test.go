@@ -1,0 +1,189 @@
+package storage_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbackups/pgbackups/schedule"
+	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
+)
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := storage.Catalog{Store: st}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-48 * time.Hour)
+
+	backup := func(daysAgo int, ok bool) string {
+		t.Helper()
+		at := now.Add(-time.Duration(daysAgo) * 24 * time.Hour)
+		id := storage.NewID(at)
+		m := storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: at, FinishedAt: at.Add(time.Minute)}
+		if ok {
+			m.DataKey = storage.DataKey(id)
+			if _, err := st.Put(ctx, m.DataKey, strings.NewReader("data")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Put(ctx, storage.GlobalsKey(id), strings.NewReader("globals")); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			m.Status, m.Error = storage.StatusFailed, "pg_dump: exit status 1"
+		}
+		if err := cat.WriteManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	good := []string{backup(1, true), backup(2, true), backup(3, true), backup(4, true), backup(5, true)}
+	failedOld := backup(3, false)
+	failedNew := backup(0, false)
+
+	// Objects without a manifest: one from a capture that died two days
+	// ago, one that may still be running.
+	orphan := func(at time.Time) string {
+		id := storage.NewID(at)
+		if _, err := st.Put(ctx, storage.DataKey(id), strings.NewReader("partial")); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(st.Location(storage.DataKey(id)), at, at)
+		return id
+	}
+	orphanOld, orphanNew := orphan(old), orphan(now.Add(-time.Minute))
+
+	// A manifest that does not parse: left for a person.
+	unreadable := storage.NewID(now.Add(-10 * 24 * time.Hour))
+	st.Put(ctx, storage.ManifestKey(unreadable), strings.NewReader("{not json"))
+
+	// Temporary files of interrupted writes.
+	tmpOld := filepath.Join(st.Root, good[0], ".tmp-x.dump.zst-1")
+	tmpNew := filepath.Join(st.Root, ".tmp-y-2")
+	for _, p := range []string{tmpOld, tmpNew} {
+		os.WriteFile(p, []byte("half"), 0o600)
+	}
+	os.Chtimes(tmpOld, old, old)
+	os.Chtimes(tmpNew, now, now)
+
+	opts := storage.PruneOptions{Policy: schedule.Policy{KeepLast: 2}, Now: now, Grace: 24 * time.Hour}
+	before := keys(t, st)
+
+	opts.DryRun = true
+	dry, err := storage.Prune(ctx, cat, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := keys(t, st); !slices.Equal(before, after) {
+		t.Fatalf("dry run changed storage:\nbefore %v\nafter  %v", before, after)
+	}
+	want := map[string]string{
+		good[2]: storage.PruneRetention, good[3]: storage.PruneRetention, good[4]: storage.PruneRetention,
+		failedOld: storage.PruneFailed, orphanOld: storage.PruneOrphan, good[0] + "/.tmp-x.dump.zst-1": storage.PruneTemporary,
+	}
+	if got := removedMap(dry); !mapsEqual(got, want) {
+		t.Fatalf("dry run would remove %v\nwant %v", got, want)
+	}
+	if len(dry.Unreadable) != 1 || dry.Unreadable[0].ID != unreadable {
+		t.Fatalf("unreadable %+v", dry.Unreadable)
+	}
+	var kept []string
+	for _, d := range dry.Kept {
+		kept = append(kept, d.ID)
+	}
+	sort.Strings(kept)
+	wantKept := []string{good[0], good[1], failedNew}
+	sort.Strings(wantKept)
+	if !slices.Equal(kept, wantKept) {
+		t.Fatalf("kept %v, want %v", kept, wantKept)
+	}
+
+	opts.DryRun = false
+	res, err := storage.Prune(ctx, cat, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := removedMap(res); !mapsEqual(got, want) {
+		t.Fatalf("removed %v, want %v", got, want)
+	}
+	var left []string
+	for _, k := range keys(t, st) {
+		left = append(left, strings.Split(k, "/")[0])
+	}
+	left = slices.Compact(left)
+	wantLeft := []string{good[0], good[1], failedNew, orphanNew, unreadable}
+	sort.Strings(wantLeft)
+	if !slices.Equal(left, wantLeft) {
+		t.Fatalf("left %v, want %v", left, wantLeft)
+	}
+	if _, err := os.Stat(tmpOld); !os.IsNotExist(err) {
+		t.Fatalf("old temporary file: %v", err)
+	}
+	if _, err := os.Stat(tmpNew); err != nil {
+		t.Fatalf("young temporary file: %v", err)
+	}
+	// A second run finds nothing more to do.
+	again, err := storage.Prune(ctx, cat, opts)
+	if err != nil || len(again.Removed) != 0 {
+		t.Fatalf("second prune: %+v, %v", again.Removed, err)
+	}
+}
+
+func TestRemoveTemporaryRefusesBackups(t *testing.T) {
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := storage.NewID(time.Now())
+	st.Put(context.Background(), storage.DataKey(id), strings.NewReader("x"))
+	for _, key := range []string{storage.DataKey(id), "../.tmp-x", "", id + "/../../.tmp-x"} {
+		if err := st.RemoveTemporary(key); err == nil {
+			t.Errorf("RemoveTemporary(%q) succeeded", key)
+		}
+	}
+	if _, err := os.Stat(st.Location(storage.DataKey(id))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func keys(t *testing.T, st *file.Store) []string {
+	t.Helper()
+	objs, err := st.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks []string
+	for _, o := range objs {
+		ks = append(ks, o.Key)
+	}
+	return ks
+}
+
+func removedMap(r storage.PruneResult) map[string]string {
+	m := map[string]string{}
+	for _, p := range r.Removed {
+		m[p.ID+p.Key] = p.Reason
+	}
+	return m
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
