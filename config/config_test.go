@@ -66,7 +66,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.S3PartSize != 16<<20 || c.KeepDaily != 7 || c.KeepWeekly != 4 || !c.Globals || c.HTTPAddr != ":8080" || c.Nice != 10 || c.LockWaitTimeout.D() != 30*time.Second || c.S3PathStyle != nil {
+	if c.S3PartSize != 8<<20 || c.CompressionLevel != 1 || c.KeepDaily != 7 || c.KeepWeekly != 4 || !c.Globals || c.HTTPAddr != ":8080" || c.Nice != 10 || c.LockWaitTimeout.D() != 30*time.Second || c.S3PathStyle != nil {
 		t.Errorf("defaults: %+v", c)
 	}
 }

@@ -95,9 +95,10 @@ type Options struct {
 // Store is a storage.Store backed by one S3 bucket and prefix. It is safe
 // for concurrent use.
 type Store struct {
-	bucket   string
-	prefix   string // no leading or trailing slash; may be empty
-	partSize int64
+	bucket      string
+	prefix      string // no leading or trailing slash; may be empty
+	partSize    int64
+	concurrency int
 
 	client   *s3.Client
 	presign  *s3.PresignClient
@@ -178,12 +179,13 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	})
 
 	return &Store{
-		bucket:   opts.Bucket,
-		prefix:   strings.Trim(opts.Prefix, "/"),
-		partSize: partSize,
-		client:   client,
-		presign:  s3.NewPresignClient(client),
-		uploader: uploader,
+		bucket:      opts.Bucket,
+		prefix:      strings.Trim(opts.Prefix, "/"),
+		partSize:    partSize,
+		concurrency: concurrency,
+		client:      client,
+		presign:     s3.NewPresignClient(client),
+		uploader:    uploader,
 	}, nil
 }
 
@@ -224,6 +226,12 @@ func (s *Store) PutSized(ctx context.Context, key string, r io.Reader, sizeHint 
 		Body:   body,
 	}, func(u *manager.Uploader) {
 		u.PartSize = partSize
+		// Parts grown for a huge dump would multiply memory by the
+		// concurrency: keep the buffers within the configured budget
+		// (PartSize x Concurrency), down to one part in flight.
+		if partSize > s.partSize {
+			u.Concurrency = max(1, int(s.partSize*int64(s.concurrency)/partSize))
+		}
 	})
 	if err != nil {
 		if abortErr := s.abort(ctx, key, err); abortErr != nil {
