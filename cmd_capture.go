@@ -46,6 +46,13 @@ func (m *Main) capture(ctx context.Context) (storage.Manifest, error) {
 	if err != nil {
 		return storage.Manifest{}, err
 	}
+	// The same lock the daemon takes: a manual capture never runs beside a
+	// scheduled one (or another manual one) into the same storage.
+	release, err := m.backupLock(conn).TryLock(ctx)
+	if err != nil {
+		return storage.Manifest{}, fmt.Errorf("not starting a second backup: %w", err)
+	}
+	defer release()
 	man, err := dump.Capture(ctx, o)
 	if err != nil {
 		return storage.Manifest{}, err

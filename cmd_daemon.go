@@ -73,7 +73,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 		// The lock is taken on DATABASE_URL, the primary, even when
 		// PGBACKUPS_DUMP_URL sends pg_dump to a replica: every daemon
 		// backing up this database sees the primary's lock table.
-		Lock:          daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, cfg.StorageURL), conn.Database())},
+		Lock:          m.backupLock(conn),
 		Logger:        m.log,
 		HTTPAddr:      cfg.HTTPAddr,
 		ShutdownGrace: cfg.ShutdownGrace.D(),
@@ -91,6 +91,12 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 
 // storageLocation names the store the same way however the URL was
 // spelled ("/srv/b" and "file:///srv/b/"), so replicas agree on the lock.
+// backupLock is the advisory lock that keeps backups of one database into
+// one storage location to one at a time, across daemons and manual captures.
+func (m *Main) backupLock(conn dump.Conn) daemon.AdvisoryLock {
+	return daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, m.cfg.StorageURL), conn.Database())}
+}
+
 func storageLocation(st storage.Store, raw string) string {
 	if d, ok := st.(storage.Describer); ok {
 		return d.Location("")

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgbackups/pgbackups/daemon"
 	"github.com/pgbackups/pgbackups/internal/testenv"
 	"github.com/pgbackups/pgbackups/storage"
 )
@@ -259,5 +262,30 @@ func TestCaptureFailsCleanly(t *testing.T) {
 	}
 	if ms := listJSON(t, env); len(ms) != 0 {
 		t.Fatalf("list shows %+v after a failed capture", ms)
+	}
+}
+
+func TestCaptureRefusesWhileAnotherBackupRuns(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	store := t.TempDir()
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	// What a daemon backing up this database into this store holds.
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", daemon.LockKey(store, db)); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PGBACKUPS_DATABASE_URL=" + pg.URL(db), "PGBACKUPS_STORAGE_URL=" + store}
+	r := run(t, env, "capture")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "not starting a second backup") || !strings.Contains(r.stderr, "another pgbackups holds the lock") {
+		t.Fatalf("exit %d, want 1 refusing a concurrent backup:\n%s", r.code, r.stderr)
+	}
+	holder.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+	if r := run(t, env, "capture"); r.code != 0 {
+		t.Fatalf("capture after the lock was released: exit %d\n%s", r.code, r.stderr)
 	}
 }
