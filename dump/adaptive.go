@@ -43,10 +43,11 @@ const (
 // (never below Floor); at or below Idle it grows by half (past Ceiling it is
 // lifted); in between it holds, so the limit does not flap. With the
 // defaults an application that keeps one statement in flight on average
-// gets the dump down to Floor within about six seconds, and an idle one lets
-// it run unlimited within about ten. Busy is an absolute session count, so
-// on a server with many cores and a steadily busy application, raise it to
-// about half the core count, or use a fixed PGBACKUPS_MAX_RATE.
+// brings an unlimited dump down to Floor in six seconds, and going idle lets
+// it climb from Floor back to unlimited in eleven. Busy is an absolute
+// session count: on a server with many cores and a steadily busy
+// application, raise it to about half the core count, or use a fixed
+// PGBACKUPS_MAX_RATE.
 //
 // Limit changes are logged, at info level at most every ten seconds (the
 // rest at debug), and Limiter.Limit reads the current one for metrics.

@@ -71,33 +71,33 @@ func onFirstRead(o *dump.CaptureOptions, started chan struct{}) {
 	}
 }
 
-// session is an application connection running statements in the
+// appSession is an application connection running statements in the
 // background, like a migration or a web request.
-type session struct {
+type appSession struct {
 	c    *pgx.Conn
 	pid  int
 	done chan error
 }
 
-func openSession(t *testing.T, pg *testenv.Postgres, db string) *session {
+func openSession(t *testing.T, pg *testenv.Postgres, db string) *appSession {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), pg.URL(db))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
-	return &session{c: c, pid: int(c.PgConn().PID()), done: make(chan error, 1)}
+	return &appSession{c: c, pid: int(c.PgConn().PID()), done: make(chan error, 1)}
 }
 
 // start runs sql in the background; wait collects its result.
-func (s *session) start(ctx context.Context, sql string) {
+func (s *appSession) start(ctx context.Context, sql string) {
 	go func() {
 		_, err := s.c.Exec(ctx, sql)
 		s.done <- err
 	}()
 }
 
-func (s *session) wait(t *testing.T, within time.Duration) {
+func (s *appSession) wait(t *testing.T, within time.Duration) {
 	t.Helper()
 	select {
 	case err := <-s.done:
@@ -307,7 +307,7 @@ func TestAdaptiveRate(t *testing.T) {
 
 	// Three sessions each running a statement: busy.
 	loadCtx, stopLoad := context.WithCancel(context.Background())
-	var load []*session
+	var load []*appSession
 	for range 3 {
 		s := openSession(t, pg, "postgres")
 		s.start(loadCtx, "SELECT pg_sleep(60)")

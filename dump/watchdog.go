@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -157,10 +158,10 @@ func blockedBy(rows []activity) (dump []int, blocked []BlockedSession) {
 		})
 	}
 	slices.SortFunc(blocked, func(a, b BlockedSession) int {
-		if a.Waiting != b.Waiting {
-			return int(b.Waiting - a.Waiting)
+		if c := cmp.Compare(b.Waiting, a.Waiting); c != 0 {
+			return c
 		}
-		return a.PID - b.PID
+		return cmp.Compare(a.PID, b.PID)
 	})
 	return dump, blocked
 }
