@@ -47,7 +47,7 @@ func New(dir string) (*Store, error) {
 // path maps a key to a file, refusing keys that would escape Root.
 func (s *Store) path(key string) (string, error) {
 	clean := filepath.Clean("/" + key)
-	if key == "" || clean == "/" || strings.Contains(key, "\\") || clean != "/"+strings.TrimPrefix(key, "/") {
+	if key == "" || clean == "/" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") || clean != "/"+key {
 		return "", fmt.Errorf("file: invalid key %q", key)
 	}
 	for _, part := range strings.Split(clean, "/") {
