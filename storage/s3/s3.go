@@ -248,23 +248,44 @@ func (s *Store) PutSized(ctx context.Context, key string, r io.Reader, sizeHint 
 // fails at once and the parts stay, billed, until a lifecycle rule removes
 // them. So abort again on a context detached from cancellation; S3 answers
 // NoSuchUpload if the uploader's abort got there first.
+//
+// A cancel can also land while CreateMultipartUpload is in flight: the
+// server creates the upload but the client never learns its id. Backup keys
+// are unique, so every unfinished upload under exactly this key is ours to
+// abort; they are listed and aborted too.
 func (s *Store) abort(ctx context.Context, key string, uploadErr error) error {
-	var mu manager.MultiUploadFailure
-	if !errors.As(uploadErr, &mu) || mu.UploadID() == "" {
-		return nil // failed before a multipart upload was created
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-		Bucket:   aws.String(s.bucket),
-		Key:      aws.String(s.objectKey(key)),
-		UploadId: aws.String(mu.UploadID()),
-	})
-	var nsu *types.NoSuchUpload
-	if err == nil || errors.As(err, &nsu) || isNotFound(err) {
-		return nil
+	objKey := s.objectKey(key)
+	ids := map[string]bool{}
+	var mu manager.MultiUploadFailure
+	if errors.As(uploadErr, &mu) && mu.UploadID() != "" {
+		ids[mu.UploadID()] = true
 	}
-	return fmt.Errorf("upload %s: %w", mu.UploadID(), err)
+	list, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{
+		Bucket: aws.String(s.bucket),
+		Prefix: aws.String(objKey),
+	})
+	if err == nil {
+		for _, u := range list.Uploads {
+			if aws.ToString(u.Key) == objKey && u.UploadId != nil {
+				ids[*u.UploadId] = true
+			}
+		}
+	}
+	var errs []error
+	for id := range ids {
+		_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket:   aws.String(s.bucket),
+			Key:      aws.String(objKey),
+			UploadId: aws.String(id),
+		})
+		var nsu *types.NoSuchUpload
+		if err != nil && !errors.As(err, &nsu) && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("upload %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Get opens key for streaming reads. A missing key returns an error that
