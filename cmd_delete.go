@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/daemon"
 	"github.com/pgbackups/pgbackups/schedule"
 	"github.com/pgbackups/pgbackups/storage"
 )
@@ -75,10 +76,37 @@ var pruneCommand = command{
 			return err
 		}
 		opts.DryRun = *dryRun
+		// Hold the backup lock so no capture is between its data and its
+		// manifest while orphans are collected. Without the database (a
+		// restore-only machine), prune still applies retention, which only
+		// touches completed backups, but leaves objects without a manifest.
+		release, lockErr := m.pruneLock(ctx)
+		var held *daemon.HeldError
+		switch {
+		case errors.As(lockErr, &held):
+			return fmt.Errorf("a backup is running (%w); prune again when it has finished", lockErr)
+		case lockErr != nil:
+			fmt.Fprintf(m.Stderr, "prune: cannot take the backup lock (%v); keeping objects without a manifest\n", lockErr)
+			opts.Grace = orphansUntouched
+		default:
+			defer release()
+		}
 		res, err := storage.Prune(ctx, m.catalog(), opts)
 		m.printPrune(res, *dryRun)
 		return err
 	},
+}
+
+// orphansUntouched is a grace no object outlives: orphan removal is off.
+const orphansUntouched = 100 * 365 * 24 * time.Hour
+
+// pruneLock takes the backup lock for a manual prune.
+func (m *Main) pruneLock(ctx context.Context) (func(), error) {
+	conn, err := m.conn()
+	if err != nil {
+		return nil, err
+	}
+	return m.backupLock(conn).TryLock(ctx)
 }
 
 // pruneOptions turns the configuration into storage.PruneOptions: the

@@ -289,3 +289,27 @@ func TestCaptureRefusesWhileAnotherBackupRuns(t *testing.T) {
 		t.Fatalf("capture after the lock was released: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+func TestPruneWaitsForRunningBackup(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	store := t.TempDir()
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", daemon.LockKey(store, db)); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PGBACKUPS_DATABASE_URL=" + pg.URL(db), "PGBACKUPS_STORAGE_URL=" + store}
+	if r := run(t, env, "prune"); r.code != exitFailure || !strings.Contains(r.stderr, "a backup is running") {
+		t.Fatalf("prune during a backup: exit %d\n%s", r.code, r.stderr)
+	}
+	// Without the database, prune goes on but leaves objects without a manifest.
+	unreachable := []string{"PGBACKUPS_DATABASE_URL=postgres://x:y@127.0.0.1:1/none?connect_timeout=2", "PGBACKUPS_STORAGE_URL=" + store}
+	if r := run(t, unreachable, "prune"); r.code != 0 || !strings.Contains(r.stderr, "keeping objects without a manifest") {
+		t.Fatalf("prune without the database: exit %d\n%s", r.code, r.stderr)
+	}
+}

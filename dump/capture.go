@@ -127,6 +127,10 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		log.Warn("database is over PGBACKUPS_LOGICAL_LIMIT; use physical backups", "database_bytes", info.SizeBytes, "logical_limit", o.LogicalLimit)
 		m.Warnings = append(m.Warnings, w)
 	}
+	cat := storage.Catalog{Store: o.Store}
+	if err := checkLocation(ctx, cat, info.Database); err != nil {
+		return storage.Manifest{}, err
+	}
 	log.Info("backup starting", "server_version", info.Version, "pg_dump", pgDump.Path, "database_bytes", info.SizeBytes)
 
 	// Row counts come from the archive as it streams by (see counts.go).
@@ -143,23 +147,10 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		m.DataKey = storage.DataKey(m.ID)
 		m.SHA256, m.DumpSHA256 = res.storedSHA, res.dumpSHA
 		captureExtras(ctx, o, &m, info.Major(), scanned, scanErr, log)
-		err = storage.Catalog{Store: o.Store}.WriteManifest(ctx, m)
+		err = commit(ctx, cat, m)
 		if err == nil {
 			return m, nil
 		}
-		err = fmt.Errorf("write manifest: %w", err)
-		// The data is complete but unlisted; remove it rather than leave an
-		// orphan that looks like a backup to a person browsing the bucket.
-		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		if derr := o.Store.Delete(cleanupCtx, storage.DataKey(m.ID)); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
-			log.Warn("could not remove unlisted data object; prune will", "key", storage.DataKey(m.ID), "err", derr)
-		}
-		if m.GlobalsKey != "" {
-			if derr := o.Store.Delete(cleanupCtx, m.GlobalsKey); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
-				log.Warn("could not remove unlisted globals object; prune will", "key", m.GlobalsKey, "err", derr)
-			}
-		}
-		cancel()
 	}
 	m.Status = storage.StatusFailed
 	m.Error = err.Error()
@@ -168,12 +159,72 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	// Record the failure even when ctx was cancelled (SIGTERM): the operator
 	// should find out why a backup is missing. Best effort: storage may be
 	// what failed.
-	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if werr := (storage.Catalog{Store: o.Store}).WriteManifest(recordCtx, m); werr != nil {
+	if werr := cat.WriteManifest(recordCtx, m); werr != nil {
+		// Without the failed manifest on record, leave any data object
+		// alone: a completed manifest may have landed after all, and prune
+		// collects true orphans.
 		log.Warn("could not record the failed backup", "err", werr)
+		return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
+	}
+	// The failure is on record: data objects of this id are now orphans.
+	for _, key := range []string{storage.DataKey(m.ID), storage.GlobalsKey(m.ID)} {
+		if derr := o.Store.Delete(recordCtx, key); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+			log.Warn("could not remove an object of the failed backup; prune will", "key", key, "err", derr)
+		}
 	}
 	return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
+}
+
+// commit makes a backup visible: it checks the data object is really there
+// at the size streamed, then writes the manifest. When the manifest write
+// reports an error, the manifest may still have landed (a timeout after S3
+// committed it), so it is read back before the backup is called failed.
+func commit(ctx context.Context, cat storage.Catalog, m storage.Manifest) error {
+	objs, err := cat.Store.List(ctx, m.ID+"/")
+	if err != nil {
+		return fmt.Errorf("check data object: %w", err)
+	}
+	found := false
+	for _, ob := range objs {
+		if ob.Key == m.DataKey {
+			if ob.Size != m.StoredBytes {
+				return fmt.Errorf("data object %s holds %d bytes, %d were streamed", ob.Key, ob.Size, m.StoredBytes)
+			}
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("data object %s vanished before its manifest was written (a concurrent prune?)", m.DataKey)
+	}
+	werr := cat.WriteManifest(ctx, m)
+	if werr == nil {
+		return nil
+	}
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if got, err := cat.Manifest(readCtx, m.ID); err == nil && got.OK() && got.SHA256 == m.SHA256 {
+		return nil
+	}
+	return fmt.Errorf("write manifest: %w", werr)
+}
+
+// checkLocation refuses to mix databases in one storage location: retention,
+// `latest` and orphan pruning all work per location, so a second database
+// there would have its backups pruned by the first's schedule and could be
+// restored by `restore latest` in its place.
+func checkLocation(ctx context.Context, cat storage.Catalog, database string) error {
+	ms, err := cat.Manifests(ctx, true)
+	if err != nil {
+		return fmt.Errorf("read the storage location: %w", err)
+	}
+	for _, m := range ms {
+		if m.Database != "" && m.Database != database {
+			return fmt.Errorf("this storage location already holds backups of database %q (newest %s), not %q: give each database its own PGBACKUPS_STORAGE_URL prefix, because retention and `latest` work per location", m.Database, m.ID, database)
+		}
+	}
+	return nil
 }
 
 type streamResult struct {

@@ -388,3 +388,50 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestCaptureRefusesToMixDatabases(t *testing.T) {
+	pg := testenv.PG(t)
+	a, b := pg.CreateDB(t), pg.CreateDB(t)
+	st := fileStore(t)
+	if _, err := dump.Capture(context.Background(), options(t, pg, a, st)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := dump.Capture(context.Background(), options(t, pg, b, st))
+	if err == nil || !strings.Contains(err.Error(), `already holds backups of database "`+a+`"`) {
+		t.Fatalf("err = %v, want a refusal naming %s", err, a)
+	}
+	if ms, _ := (storage.Catalog{Store: st}).Manifests(context.Background(), true); len(ms) != 1 || ms[0].Database != a {
+		t.Fatalf("storage changed: %+v", ms)
+	}
+}
+
+// manifestFailingStore fails the first manifest write, as S3 might on a
+// timeout, and records nothing for it.
+type manifestFailingStore struct {
+	storage.Store
+	failed bool
+}
+
+func (f *manifestFailingStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if strings.HasSuffix(key, ".manifest.json") && !f.failed {
+		f.failed = true
+		io.Copy(io.Discard, r)
+		return 0, errors.New("manifest write timed out")
+	}
+	return f.Store.Put(ctx, key, r)
+}
+
+func TestCaptureManifestWriteFails(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 1000)
+	inner := fileStore(t)
+	st := &manifestFailingStore{Store: inner}
+	m, err := dump.Capture(context.Background(), options(t, pg, db, st))
+	if err == nil || !strings.Contains(err.Error(), "manifest write timed out") {
+		t.Fatalf("err = %v, want the manifest write error", err)
+	}
+	// The failure is recorded, the data it would have described is gone.
+	assertNothingListed(t, inner, m)
+	assertFailedRecorded(t, inner, m, "manifest write timed out")
+}
