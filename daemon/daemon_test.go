@@ -498,14 +498,16 @@ func TestRunShutdown(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		grace     time.Duration
-		finishIn  time.Duration // the capture ends by itself after this
-		wantAbort bool
+		wantAbort bool // else the capture is released right after the signal
 	}{
-		{"finishes within grace", 3 * time.Second, 300 * time.Millisecond, false},
-		{"aborted after grace", 300 * time.Millisecond, time.Hour, true},
+		{"finishes within grace", 3 * time.Second, false},
+		{"aborted after grace", 300 * time.Millisecond, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			started := make(chan struct{}, 1)
+			// The capture runs until the test releases it, so the mid-backup
+			// checks never race its end, and no second tick can start one.
+			release := make(chan struct{})
 			var captureErr atomic.Pointer[error]
 			capture := func(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error) {
 				select {
@@ -518,9 +520,9 @@ func TestRunShutdown(t *testing.T) {
 					err := fmt.Errorf("s3: upload aborted: %w", context.Cause(ctx))
 					captureErr.Store(&err)
 					return storage.Manifest{}, err
-				case <-time.After(tc.finishIn):
+				case <-release:
 					now := time.Now()
-					return manifest(storage.NewID(now), now, tc.finishIn), nil
+					return manifest(storage.NewID(now), now, time.Second), nil
 				}
 			}
 			var notified []string
@@ -557,6 +559,10 @@ func TestRunShutdown(t *testing.T) {
 			}
 			stopAt := time.Now()
 			cancel()
+			if !tc.wantAbort {
+				time.Sleep(100 * time.Millisecond) // the signal lands mid-backup
+				close(release)
+			}
 			select {
 			case err := <-done:
 				if err != nil {
