@@ -108,7 +108,7 @@ func (d *Daemon) attempt(ctx context.Context, n int) outcome {
 	o := outcome{started: d.now()}
 	log := d.log.With("attempt", n)
 	if d.opts.Lock != nil {
-		release, err := d.opts.Lock.TryLock(ctx)
+		locked, release, err := d.opts.Lock.Hold(ctx)
 		var held *HeldError
 		if errors.As(err, &held) {
 			log.Info("backup skipped", "reason", held.Error())
@@ -121,6 +121,7 @@ func (d *Daemon) attempt(ctx context.Context, n int) outcome {
 			return d.failed(ctx, o, n, err)
 		}
 		defer release()
+		ctx = locked
 	}
 
 	d.pinger.ping("start", "start")

@@ -349,9 +349,9 @@ func TestRetryMaxZeroNeverRetries(t *testing.T) {
 // heldLock is a Locker another process holds.
 type heldLock struct{ calls atomic.Int32 }
 
-func (l *heldLock) TryLock(context.Context) (func(), error) {
+func (l *heldLock) Hold(context.Context) (context.Context, func(), error) {
 	l.calls.Add(1)
-	return nil, &HeldError{PID: 4242, Application: "pgbackups"}
+	return nil, nil, &HeldError{PID: 4242, Application: "pgbackups"}
 }
 
 // TestSkippedRun: the lock is held elsewhere, so the run is skipped (not a
@@ -857,3 +857,45 @@ func mustConn(t *testing.T, raw string) dump.Conn {
 }
 
 func goVersion() string { return runtime.Version() }
+
+// TestAdvisoryLockLost: when the session holding the lock ends, the held
+// context is cancelled with ErrLockLost, so the backup stops rather than run
+// beside another replica's.
+func TestAdvisoryLockLost(t *testing.T) {
+	old := lockCheckInterval
+	lockCheckInterval = 100 * time.Millisecond
+	t.Cleanup(func() { lockCheckInterval = old })
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	conn, err := dump.ParseConn(pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l := AdvisoryLock{Conn: conn, Key: LockKey("/srv/lost", db)}
+	held, release, err := l.Hold(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	time.Sleep(300 * time.Millisecond)
+	if held.Err() != nil {
+		t.Fatalf("lock reported lost while held: %v", context.Cause(held))
+	}
+	// An operator (or idle_session_timeout) ends the holding session.
+	pg.Exec(t, db, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+	select {
+	case <-held.Done():
+		if !errors.Is(context.Cause(held), ErrLockLost) {
+			t.Fatalf("cause %v, want ErrLockLost", context.Cause(held))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("lost lock not noticed")
+	}
+	// Another pgbackups can now take it.
+	_, release2, err := l.Hold(ctx)
+	if err != nil {
+		t.Fatalf("lock not free after its session ended: %v", err)
+	}
+	release2()
+}

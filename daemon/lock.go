@@ -2,10 +2,14 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgbackups/pgbackups/dump"
 )
@@ -13,10 +17,20 @@ import (
 // Locker lets one pgbackups at a time back up a database, across every
 // process that shares the lock.
 type Locker interface {
-	// TryLock takes the lock without waiting and holds it until release is
-	// called. When another holder has it, the error is a *HeldError.
-	TryLock(ctx context.Context) (release func(), err error)
+	// Hold takes the lock without waiting and holds it until release is
+	// called. The returned context is ctx, cancelled with ErrLockLost as its
+	// cause if the lock is lost meanwhile (the session holding it dropped),
+	// so the backup stops instead of running beside another replica's. When
+	// another holder has the lock, the error is a *HeldError.
+	Hold(ctx context.Context) (held context.Context, release func(), err error)
 }
+
+// ErrLockLost is the cause a held lock's context carries when the session
+// holding the lock went away.
+var ErrLockLost = errors.New("the backup lock was lost (its database session ended); another pgbackups may take it")
+
+// lockCheckInterval is how often a held lock's session is checked.
+var lockCheckInterval = 10 * time.Second
 
 // HeldError says the lock is held by someone else: the backup is skipped,
 // not failed.
@@ -62,9 +76,11 @@ func LockKey(location, database string) int64 {
 // AdvisoryLock is a Locker on a PostgreSQL session-level advisory lock,
 // taken with pg_try_advisory_lock on a connection of its own that stays open
 // for as long as the lock is held. It must be the primary: every replica of
-// the daemon has to see the same lock table. If the connection drops, the
-// server releases the lock; pgx's TCP keepalives (5 minutes) bound how long
-// a dead peer keeps it.
+// the daemon has to see the same lock table. If the session ends
+// (idle_session_timeout, a pooler, a failover, a server restart) the server
+// releases the lock; Hold notices within lockCheckInterval and cancels the
+// backup. If pgbackups' host dies instead, the server keeps the lock until
+// its own TCP keepalives (tcp_keepalives_idle) declare the peer dead.
 type AdvisoryLock struct {
 	Conn dump.Conn
 	Key  int64
@@ -72,11 +88,56 @@ type AdvisoryLock struct {
 
 var _ Locker = AdvisoryLock{}
 
-// TryLock implements Locker.
+// Hold implements Locker.
+func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error) {
+	conn, release, err := l.tryLock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	held, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(lockCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-held.Done():
+				return
+			case <-t.C:
+			}
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			var n int
+			err := conn.QueryRow(cctx, `SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted`).Scan(&n)
+			ccancel()
+			if err != nil || n == 0 {
+				cancel(ErrLockLost)
+				return
+			}
+		}
+	}()
+	return held, func() {
+		close(stop)
+		wg.Wait()
+		cancel(nil)
+		release()
+	}, nil
+}
+
+// TryLock takes the lock without watching it: for short critical sections.
 func (l AdvisoryLock) TryLock(ctx context.Context) (func(), error) {
+	_, release, err := l.tryLock(ctx)
+	return release, err
+}
+
+func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 	conn, err := dump.Connect(ctx, l.Conn)
 	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
+		return nil, nil, fmt.Errorf("lock: %w", err)
 	}
 	closeConn := func() {
 		// Closing the session releases its advisory locks. Bounded, and not
@@ -88,7 +149,7 @@ func (l AdvisoryLock) TryLock(ctx context.Context) (func(), error) {
 	var ok bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&ok); err != nil {
 		closeConn()
-		return nil, fmt.Errorf("lock: pg_try_advisory_lock on %s: %s", l.Conn, dump.Redact(err, l.Conn))
+		return nil, nil, fmt.Errorf("lock: pg_try_advisory_lock on %s: %s", l.Conn, dump.Redact(err, l.Conn))
 	}
 	if !ok {
 		held := &HeldError{}
@@ -115,7 +176,7 @@ func (l AdvisoryLock) TryLock(ctx context.Context) (func(), error) {
 			}
 		}
 		closeConn()
-		return nil, held
+		return nil, nil, held
 	}
-	return closeConn, nil
+	return conn, closeConn, nil
 }
