@@ -226,6 +226,9 @@ func (m *Main) setup(ctx context.Context) error {
 		return configError{err}
 	}
 	m.log = newLogger(m.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if n := dump.SweepStalePassfiles(); n > 0 {
+		m.log.Info("removed passfiles left by pgbackups processes that are gone", "count", n, "dir", os.TempDir())
+	}
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -273,14 +276,15 @@ func openStore(ctx context.Context, cfg *config.Config) (storage.Store, error) {
 			PartSize:        int64(cfg.S3PartSize),
 			Concurrency:     cfg.S3Concurrency,
 		})
+		if errors.Is(err, s3.ErrNoRegion) {
+			return nil, configError{errors.New("AWS_REGION: S3 needs a region and none is set: set AWS_REGION, or region in the AWS shared config (~/.aws/config)")}
+		}
 		if err != nil {
 			return nil, err
 		}
 		return st, nil
 	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, configError{fmt.Errorf("PGBACKUPS_STORAGE_URL: file URL names host %q; use file:///absolute/path", u.Host)}
-		}
+		// config.Validate rejected file URLs with a host or no path.
 		return file.New(u.Path)
 	case "":
 		return file.New(filepath.Clean(raw))

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/daemon"
 	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/storage"
 )
@@ -49,8 +51,12 @@ func (m *Main) capture(ctx context.Context) (storage.Manifest, error) {
 	// The same lock the daemon takes: a manual capture never runs beside a
 	// scheduled one (or another manual one) into the same storage.
 	release, err := m.backupLock(conn).TryLock(ctx)
-	if err != nil {
+	var held *daemon.HeldError
+	switch {
+	case errors.As(err, &held):
 		return storage.Manifest{}, fmt.Errorf("not starting a second backup: %w", err)
+	case err != nil:
+		return storage.Manifest{}, fmt.Errorf("backup lock: %w", err)
 	}
 	defer release()
 	man, err := dump.Capture(ctx, o)

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgbackups/pgbackups/config"
 	"github.com/pgbackups/pgbackups/dump"
@@ -99,18 +103,68 @@ func checkConfirm(confirm string, target dump.Conn) error {
 	return usagef("--confirm %q does not match the target database %q; nothing was restored", confirm, target.Database())
 }
 
-// isSource reports whether c is the database pgbackups backs up: same
-// database on the same host and port as PGBACKUPS_DATABASE_URL.
+// isSource reports whether c is the database pgbackups backs up: the one
+// PGBACKUPS_DATABASE_URL names or, when it is unset, libpq's PG* variables.
 func (m *Main) isSource(c dump.Conn) bool {
-	if m.cfg.DatabaseURL == "" {
-		return false
-	}
 	src, err := dump.ParseConn(m.cfg.DatabaseURL)
 	if err != nil {
 		return false
 	}
-	a, b := src.Config(), c.Config()
-	return a.Database == b.Database && a.Host == b.Host && a.Port == b.Port
+	return sameDatabase(src.Config(), c.Config())
+}
+
+// sameDatabase reports whether a and b reach the same database: the same
+// name on a server both reach, by any of their hosts (a multi-host URL
+// lists several). Host names are compared as written, except that every
+// way of reaching this machine's server is one: localhost, loopback
+// addresses and Unix-domain sockets, told apart only by port.
+func sameDatabase(a, b *pgx.ConnConfig) bool {
+	if dbName(a) != dbName(b) {
+		return false
+	}
+	for _, x := range endpoints(a) {
+		for _, y := range endpoints(b) {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dbName is the database a connects to; libpq's default is the user name.
+func dbName(c *pgx.ConnConfig) string {
+	if c.Database == "" {
+		return c.User
+	}
+	return c.Database
+}
+
+// endpoint is one server address, with local ones folded together.
+type endpoint struct {
+	host string
+	port uint16
+}
+
+func endpoints(c *pgx.ConnConfig) []endpoint {
+	eps := []endpoint{{localHost(c.Host), c.Port}}
+	for _, f := range c.Fallbacks {
+		eps = append(eps, endpoint{localHost(f.Host), f.Port})
+	}
+	return eps
+}
+
+// localHost returns "local" for a host that names this machine's server,
+// and host, lower-cased, otherwise.
+func localHost(host string) string {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if strings.HasPrefix(h, "/") || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return "local"
+	}
+	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil && ip.IsLoopback() {
+		return "local"
+	}
+	return h
 }
 
 var verifyCommand = command{

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/pgbackups/pgbackups/dump"
 )
 
 // Set by the build: go build -ldflags "-X main.version=... -X main.commit=...".
@@ -31,6 +33,9 @@ func main() {
 		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
 		<-again
 		fmt.Fprintln(os.Stderr, "pgbackups: second signal, exiting now")
+		// os.Exit skips deferred calls: the passfiles handed to children
+		// (which hold the password) would stay in $TMPDIR.
+		dump.RemovePassfiles()
 		os.Exit(exitFailure)
 	}()
 	m := NewMain()

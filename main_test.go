@@ -77,14 +77,44 @@ func TestConfigErrorsAllReportedAtOnce(t *testing.T) {
 		"PGBACKUPS_KEEP_DAYLY=3",
 		"PGBACKUPS_LOG_FORMAT=xml",
 		"PGBACKUPS_MAX_RATE=fast",
-		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
+		"PGBACKUPS_DATABASE_URL=postgres://app:hunter2@db:notaport/app",
+		"PGBACKUPS_DUMP_URL=host=replica password=hunter2 port=abc",
+		"PGBACKUPS_ORPHAN_GRACE=10m",
+		"PGBACKUPS_RETRY_BACKOFF=0",
+		"PGBACKUPS_STORAGE_URL=s3://Not_A_Bucket/prefix",
 	}, "capture")
 	if r.code != exitUsage {
 		t.Fatalf("exit %d, want %d\n%s", r.code, exitUsage, r.stderr)
 	}
-	for _, want := range []string{"PGBACKUPS_NICE", "PGBACKUPS_S3_PART_SIZE", "PGBACKUPS_KEEP_DAYLY", "did you mean PGBACKUPS_KEEP_DAILY", "PGBACKUPS_LOG_FORMAT", "PGBACKUPS_MAX_RATE", "Nothing was run"} {
+	for _, want := range []string{
+		"PGBACKUPS_NICE", "PGBACKUPS_S3_PART_SIZE", "PGBACKUPS_KEEP_DAYLY", "did you mean PGBACKUPS_KEEP_DAILY", "PGBACKUPS_LOG_FORMAT", "PGBACKUPS_MAX_RATE",
+		"PGBACKUPS_DATABASE_URL: does not parse", "PGBACKUPS_DUMP_URL: does not parse", "PGBACKUPS_ORPHAN_GRACE", "PGBACKUPS_RETRY_BACKOFF",
+		`bucket "Not_A_Bucket"`, "Nothing was run",
+	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "hunter2") {
+		t.Errorf("stderr repeats a database URL's password:\n%s", r.stderr)
+	}
+
+	// Each of these alone used to surface only later, or as exit 1.
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"PGBACKUPS_DATABASE_URL=postgres://app:hunter2@db:notaport/app"}, "PGBACKUPS_DATABASE_URL: does not parse"},
+		{[]string{"PGBACKUPS_DUMP_URL=postgres://app:hunter2@db:notaport/app"}, "PGBACKUPS_DUMP_URL: does not parse"},
+		{[]string{"PGBACKUPS_STORAGE_URL=s3://Not_A_Bucket"}, `bucket "Not_A_Bucket"`},
+		{[]string{"PGBACKUPS_STORAGE_URL=file:backups"}, "use file:///absolute/path"},
+		// No region anywhere: HOME is private, so no ~/.aws/config either.
+		{[]string{"PGBACKUPS_STORAGE_URL=s3://good-bucket/prefix"}, "AWS_REGION: S3 needs a region"},
+	} {
+		env := append([]string{"PGBACKUPS_STORAGE_URL=" + t.TempDir()}, tc.env...)
+		r := run(t, env, "capture")
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "Nothing was run") || strings.Contains(r.stderr, "hunter2") {
+			t.Errorf("%v: exit %d, want %d naming %q:\n%s", tc.env, r.code, exitUsage, tc.want, r.stderr)
 		}
 	}
 }
@@ -262,6 +292,19 @@ func TestCaptureFailsCleanly(t *testing.T) {
 	}
 	if ms := listJSON(t, env); len(ms) != 0 {
 		t.Fatalf("list shows %+v after a failed capture", ms)
+	}
+}
+
+// Only a lock another pgbackups holds means "a second backup": failing to
+// reach the database to take the lock is a plain failure.
+func TestCaptureLockConnectErrorIsNotASecondBackup(t *testing.T) {
+	env := []string{
+		"PGBACKUPS_DATABASE_URL=postgres://app:sup3r-secret@127.0.0.1:1/appdb?connect_timeout=2",
+		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
+	}
+	r := run(t, env, "capture")
+	if r.code != exitFailure || strings.Contains(r.stderr, "second backup") || !strings.Contains(r.stderr, "backup lock: ") {
+		t.Fatalf("exit %d, want 1 with a backup lock error that is not about a second backup:\n%s", r.code, r.stderr)
 	}
 }
 

@@ -12,10 +12,14 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/pgbackups/pgbackups/schedule"
+	"github.com/pgbackups/pgbackups/storage/s3"
 )
 
 // Prefix is the prefix of every pgbackups environment variable.
@@ -43,7 +47,7 @@ type Config struct {
 	KeepDaily     int      `envconfig:"KEEP_DAILY" default:"7" desc:"Retention: keep the newest good backup of each of the last N days (schedule's time zone)."`
 	KeepWeekly    int      `envconfig:"KEEP_WEEKLY" default:"4" desc:"Retention: keep the newest good backup of each of the last N ISO weeks."`
 	KeepMonthly   int      `envconfig:"KEEP_MONTHLY" default:"0" desc:"Retention: keep the newest good backup of each of the last N months."`
-	OrphanGrace   Duration `envconfig:"ORPHAN_GRACE" default:"24h" desc:"prune removes objects without a manifest once they are this old."`
+	OrphanGrace   Duration `envconfig:"ORPHAN_GRACE" default:"24h" desc:"prune removes objects without a manifest once they are this old (at least 1h: a backup still being written has no manifest yet)."`
 	RetryMax      int      `envconfig:"RETRY_MAX" default:"3" desc:"Retries of a failed scheduled backup (never past the next scheduled run)."`
 	RetryBackoff  Duration `envconfig:"RETRY_BACKOFF" default:"1m" desc:"First retry delay; doubles each retry."`
 	RetryMaxTime  Duration `envconfig:"RETRY_MAX_TIME" default:"2h" desc:"Give up retrying after this long."`
@@ -270,18 +274,40 @@ func (c *Config) Validate() Errors {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, FieldError{Prefix + "_" + field, fmt.Errorf(format, args...)})
 	}
+	for _, v := range []struct{ name, raw string }{
+		{databaseURLVar(), c.DatabaseURL},
+		{Prefix + "_DUMP_URL", c.DumpURL},
+	} {
+		// Unset means libpq's PG* variables, which only commands that
+		// connect need; they report those when they parse them.
+		if v.raw == "" {
+			continue
+		}
+		if _, err := pgx.ParseConfig(v.raw); err != nil {
+			errs = append(errs, FieldError{v.name, ConnParseError(err, v.raw)})
+		}
+	}
 	if strings.TrimSpace(c.StorageURL) == "" {
 		bad("STORAGE_URL", "is empty")
 	} else if u, err := url.Parse(c.StorageURL); err != nil {
 		bad("STORAGE_URL", "not a URL or path")
 	} else {
 		switch u.Scheme {
-		case "", "file", "s3":
+		case "":
+		case "s3":
+			if _, _, err := s3.ParseURL(c.StorageURL); err != nil {
+				bad("STORAGE_URL", "%v", err)
+			}
+		case "file":
+			switch {
+			case u.Opaque != "" || u.Path == "":
+				// file:backups is an opaque URL: url.Parse gives it no path.
+				bad("STORAGE_URL", "%q is not an absolute file URL: use file:///absolute/path, or a plain path", c.StorageURL)
+			case u.Host != "" && u.Host != "localhost":
+				bad("STORAGE_URL", "file URL names host %q: use file:///absolute/path, or a plain path", u.Host)
+			}
 		default:
 			bad("STORAGE_URL", "scheme %q is not supported (use s3://bucket/prefix or file:///path)", u.Scheme)
-		}
-		if u.Scheme == "s3" && u.Host == "" {
-			bad("STORAGE_URL", "s3 URL names no bucket (want s3://bucket/prefix)")
 		}
 	}
 	const minPart, maxPart = 5 << 20, 5 << 30
@@ -324,6 +350,18 @@ func (c *Config) Validate() Errors {
 			bad("HTTP_ADDR", "%q is not host:port or off", c.HTTPAddr)
 		}
 	}
+	if c.OrphanGrace.D() < time.Hour {
+		bad("ORPHAN_GRACE", "%s is under 1h: prune could delete a backup whose manifest is still being written", c.OrphanGrace)
+	}
+	if c.RetryBackoff.D() <= 0 {
+		bad("RETRY_BACKOFF", "must be positive")
+	}
+	if c.RetryMaxTime.D() <= 0 {
+		bad("RETRY_MAX_TIME", "must be positive")
+	}
+	if c.HealthGrace.D() < 0 {
+		bad("HEALTH_GRACE", "%s is negative", c.HealthGrace)
+	}
 	if c.ShutdownGrace.D() <= 0 {
 		bad("SHUTDOWN_GRACE", "must be positive")
 	}
@@ -346,6 +384,38 @@ func (c *Config) Validate() Errors {
 		bad("LOCK_WAIT_TIMEOUT", "must be positive: pg_dump would queue forever behind DDL")
 	}
 	return errs
+}
+
+// databaseURLVar names the variable DatabaseURL came from: DATABASE_URL
+// when applyFallbacks took it from there.
+func databaseURLVar() string {
+	name := Prefix + "_DATABASE_URL"
+	_, set := os.LookupEnv(name)
+	_, fromFile := os.LookupEnv(name + secretFileSuffix)
+	switch {
+	case fromFile:
+		return name + secretFileSuffix
+	case !set && os.Getenv("DATABASE_URL") != "":
+		return "DATABASE_URL"
+	}
+	return name
+}
+
+// ConnParseError explains why a connection string did not parse without
+// repeating it, since it may hold a password: pgx's own message quotes it
+// with passwords masked only on a best-effort basis.
+func ConnParseError(err error, raw string) error {
+	msg := err.Error()
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		bare := *pe
+		bare.ConnString = ""
+		msg = strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
+	}
+	if raw != "" {
+		msg = strings.ReplaceAll(msg, raw, "<redacted>")
+	}
+	return fmt.Errorf("does not parse (not shown: it may hold a password): %s", msg)
 }
 
 func oneOf(v string, allowed ...string) bool {

@@ -49,14 +49,71 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 	t.Setenv("PGBACKUPS_KEEP_WEEKLY", "-2")
 	t.Setenv("PGBACKUPS_IONICE_CLASS", "realtime")
 	t.Setenv("PGBACKUPS_SCHEDUEL", "02:00")
+	t.Setenv("PGBACKUPS_DATABASE_URL", "postgres://app:hunter2@db:notaport/app")
+	t.Setenv("PGBACKUPS_DUMP_URL", "host=replica password=hunter2 port=abc")
+	t.Setenv("PGBACKUPS_ORPHAN_GRACE", "30m")
+	t.Setenv("PGBACKUPS_RETRY_BACKOFF", "0")
+	t.Setenv("PGBACKUPS_RETRY_MAX_TIME", "0s")
 	_, err := Load()
 	if err == nil {
 		t.Fatal("Load accepted a bad environment")
 	}
-	for _, want := range []string{"PGBACKUPS_STORAGE_URL", "PGBACKUPS_S3_CONCURRENCY", "PGBACKUPS_KEEP_WEEKLY", "PGBACKUPS_IONICE_CLASS", "PGBACKUPS_SCHEDUEL: unknown variable; did you mean PGBACKUPS_SCHEDULE?"} {
+	for _, want := range []string{
+		"PGBACKUPS_STORAGE_URL", "PGBACKUPS_S3_CONCURRENCY", "PGBACKUPS_KEEP_WEEKLY", "PGBACKUPS_IONICE_CLASS",
+		"PGBACKUPS_SCHEDUEL: unknown variable; did you mean PGBACKUPS_SCHEDULE?",
+		"PGBACKUPS_DATABASE_URL: does not parse", "PGBACKUPS_DUMP_URL: does not parse",
+		"PGBACKUPS_ORPHAN_GRACE: 30m0s is under 1h", "PGBACKUPS_RETRY_BACKOFF: must be positive", "PGBACKUPS_RETRY_MAX_TIME: must be positive",
+	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "notaport/app") {
+		t.Errorf("error repeats a database URL:\n%v", err)
+	}
+}
+
+func TestLoadRejectsBadStorageURLs(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"s3://My_Bucket/prefix", "may hold only lowercase letters"},
+		{"s3://ab/prefix", "3 to 63 characters"},
+		{"s3:///prefix", "bucket name is empty"},
+		{"file:backups", "use file:///absolute/path, or a plain path"},
+		{"file:", "use file:///absolute/path, or a plain path"},
+		{"file://backups/x", `names host "backups"`},
+	} {
+		t.Setenv("PGBACKUPS_STORAGE_URL", tc.url)
+		_, err := Load()
+		if err == nil || !strings.Contains(err.Error(), "PGBACKUPS_STORAGE_URL: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Load = %v, want PGBACKUPS_STORAGE_URL %s", tc.url, err, tc.want)
+		}
+	}
+	for _, ok := range []string{"s3://my-bucket.example/some/prefix", "file:///var/backups", "file://localhost/var/backups", "backups", "/var/backups"} {
+		t.Setenv("PGBACKUPS_STORAGE_URL", ok)
+		if _, err := Load(); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
+
+func TestLoadNamesTheDatabaseURLFallback(t *testing.T) {
+	t.Setenv("PGBACKUPS_STORAGE_URL", t.TempDir())
+	t.Setenv("DATABASE_URL", "postgres://app:hunter2@db:notaport/app")
+	_, err := Load()
+	if err == nil || !strings.HasPrefix(err.Error(), "DATABASE_URL: does not parse") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Load = %v, want DATABASE_URL named without its password", err)
+	}
+}
+
+func TestValidateRejectsNegativeHealthGrace(t *testing.T) {
+	t.Setenv("PGBACKUPS_STORAGE_URL", t.TempDir())
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HealthGrace = Duration(-time.Minute)
+	if errs := c.Validate(); len(errs) != 1 || errs[0].Var != "PGBACKUPS_HEALTH_GRACE" {
+		t.Errorf("Validate = %v, want PGBACKUPS_HEALTH_GRACE", errs)
 	}
 }
 

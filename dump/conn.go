@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgbackups/pgbackups/config"
 )
 
 // Conn is a database location as the user gave it: a postgres:// URL, a
@@ -25,7 +27,7 @@ type Conn struct {
 func ParseConn(raw string) (Conn, error) {
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
-		return Conn{}, fmt.Errorf("database URL does not parse (not shown: it may hold a password): %s", scrub(err.Error(), raw))
+		return Conn{}, fmt.Errorf("database URL %w", config.ConnParseError(err, raw))
 	}
 	return Conn{raw: raw, cfg: cfg}, nil
 }
@@ -86,17 +88,7 @@ func (c Conn) forChild(dir string) (childArgs, error) {
 		out.env = env
 		return out, nil
 	case c.IsURL():
-		u, err := url.Parse(c.raw)
-		if err != nil {
-			return out, fmt.Errorf("database URL does not parse")
-		}
-		if u.User != nil {
-			u.User = url.User(u.User.Username())
-		}
-		q := u.Query()
-		q.Del("password")
-		u.RawQuery = q.Encode()
-		out.dbname = u.String()
+		out.dbname = urlWithoutPassword(c.raw)
 	default:
 		out.dbname = dsnWithout(c.raw, "password")
 	}
@@ -104,7 +96,7 @@ func (c Conn) forChild(dir string) (childArgs, error) {
 	if c.cfg.Password == "" {
 		return out, nil
 	}
-	f, err := os.CreateTemp(dir, "pgbackups-pgpass-*")
+	f, err := createPassfile(dir)
 	if err != nil {
 		return out, fmt.Errorf("passfile: %w", err)
 	}
@@ -149,13 +141,60 @@ func pgpassEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(s)
 }
 
-// dsnWithout removes one keyword from a libpq keyword/value string, honouring
-// single-quoted values with backslash escapes.
+// urlWithoutPassword removes the password from a postgres:// URL: the
+// userinfo's and every password= query parameter. It cuts the text where
+// libpq's URI parser finds those parts (pgx's mirrors it) and leaves the
+// rest as written. net/url would not do: it ends userinfo at the last '@'
+// where libpq ends it at the first, and re-encoding the query can turn a
+// password libpq reads from the userinfo into a query value that reaches
+// argv.
+func urlWithoutPassword(raw string) string {
+	scheme := "postgresql://"
+	rest, ok := strings.CutPrefix(raw, scheme)
+	if !ok {
+		scheme = "postgres://"
+		rest = strings.TrimPrefix(raw, scheme)
+	}
+	// libpq: userinfo is whatever precedes the first '@' that comes before
+	// any '/', even past a '?'.
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		user, _, _ := strings.Cut(rest[:i], ":")
+		rest = rest[i+1:]
+		if user != "" {
+			rest = user + "@" + rest
+		}
+	}
+	base, query, ok := strings.Cut(rest, "?")
+	if !ok {
+		return scheme + base
+	}
+	var kept []string
+	for _, pair := range strings.Split(query, "&") {
+		key, _, _ := strings.Cut(pair, "=")
+		// libpq percent-decodes keys: pass%77ord is password. A key that does
+		// not decode is dropped too (pgx would not have parsed it anyway).
+		if k, err := url.PathUnescape(key); err != nil || k == "password" {
+			continue
+		}
+		kept = append(kept, pair)
+	}
+	if len(kept) == 0 {
+		return scheme + base
+	}
+	return scheme + base + "?" + strings.Join(kept, "&")
+}
+
+// connSpace is what libpq's conninfo parser takes for white space (isspace).
+const connSpace = " \t\n\r\v\f"
+
+// dsnWithout removes one keyword from a libpq keyword/value string. Values
+// are cut where libpq cuts them: a backslash escapes the next character both
+// in single-quoted values and in bare ones (password=ab\ cd is "ab cd").
 func dsnWithout(dsn, drop string) string {
 	var kept []string
 	s := dsn
 	for {
-		s = strings.TrimLeft(s, " \t\n\r")
+		s = strings.TrimLeft(s, connSpace)
 		if s == "" {
 			break
 		}
@@ -164,26 +203,30 @@ func dsnWithout(dsn, drop string) string {
 			kept = append(kept, s)
 			break
 		}
-		key := strings.TrimSpace(s[:eq])
-		rest := strings.TrimLeft(s[eq+1:], " \t")
-		var val string
-		if strings.HasPrefix(rest, "'") {
-			i := 1
-			for i < len(rest) && rest[i] != '\'' {
-				if rest[i] == '\\' {
-					i++
-				}
+		key := strings.Trim(s[:eq], connSpace)
+		rest := strings.TrimLeft(s[eq+1:], connSpace)
+		quoted := strings.HasPrefix(rest, "'")
+		i := 0
+		if quoted {
+			i = 1
+		}
+		for i < len(rest) {
+			c := rest[i]
+			if quoted && c == '\'' {
+				i++ // the closing quote
+				break
+			}
+			if !quoted && strings.IndexByte(connSpace, c) >= 0 {
+				break
+			}
+			if c == '\\' {
 				i++
 			}
-			end := min(i+1, len(rest))
-			val, s = rest[:end], rest[end:]
-		} else {
-			end := strings.IndexAny(rest, " \t\n\r")
-			if end < 0 {
-				end = len(rest)
-			}
-			val, s = rest[:end], rest[end:]
+			i++
 		}
+		end := min(i, len(rest))
+		val := rest[:end]
+		s = rest[end:]
 		if key != drop {
 			kept = append(kept, key+"="+val)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -46,13 +45,16 @@ func dirMajor(binDir string) int {
 
 var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)(?:\.(\d+))?`)
 
-// toolVersion runs "name --version" and reads the major version.
+// toolVersion runs "name --version" and reads the major version. Every
+// candidate on the search path is run, not just the one chosen, so each gets
+// the child environment: none of pgbackups' own secrets.
 func toolVersion(ctx context.Context, path string) (Tool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	cmd, stderr := command(ctx, path, []string{"--version"}, childEnviron(os.Environ()))
+	out, err := cmd.Output()
 	if err != nil {
-		return Tool{}, fmt.Errorf("%s --version: %w", path, err)
+		return Tool{}, childError(path+" --version", err, stderr)
 	}
 	m := versionRE.FindStringSubmatch(string(out))
 	if m == nil {

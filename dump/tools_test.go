@@ -51,3 +51,45 @@ func TestFindToolPrefersBinDirAndExplainsMisfits(t *testing.T) {
 		}
 	}
 }
+
+// Every candidate pg_dump on the search path is run with --version, so
+// each must get the child environment, not pgbackups' secrets.
+func TestToolVersionGetsNoSecrets(t *testing.T) {
+	old := debianBinGlob
+	t.Cleanup(func() { debianBinGlob = old })
+	debianBinGlob = filepath.Join(t.TempDir(), "*", "bin")
+	t.Setenv("PATH", t.TempDir())
+	secrets := map[string]string{
+		"PGBACKUPS_DATABASE_URL":         "postgres://app:db-secret@db/app",
+		"PGBACKUPS_S3_SECRET_ACCESS_KEY": "s3-secret",
+		"PGBACKUPS_WEBHOOK_URL":          "https://hooks.example/token-secret",
+		"DATABASE_URL":                   "postgres://app:fallback-secret@db/app",
+		"AWS_SECRET_ACCESS_KEY":          "aws-secret",
+		"AWS_SESSION_TOKEN":              "aws-token-secret",
+	}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	t.Setenv("PGAPPNAME", "kept") // libpq's own variables still reach it
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "env")
+	script := "#!/bin/sh\nexport -p > " + envFile + "\necho 'pg_dump (PostgreSQL) 16.4'\n"
+	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FindTool(context.Background(), "pg_dump", dir, 16); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range secrets {
+		if strings.Contains(string(b), v) || strings.Contains(string(b), k+"=") {
+			t.Errorf("pg_dump --version got %s:\n%s", k, b)
+		}
+	}
+	if !strings.Contains(string(b), "PGAPPNAME=") {
+		t.Errorf("pg_dump --version lost the PG* variables:\n%s", b)
+	}
+}

@@ -39,6 +39,10 @@ var (
 	_ storage.Describer = (*Store)(nil)
 )
 
+// ErrNoRegion is New's error when neither Options nor the SDK's sources
+// (AWS_REGION, shared config) give a region: a configuration mistake.
+var ErrNoRegion = errors.New("s3: no region: set the region option or AWS_REGION")
+
 const (
 	// MiB is one mebibyte, the unit part sizes are rounded to.
 	MiB = 1 << 20
@@ -163,7 +167,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		}
 	})
 	if client.Options().Region == "" {
-		return nil, errors.New("s3: no region: set the region option or AWS_REGION")
+		return nil, ErrNoRegion
 	}
 
 	uploader := manager.NewUploader(client, func(u *manager.Uploader) {

@@ -1,0 +1,93 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// passfileIn creates an empty file named name in dir.
+func passfileIn(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("*:*:*:*:pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func TestRemovePassfilesRemovesThisProcessOwn(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	c, err := ParseConn("postgres://app:pw@db/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := c.forChild(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.cleanup()
+	var ours string
+	for _, kv := range ca.env {
+		if v, ok := strings.CutPrefix(kv, "PGPASSFILE="); ok {
+			ours = v
+		}
+	}
+	if want := fmt.Sprintf("pgbackups-pgpass-%d-", os.Getpid()); !strings.HasPrefix(filepath.Base(ours), want) || filepath.Dir(ours) != tmp {
+		t.Fatalf("passfile %s, want %s/%s*", ours, tmp, want)
+	}
+	other := passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-123", os.Getpid()+1))
+	unrelated := passfileIn(t, tmp, "unrelated")
+
+	RemovePassfiles()
+	if exists(ours) {
+		t.Error("RemovePassfiles left this process's passfile")
+	}
+	if !exists(other) || !exists(unrelated) {
+		t.Error("RemovePassfiles removed a file that is not this process's")
+	}
+}
+
+func TestSweepStalePassfilesOfProcessesThatAreGone(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	alive := exec.Command("sleep", "60")
+	if err := alive.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alive.Process.Kill(); alive.Wait() })
+
+	stale := passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", gone.Process.Pid))
+	keep := []string{
+		passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", alive.Process.Pid)),
+		passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", os.Getpid())),
+		passfileIn(t, tmp, "pgbackups-pgpass-0-42"),  // kill(0) is our process group
+		passfileIn(t, tmp, "pgbackups-pgpass--1-42"), // kill(-1) is every process
+		passfileIn(t, tmp, "pgbackups-pgpass-12345"), // no pid in the name
+		passfileIn(t, tmp, "unrelated-12345-1"),
+	}
+	if n := SweepStalePassfiles(); n != 1 {
+		t.Errorf("SweepStalePassfiles removed %d, want 1", n)
+	}
+	if exists(stale) {
+		t.Error("the passfile of a process that is gone was kept")
+	}
+	for _, p := range keep {
+		if !exists(p) {
+			t.Errorf("%s was removed", filepath.Base(p))
+		}
+	}
+}
