@@ -50,16 +50,18 @@ func (m *Main) capture(ctx context.Context) (storage.Manifest, error) {
 	}
 	// The same lock the daemon takes: a manual capture never runs beside a
 	// scheduled one (or another manual one) into the same storage.
-	release, err := m.backupLock(conn).TryLock(ctx)
+	// If the lock is lost mid-backup, locked is cancelled and the capture
+	// aborts rather than run beside another one.
+	locked, release, err := m.backupLock(conn).Hold(ctx)
 	var held *daemon.HeldError
 	switch {
 	case errors.As(err, &held):
 		return storage.Manifest{}, fmt.Errorf("not starting a second backup: %w", err)
 	case err != nil:
-		return storage.Manifest{}, fmt.Errorf("backup lock: %w", err)
+		return storage.Manifest{}, err // "lock: connect to ..."
 	}
 	defer release()
-	man, err := dump.Capture(ctx, o)
+	man, err := dump.Capture(locked, o)
 	if err != nil {
 		return storage.Manifest{}, err
 	}
