@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -49,20 +47,7 @@ type result struct {
 // never the test process's own environment.
 func run(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run %v: %v", args, err)
-	}
-	return result{code, stdout.String(), stderr.String()}
+	return runIn(t, "", env, args...)
 }
 
 func lastLine(s string) string {
@@ -312,22 +297,13 @@ func TestCaptureRefusesWhileAnotherBackupRuns(t *testing.T) {
 	pg := testenv.PG(t)
 	db := pg.CreateDB(t)
 	store := t.TempDir()
-	ctx := context.Background()
-	holder, err := pgx.Connect(ctx, pg.URL(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(ctx)
-	// What a daemon backing up this database into this store holds.
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", daemon.LockKey(store, db)); err != nil {
-		t.Fatal(err)
-	}
+	holder := holdBackupLock(t, pg, db, store)
 	env := []string{"PGBACKUPS_DATABASE_URL=" + pg.URL(db), "PGBACKUPS_STORAGE_URL=" + store}
 	r := run(t, env, "capture")
 	if r.code != exitFailure || !strings.Contains(r.stderr, "not starting a second backup") || !strings.Contains(r.stderr, "another pgbackups holds the lock") {
 		t.Fatalf("exit %d, want 1 refusing a concurrent backup:\n%s", r.code, r.stderr)
 	}
-	holder.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+	holder.Exec(context.Background(), "SELECT pg_advisory_unlock_all()")
 	if r := run(t, env, "capture"); r.code != 0 {
 		t.Fatalf("capture after the lock was released: exit %d\n%s", r.code, r.stderr)
 	}
@@ -337,15 +313,7 @@ func TestPruneWaitsForRunningBackup(t *testing.T) {
 	pg := testenv.PG(t)
 	db := pg.CreateDB(t)
 	store := t.TempDir()
-	ctx := context.Background()
-	holder, err := pgx.Connect(ctx, pg.URL(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(ctx)
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", daemon.LockKey(store, db)); err != nil {
-		t.Fatal(err)
-	}
+	holdBackupLock(t, pg, db, store)
 	env := []string{"PGBACKUPS_DATABASE_URL=" + pg.URL(db), "PGBACKUPS_STORAGE_URL=" + store}
 	if r := run(t, env, "prune"); r.code != exitFailure || !strings.Contains(r.stderr, "a backup is running") {
 		t.Fatalf("prune during a backup: exit %d\n%s", r.code, r.stderr)
@@ -355,4 +323,20 @@ func TestPruneWaitsForRunningBackup(t *testing.T) {
 	if r := run(t, unreachable, "prune"); r.code != 0 || !strings.Contains(r.stderr, "keeping objects without a manifest") {
 		t.Fatalf("prune without the database: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// holdBackupLock holds what a daemon backing up db into store holds, until
+// the test ends.
+func holdBackupLock(t *testing.T, pg *testenv.Postgres, db, store string) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Close(ctx) })
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", daemon.LockKey(store, db)); err != nil {
+		t.Fatal(err)
+	}
+	return holder
 }

@@ -1,12 +1,10 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -56,13 +54,8 @@ INSERT INTO app.docs VALUES (1, lo_from_bytea(0, convert_to(repeat('large object
 // object, keyed by schema.table.
 func (p *Postgres) TableChecksums(t testing.TB, db string) map[string]string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, p.URL(db))
-	if err != nil {
-		t.Fatalf("testenv: connect %s: %v", db, err)
-	}
-	defer c.Close(ctx)
+	ctx, c, done := p.connect(t, db)
+	defer done()
 	rows, err := c.Query(ctx, `SELECT quote_ident(schemaname) || '.' || quote_ident(relname) FROM pg_stat_user_tables ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)

@@ -168,12 +168,9 @@ func startCluster(t testing.TB, extra []string) (*Postgres, error) {
 		"wal_level = replica", "max_wal_senders = 4",
 		"log_min_messages = warning",
 	}, extra...)
-	f, err := os.OpenFile(filepath.Join(p.DataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	if err := appendConf(p.DataDir, conf); err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(f, strings.Join(conf, "\n"))
-	f.Close()
 	// Replication from 127.0.0.1 for standby tests.
 	hba, err := os.OpenFile(filepath.Join(p.DataDir, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -279,13 +276,8 @@ func (p *Postgres) CreateDB(t testing.TB) string {
 // Exec runs sql (several statements allowed) in db and fails the test on error.
 func (p *Postgres) Exec(t testing.TB, db, sql string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, p.URL(db))
-	if err != nil {
-		t.Fatalf("testenv: connect %s: %v", db, err)
-	}
-	defer c.Close(ctx)
+	ctx, c, done := p.connect(t, db)
+	defer done()
 	if _, err := c.Exec(ctx, sql); err != nil {
 		t.Fatalf("testenv: exec in %s: %v\n%s", db, err, sql)
 	}
@@ -294,13 +286,8 @@ func (p *Postgres) Exec(t testing.TB, db, sql string) {
 // QueryString runs a query returning one text value.
 func (p *Postgres) QueryString(t testing.TB, db, sql string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, p.URL(db))
-	if err != nil {
-		t.Fatalf("testenv: connect %s: %v", db, err)
-	}
-	defer c.Close(ctx)
+	ctx, c, done := p.connect(t, db)
+	defer done()
 	var s string
 	if err := c.QueryRow(ctx, sql).Scan(&s); err != nil {
 		t.Fatalf("testenv: query in %s: %v\n%s", db, err, sql)
@@ -310,3 +297,29 @@ func (p *Postgres) QueryString(t testing.TB, db, sql string) string {
 
 // Tool is the path of a client program of this cluster's version.
 func (p *Postgres) Tool(name string) string { return filepath.Join(p.BinDir, name) }
+
+// connect opens a connection to db for one helper call; done closes it.
+func (p *Postgres) connect(t testing.TB, db string) (ctx context.Context, c *pgx.Conn, done func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	c, err := pgx.Connect(ctx, p.URL(db))
+	if err != nil {
+		cancel()
+		t.Fatalf("testenv: connect %s: %v", db, err)
+	}
+	return ctx, c, func() { c.Close(ctx); cancel() }
+}
+
+// appendConf adds lines to a data directory's postgresql.conf; later lines
+// win over earlier ones.
+func appendConf(dataDir string, lines []string) error {
+	f, err := os.OpenFile(filepath.Join(dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(f, strings.Join(lines, "\n")); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,12 +62,9 @@ func (p *Postgres) startStandby(extra []string) (*Postgres, error) {
 		fmt.Sprintf("unix_socket_directories = '%s'", dir),
 		"hot_standby = on",
 	}, extra...)
-	f, err := os.OpenFile(filepath.Join(s.DataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	if err := appendConf(s.DataDir, conf); err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(f, strings.Join(conf, "\n"))
-	f.Close()
 	sharedPGMu.Lock()
 	defer sharedPGMu.Unlock()
 	if err := s.Start(); err != nil {
