@@ -78,7 +78,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 			os.Remove(f.Name())
 		}
 	}()
-	n, err := io.Copy(f, ctxReader{ctx, r})
+	n, err := io.Copy(&writebackWriter{f: f}, ctxReader{ctx, r})
 	if err != nil {
 		return n, fmt.Errorf("file: put %s: %w", key, err)
 	}

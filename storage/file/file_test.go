@@ -1,6 +1,7 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -106,5 +107,28 @@ func TestKeysCannotEscapeRoot(t *testing.T) {
 		if _, err := st.Put(context.Background(), key, strings.NewReader("x")); err == nil {
 			t.Errorf("Put(%q) accepted", key)
 		}
+	}
+}
+
+// A Put spanning many writeback chunks stores every byte in order.
+func TestPutLargeAcrossWritebackChunks(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	want := make([]byte, 5*writebackChunk+12345)
+	for i := range want {
+		want[i] = byte(i*7 + i/4099)
+	}
+	n, err := st.Put(ctx, "big/big.dump.zst", bytes.NewReader(want))
+	if err != nil || n != int64(len(want)) {
+		t.Fatalf("Put = %d, %v", n, err)
+	}
+	rc, err := st.Get(ctx, "big/big.dump.zst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, _ := io.ReadAll(rc)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("stored %d bytes differ from the %d written", len(got), len(want))
 	}
 }
