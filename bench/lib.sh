@@ -105,3 +105,27 @@ measure() {
 	/usr/bin/time -f "%e %M" -o "$WORK/time.out" "$@" >/dev/null 2>"$WORK/last.err" || { echo "$label failed:" >&2; cat "$WORK/last.err" >&2; return 1; }
 	read -r WALL RSS < "$WORK/time.out"
 }
+
+# machine_line: the machine and PostgreSQL, one line for a results header.
+machine_line() {
+	echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB RAM, Linux $(uname -r); $("$PGBIN/postgres" --version)"
+}
+
+# make_pgbench_db NAME SCALE: a pgbench-initialized database (scale 1 is
+# 100,000 accounts, about 15 MB), vacuumed and checkpointed.
+make_pgbench_db() {
+	"$PGBIN/psql" -q -d "$(db_url postgres)" -c "CREATE DATABASE $1"
+	"$PGBIN/pgbench" -i -q -s "$2" "$(db_url "$1")" >"$WORK/pgbench-init-$1.log" 2>&1
+	"$PGBIN/psql" -q -d "$(db_url postgres)" -c CHECKPOINT
+}
+
+# io_schedulers: the active IO scheduler of each real block device.
+io_schedulers() {
+	local f d out=()
+	for f in /sys/block/*/queue/scheduler; do
+		d=${f#/sys/block/}; d=${d%%/*}
+		case $d in loop*|ram*|zram*) continue ;; esac
+		out+=("$d: $(sed -n 's/.*\[\(.*\)\].*/\1/p' "$f")")
+	done
+	local IFS=,; echo "${out[*]:-unknown}"
+}
