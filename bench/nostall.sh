@@ -337,6 +337,9 @@ for r in rows:
         r["ok_p99"] = r["ratio"] <= 1.3 and r["rc"] == 0
         r["ok_dur"] = fc is not None and r["dur"] <= fc["dur"] and r["rc"] == 0
 
+def num(x, spec):
+    return "-" if math.isnan(x) else format(x, spec)
+
 def short(r):
     if r["label"].startswith("pg_dump"):
         return "plain pg_dump -Fc"
@@ -354,7 +357,7 @@ P(f"- Command: `{meta['command']}` ({int(meta['elapsed']) // 60} min {int(meta['
   f"Storage: pgbackups' local directory backend (one fsync at the end) on the same disk as PostgreSQL, "
   f"except the tmpfs control row; plain pg_dump writes its file there too (and fsyncs it).")
 P(f"- Database A: pgbench scale {meta['scale']} ({human(meta['a_size'])}); unthrottled capacity "
-  f"{float(meta['capacity']):.0f} tps at -c {meta['clients']}; workload `{meta['pgbench_a']}` "
+  f"{round(float(meta['capacity'])) if meta['capacity'].replace('.', '', 1).isdigit() else meta['capacity']} tps at -c {meta['clients']}; workload `{meta['pgbench_a']}` "
   f"(one pgbench for every window; before each: 5 s, CHECKPOINT, and pgbench back on schedule).")
 P(f"- Database B: {human(meta['b_size'])} on disk (make_db), dump {human(meta['dump_bytes'])} uncompressed, "
   f"stored {human(fc['stored']) if fc else '-'} by pg_dump -Fc (gzip 6), {human(stored_pgb)} by pgbackups (zstd 1); "
@@ -379,7 +382,7 @@ for r in rows:
     else:
         dur = vs = rate = tgt = "-"
     P(f"| {r['label']}{' †' if r['unsettled'] else ''} | {r['setting']} | {dur} | {vs} | {rate} | {r['tps']:.0f} | {r['p50']:.2f} | "
-      f"{r['p99']:.1f} | {r['p99early']:.1f} | {r['max']:.0f} | {r['ratio']:.2f}x | {tgt} | {r['cpu']:.0f}% | {r['rd']:.0f} / {r['wr']:.0f} | {r['dirty']:.0f} |")
+      f"{r['p99']:.1f} | {num(r['p99early'], '.1f')} | {r['max']:.0f} | {r['ratio']:.2f}x | {tgt} | {r['cpu']:.0f}% | {r['rd']:.0f} / {r['wr']:.0f} | {num(r['dirty'], '.0f')} |")
 P()
 P("\\* pg_dump -Fc's rate is pgbackups' uncompressed dump size over its wall time, for comparison."
   + (" † the window started before pgbench had caught up with its schedule (lag >= SETTLE_LAG_MS)." if any(r["unsettled"] for r in rows) else ""))
@@ -489,7 +492,7 @@ if len(lock) == 2:
     w, a = lock
     P(f"- Lock queue: with warn (default), the ALTER waited {w['alter_wait']:.1f} s for the dump and every SELECT on the table queued "
       f"behind it (max {w['max'] / 1e3:.1f} s, {w['over1']} of {w['n']} queries over 1 s)"
-      + (f"; the watchdog warned {w['warn']:.1f} s in" if w["warn"] is not None else "")
+      + (f"; the watchdog warned {w['warn']:.1f} s after the ALTER arrived" if w["warn"] is not None else "")
       + ". With abort at 2 s the dump was "
       + (f"aborted {a['abort']:.1f} s after the ALTER arrived" if a["abort"] is not None else f"not aborted (exit {a['rc']})")
       + f", the ALTER waited {a['alter_wait']:.1f} s, and queries at most {a['max'] / 1e3:.1f} s ({a['over1']} over 1 s); "
