@@ -29,7 +29,7 @@ RATE_FRAC=${RATE_FRAC:-0.6}
 RATE=${RATE:-}                     # pgbench -R; empty: RATE_FRAC x measured capacity
 BASE_SECS=${BASE_SECS:-60}
 BASE_LONG_SECS=${BASE_LONG_SECS:-180}  # the last no-backup window, as long as the slowest backup
-MAX_RATES=${MAX_RATES:-10MiB 20MiB 40MiB}
+MAX_RATES=${MAX_RATES-10MiB 20MiB 40MiB}
 SHM=${SHM:-/dev/shm}               # tmpfs for the "no disk writes" control; empty skips it
 AUTO_TIMEOUT=${AUTO_TIMEOUT:-330}  # seconds; MAX_RATE=auto may sit at its 4 MiB/s floor
 SETTLE_LAG_MS=${SETTLE_LAG_MS:-10}
@@ -221,6 +221,7 @@ say "load average after: $LOAD_AFTER; ${ELAPSED}s"
 
 cat > "$WORK/meta" <<META
 machine=$(machine_line)
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo +changes)
 scale=$SCALE
 sched=$(io_schedulers)
 load_before=$LOAD_BEFORE
@@ -353,8 +354,8 @@ P()
 P(f"- Machine: {meta['machine']}; IO scheduler {meta['sched']}; "
   f"load average {meta['load_before']} before, {meta['load_after']} after "
   f"(other jobs may share the machine; the no-backup windows at the start, middle and end show the noise).")
-P(f"- Command: `{meta['command']}` ({int(meta['elapsed']) // 60} min {int(meta['elapsed']) % 60} s). "
-  f"Storage: pgbackups' local directory backend (one fsync at the end) on the same disk as PostgreSQL, "
+P(f"- Command: `{meta['command']}` at commit {meta.get('commit', '?')} ({int(meta['elapsed']) // 60} min {int(meta['elapsed']) % 60} s). "
+  f"Storage: pgbackups' local directory backend on the same disk as PostgreSQL, "
   f"except the tmpfs control row; plain pg_dump writes its file there too (and fsyncs it).")
 P(f"- Database A: pgbench scale {meta['scale']} ({human(meta['a_size'])}); unthrottled capacity "
   f"{round(float(meta['capacity'])) if meta['capacity'].replace('.', '', 1).isdigit() else meta['capacity']} tps at -c {meta['clients']}; workload `{meta['pgbench_a']}` "
@@ -364,7 +365,7 @@ P(f"- Database B: {human(meta['b_size'])} on disk (make_db), dump {human(meta['d
   f"B fits in the page cache (RAM >> B) and was read once before the first window.")
 P("- Latency: pgbench -R latency (from the scheduled start, so time queued behind a slow database counts) "
   "of the transactions scheduled inside the backup's wall time; tps: those completed in it. "
-  "\"w/o last 1 s\" leaves out the backup's final second (where the stored file's fsync lands). "
+  "\"w/o last 1 s\" leaves out the backup's final second (where the stored file's final fsync lands). "
   f"\"vs no backup\" divides by the median p99 of the no-backup windows ({ref:.2f} ms). "
   "Target: p99 <= 1.3x and backup no slower than plain pg_dump -Fc. CPU is the whole host's; "
   f"disk is {meta['disk']}'s reads/writes in the window; dirty is the peak of Dirty+Writeback in /proc/meminfo.")
@@ -451,18 +452,18 @@ if d and fc:
       f"({ref:.1f} ms, windows {spread}; 1.3x = {1.3 * ref:.1f} ms), {d['p99early']:.0f} ms without the final second; "
       f"the backup itself took {d['dur']:.1f} s vs {fc['dur']:.1f} s for plain pg_dump -Fc ({d['slower']:.2f}x), so the speed half holds.")
 if fc and u and d:
-    line = (f"- Where the latency comes from: pgbackups unthrottled {u['ratio']:.1f}x (w/o last second {u['p99early']:.0f} ms), "
-            f"defaults {d['ratio']:.1f}x ({d['p99early']:.0f} ms)")
-    if d["p99early"] < 0.8 * u["p99early"]:
-        line += ": nice 10 lowers the CPU competition while the dump streams"
+    line = (f"- Priority: pgbackups unthrottled (nice 0, no IO class) p50 {u['p50']:.0f} ms, p99 {u['p99']:.0f} ms ({u['ratio']:.1f}x); "
+            f"defaults (nice 10, idle IO) p50 {d['p50']:.0f} ms, p99 {d['p99']:.0f} ms ({d['ratio']:.1f}x)")
     if d["p99"] > 1.5 * d["p99early"]:
         line += ("; the backup's last second, where the local backend fsyncs the whole stored file "
                  f"(dirty page cache peaked at {d['dirty']:.0f} MiB before it), alone sets the p99: commits wait behind that flush")
     if tm:
-        line += (f"; storing into tmpfs instead, the same default capture gives p99 {tm['ratio']:.1f}x "
-                 f"({tm['p99early']:.0f} ms w/o last second)")
+        line += (f"; storing into tmpfs instead (no disk writes), the same default capture gives p50 {tm['p50']:.0f} ms, "
+                 f"p99 {tm['p99']:.0f} ms ({tm['ratio']:.1f}x)")
         if tm["p99"] < 0.6 * d["p99"]:
             line += ", so writing the backup file to the WAL's disk is a large part of the damage"
+        elif tm["p99"] > 0.75 * d["p99"]:
+            line += ", so what remains is CPU competition (the server's COPY backend, pg_dump, zstd), not the stored file's writes"
     line += f". Plain pg_dump -Fc: {fc['ratio']:.1f}x over {fc['dur']:.0f} s (its gzip holds it to ~{int(meta['dump_bytes']) / fc['dur'] / MiB:.0f} MiB/s)."
     P(line)
 caps = [r for r in rows if r["setting"].startswith("MAX_RATE=") and "auto" not in r["setting"]]
@@ -500,11 +501,10 @@ if len(lock) == 2:
 rd = sum(r["rd"] for r in rows if r["backup"])
 lb = max(base, key=lambda r: r["dur"])
 brate = sum(r["rd"] for r in base) / sum(r["dur"] for r in base) * 60
-P(f"- IO: {meta['sched']}. The backup windows read {rd:.0f} MiB from disk in all ({brate:.0f} MiB/min without a backup): "
-  f"B came mostly from the page cache. The stored file "
-  f"reaches the disk through page-cache writeback and one fsync, issued by the kernel and shared with the WAL's flushes, "
-  f"so IONICE_CLASS=idle had little to act on here (it is a strict class only under BFQ). The disk stalls commits on "
-  f"writeback even without a backup: the {lb['dur']:.0f} s no-backup window has p99 {lb['p99']:.1f} ms, max {lb['max']:.0f} ms. "
+P(f"- IO: {meta['sched']} (it has I/O priority classes; BFQ is the other scheduler that honours them). The backup windows read "
+  f"{rd:.0f} MiB from disk in all ({brate:.0f} MiB/min without a backup): B came mostly from the page cache, so what IO "
+  f"priority can act on is the stored file's writes. The disk stalls commits on writeback even without a backup: "
+  f"the {lb['dur']:.0f} s no-backup window has p99 {lb['p99']:.1f} ms, max {lb['max']:.0f} ms. "
   f"Steal time: {max(r['steal'] for r in rows):.0f}% at most in a window.")
 PY
 
