@@ -900,6 +900,22 @@ func TestSystemdNotifyDaemon(t *testing.T) {
 					return
 				}
 			case code := <-done:
+				// A datagram sent just before exiting may still be on its
+				// way through the reader goroutine: select picks at random
+				// when both channels are ready.
+				done <- code
+				drain := time.After(2 * time.Second)
+				for {
+					select {
+					case msg := <-msgs:
+						if slices.Contains(strings.Split(msg, "\n"), state) {
+							return
+						}
+						continue
+					case <-drain:
+					}
+					break
+				}
 				t.Fatalf("daemon exited %d before sending %s\n%s", code, state, stderr.String())
 			case <-timeout:
 				t.Fatalf("daemon sent no %s to NOTIFY_SOCKET in 60s (call sdnotify.Notify(sdnotify.%s)); systemd/pgbackups.service has Type=notify\n%s",
