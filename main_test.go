@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -153,6 +154,7 @@ func spyBinDir(t *testing.T, pg *testenv.Postgres) (dir string) {
 printf '%%s\n' "$@" > %[1]s/argv
 env > %[1]s/env
 if [ -n "$PGPASSFILE" ]; then stat -c %%a "$PGPASSFILE" > %[1]s/passfile-mode; fi
+if [ -n "$PGSERVICEFILE" ]; then stat -c %%a "$PGSERVICEFILE" > %[1]s/servicefile-mode; cp "$PGSERVICEFILE" %[1]s/servicefile; echo "$PGSERVICEFILE" > %[1]s/servicefile-path; fi
 exec %[2]s "$@"
 `, dir, pg.Tool("pg_dump"))
 	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
@@ -214,6 +216,49 @@ func TestCaptureToDefaultLocalDirectory(t *testing.T) {
 	}
 	if strings.TrimSpace(string(mode)) != "600" {
 		t.Errorf("passfile mode %q, want 600", mode)
+	}
+}
+
+// TestCaptureSSLPasswordNotInArgv: sslpassword (the passphrase of an
+// encrypted client key) has no libpq environment variable, so it reaches
+// pg_dump in a 0600 service file, never in argv. The real pg_dump reads
+// that file (libpq rejects a malformed one), and it is gone afterwards.
+func TestCaptureSSLPasswordNotInArgv(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.Exec(t, db, "CREATE TABLE t AS SELECT 1 AS x")
+	spy := spyBinDir(t, pg)
+	const passphrase = "key-passphrase-7f3a"
+	u := pg.URL(db)
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	env := []string{
+		"PGBACKUPS_DATABASE_URL=" + u + sep + "sslpassword=" + passphrase,
+		"PGBACKUPS_PG_BIN_DIR=" + spy,
+		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
+	}
+	r := run(t, env, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+	}
+	argv, _ := os.ReadFile(filepath.Join(spy, "argv"))
+	for what, s := range map[string]string{"pg_dump argv": string(argv), "stderr": r.stderr, "stdout": r.stdout} {
+		if strings.Contains(s, passphrase) {
+			t.Errorf("the sslpassword appears in %s:\n%s", what, s)
+		}
+	}
+	service, _ := os.ReadFile(filepath.Join(spy, "servicefile"))
+	mode, _ := os.ReadFile(filepath.Join(spy, "servicefile-mode"))
+	if !strings.Contains(string(service), "\nsslpassword="+passphrase+"\n") || strings.TrimSpace(string(mode)) != "600" {
+		t.Errorf("service file (mode %q):\n%s", mode, service)
+	}
+	path, _ := os.ReadFile(filepath.Join(spy, "servicefile-path"))
+	if p := strings.TrimSpace(string(path)); p == "" {
+		t.Error("pg_dump got no PGSERVICEFILE")
+	} else if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("service file %s left behind after the capture (stat: %v)", p, err)
 	}
 }
 

@@ -3,10 +3,12 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -70,55 +72,100 @@ func (c Conn) IsURL() bool {
 }
 
 // childArgs is how a libpq tool reaches this database: --dbname with the
-// password removed, and an environment that hands the password over in a
-// 0600 passfile. cleanup removes the passfile.
+// secrets removed, and an environment that hands them over in 0600 files
+// (the password in a passfile, an sslpassword in a service file). cleanup
+// removes those files.
 type childArgs struct {
 	dbname  string   // for --dbname; "" means the PG* variables decide
 	env     []string // the child's whole environment
 	cleanup func()
 }
 
-// forChild builds childArgs. dir is where the passfile goes.
-func (c Conn) forChild(dir string) (childArgs, error) {
+// childService is the section of the service file that carries an
+// sslpassword to a child.
+const childService = "pgbackups"
+
+// forChild builds childArgs. dir is where the passfile and service file go.
+func (c Conn) forChild(dir string) (out childArgs, err error) {
 	env := childEnviron(os.Environ())
-	out := childArgs{cleanup: func() {}}
-	switch {
-	case c.raw == "":
+	var files []string
+	out.cleanup = func() {
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}
+	defer func() {
+		if err != nil {
+			out.cleanup()
+		}
+	}()
+	if c.raw == "" {
 		// libpq in the child reads the same PG* variables pgx read here.
 		out.env = env
 		return out, nil
-	case c.IsURL():
-		out.dbname = urlWithoutPassword(c.raw)
-	default:
-		out.dbname = dsnWithout(c.raw, "password")
 	}
-	out.env = env
-	if c.cfg.Password == "" {
-		return out, nil
+	// sslpassword (the client key's passphrase) has no environment
+	// variable; a service file is the one place besides the connection
+	// string where libpq reads it.
+	sslPassword, hasSSLPassword := connValue(c.raw, "sslpassword")
+	if c.IsURL() {
+		out.dbname = urlWithout(c.raw, "password", "sslpassword")
+	} else {
+		out.dbname = dsnWithout(c.raw, "password", "sslpassword")
 	}
+	var drop, add []string // environment variables
+	if c.cfg.Password != "" {
+		line := "*:*:*:*:" + pgpassEscape(c.cfg.Password) + "\n"
+		name, err := writeSecretFile(dir, line)
+		if err != nil {
+			return out, fmt.Errorf("passfile: %w", err)
+		}
+		files = append(files, name)
+		// PGPASSWORD would win over the passfile; the URL's password is the
+		// one the user meant for this database.
+		drop = append(drop, "PGPASSWORD", "PGPASSFILE")
+		add = append(add, "PGPASSFILE="+name)
+	}
+	if hasSSLPassword {
+		if _, ok := connValue(c.raw, "service"); ok || os.Getenv("PGSERVICE") != "" {
+			return out, errors.New("sslpassword cannot be combined with a connection service (service= or PGSERVICE): put sslpassword in that service's entry instead")
+		}
+		if strings.ContainsAny(sslPassword, "\r\n") || strings.TrimRight(sslPassword, connSpace) != sslPassword {
+			return out, errors.New("sslpassword contains a line break or ends in white space, which a libpq service file cannot carry")
+		}
+		name, err := writeSecretFile(dir, "["+childService+"]\nsslpassword="+sslPassword+"\n")
+		if err != nil {
+			return out, fmt.Errorf("service file: %w", err)
+		}
+		files = append(files, name)
+		drop = append(drop, "PGSERVICEFILE")
+		add = append(add, "PGSERVICEFILE="+name, "PGSERVICE="+childService)
+	}
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(drop, name)
+	})
+	out.env = append(env, add...)
+	return out, nil
+}
+
+// writeSecretFile writes content to a new 0600 file in dir (CreateTemp's
+// mode, which libpq insists on for a passfile) and returns its name.
+func writeSecretFile(dir, content string) (string, error) {
 	f, err := createPassfile(dir)
 	if err != nil {
-		return out, fmt.Errorf("passfile: %w", err)
+		return "", err
 	}
-	// CreateTemp makes the file 0600, which libpq insists on.
-	line := "*:*:*:*:" + pgpassEscape(c.cfg.Password) + "\n"
-	if _, err := f.WriteString(line); err != nil {
+	if _, err := f.WriteString(content); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return out, fmt.Errorf("passfile: %w", err)
+		return "", err
 	}
-	f.Close()
-	out.cleanup = func() { os.Remove(f.Name()) }
-	// PGPASSWORD would win over the passfile; the URL's password is the one
-	// the user meant for this database.
-	kept := env[:0:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "PGPASSWORD=") && !strings.HasPrefix(kv, "PGPASSFILE=") {
-			kept = append(kept, kv)
-		}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", err
 	}
-	out.env = append(kept, "PGPASSFILE="+f.Name())
-	return out, nil
+	return f.Name(), nil
 }
 
 // childEnviron is the environment a libpq child inherits: ours without the
@@ -141,23 +188,18 @@ func pgpassEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(s)
 }
 
-// urlWithoutPassword removes the password from a postgres:// URL: the
-// userinfo's and every password= query parameter. It cuts the text where
-// libpq's URI parser finds those parts (pgx's mirrors it) and leaves the
-// rest as written. net/url would not do: it ends userinfo at the last '@'
-// where libpq ends it at the first, and re-encoding the query can turn a
-// password libpq reads from the userinfo into a query value that reaches
-// argv.
-func urlWithoutPassword(raw string) string {
-	scheme := "postgresql://"
-	rest, ok := strings.CutPrefix(raw, scheme)
-	if !ok {
-		scheme = "postgres://"
-		rest = strings.TrimPrefix(raw, scheme)
-	}
+// urlWithout removes secrets from a postgres:// URL: the userinfo's
+// password when drop has "password", and every query parameter named in
+// drop. It cuts the text where libpq's URI parser finds those parts (pgx's
+// mirrors it) and leaves the rest as written. net/url would not do: it ends
+// userinfo at the last '@' where libpq ends it at the first, and
+// re-encoding the query can turn a password libpq reads from the userinfo
+// into a query value that reaches argv.
+func urlWithout(raw string, drop ...string) string {
+	scheme, rest := splitScheme(raw)
 	// libpq: userinfo is whatever precedes the first '@' that comes before
 	// any '/', even past a '?'.
-	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' && slices.Contains(drop, "password") {
 		user, _, _ := strings.Cut(rest[:i], ":")
 		rest = rest[i+1:]
 		if user != "" {
@@ -173,7 +215,7 @@ func urlWithoutPassword(raw string) string {
 		key, _, _ := strings.Cut(pair, "=")
 		// libpq percent-decodes keys: pass%77ord is password. A key that does
 		// not decode is dropped too (pgx would not have parsed it anyway).
-		if k, err := url.PathUnescape(key); err != nil || k == "password" {
+		if k, err := url.PathUnescape(key); err != nil || slices.Contains(drop, k) {
 			continue
 		}
 		kept = append(kept, pair)
@@ -184,24 +226,77 @@ func urlWithoutPassword(raw string) string {
 	return scheme + base + "?" + strings.Join(kept, "&")
 }
 
+func splitScheme(raw string) (scheme, rest string) {
+	for _, scheme := range []string{"postgresql://", "postgres://"} {
+		if rest, ok := strings.CutPrefix(raw, scheme); ok {
+			return scheme, rest
+		}
+	}
+	return "", raw
+}
+
+// connValue is the value of keyword key in a connection string, URL query
+// parameter or keyword/value pair, decoded as libpq decodes it; the last
+// one wins, as in libpq. (The URL userinfo's password is not looked at:
+// pgx has parsed it already.)
+func connValue(raw, key string) (string, bool) {
+	var val string
+	found := false
+	if _, rest := splitScheme(raw); rest != raw {
+		_, query, _ := strings.Cut(rest, "?")
+		if query == "" {
+			return "", false
+		}
+		for _, pair := range strings.Split(query, "&") {
+			k, v, _ := strings.Cut(pair, "=")
+			k, kerr := url.PathUnescape(k)
+			v, verr := url.PathUnescape(v)
+			if kerr == nil && verr == nil && k == key {
+				val, found = v, true
+			}
+		}
+		return val, found
+	}
+	for _, kv := range dsnPairs(raw) {
+		if kv.key == key && !kv.bare {
+			val, found = dsnUnquote(kv.val), true
+		}
+	}
+	return val, found
+}
+
 // connSpace is what libpq's conninfo parser takes for white space (isspace).
 const connSpace = " \t\n\r\v\f"
 
-// dsnWithout removes one keyword from a libpq keyword/value string. Values
-// are cut where libpq cuts them: a backslash escapes the next character both
-// in single-quoted values and in bare ones (password=ab\ cd is "ab cd").
-func dsnWithout(dsn, drop string) string {
+// dsnWithout removes keywords from a libpq keyword/value string.
+func dsnWithout(dsn string, drop ...string) string {
 	var kept []string
+	for _, kv := range dsnPairs(dsn) {
+		switch {
+		case kv.bare:
+			kept = append(kept, kv.key) // kept as written for libpq to reject
+		case !slices.Contains(drop, kv.key):
+			kept = append(kept, kv.key+"="+kv.val)
+		}
+	}
+	return strings.Join(kept, " ")
+}
+
+// dsnPairs splits a libpq keyword/value string into keyword and raw value
+// (quotes and escapes as written). Values are cut where libpq cuts them: a
+// backslash escapes the next character both in single-quoted values and in
+// bare ones (password=ab\ cd is "ab cd").
+func dsnPairs(dsn string) []dsnPair {
+	var out []dsnPair
 	s := dsn
 	for {
 		s = strings.TrimLeft(s, connSpace)
 		if s == "" {
-			break
+			return out
 		}
 		eq := strings.IndexByte(s, '=')
 		if eq < 0 {
-			kept = append(kept, s)
-			break
+			return append(out, dsnPair{key: s, bare: true})
 		}
 		key := strings.Trim(s[:eq], connSpace)
 		rest := strings.TrimLeft(s[eq+1:], connSpace)
@@ -225,11 +320,30 @@ func dsnWithout(dsn, drop string) string {
 			i++
 		}
 		end := min(i, len(rest))
-		val := rest[:end]
+		out = append(out, dsnPair{key: key, val: rest[:end]})
 		s = rest[end:]
-		if key != drop {
-			kept = append(kept, key+"="+val)
-		}
 	}
-	return strings.Join(kept, " ")
+}
+
+// dsnPair is one keyword and its value as written (quotes and escapes
+// included). bare marks trailing text without '=', which libpq rejects.
+type dsnPair struct {
+	key, val string
+	bare     bool
+}
+
+// dsnUnquote decodes a raw keyword/value value: outer single quotes off,
+// backslash escapes resolved.
+func dsnUnquote(v string) string {
+	if strings.HasPrefix(v, "'") {
+		v = strings.TrimSuffix(v[1:], "'")
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
 }

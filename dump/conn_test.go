@@ -2,6 +2,8 @@ package dump
 
 import (
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -115,5 +117,92 @@ func TestTailBuffer(t *testing.T) {
 	b.Write([]byte("pg_dump: error: the cause\n"))
 	if s := b.String(); !strings.HasSuffix(s, "the cause") || len(s) > 40 {
 		t.Errorf("tail = %q", s)
+	}
+}
+
+func TestConnValue(t *testing.T) {
+	for _, tc := range []struct {
+		raw, key, want string
+		found          bool
+	}{
+		{"postgres://u@h/db?sslpassword=a%20b%2Bc&sslmode=require", "sslpassword", "a b+c", true},
+		{"postgres://u@h/db?ssl%70assword=x&sslpassword=y", "sslpassword", "y", true}, // last wins
+		{"postgres://u@h/db?sslmode=require", "sslpassword", "", false},
+		{"postgres://u@h/db", "sslpassword", "", false},
+		{`host=h sslpassword='it\'s a \\ key' dbname=d`, "sslpassword", `it's a \ key`, true},
+		{`host=h sslpassword=ab\ cd`, "sslpassword", "ab cd", true},
+		{"host=h service=prod", "service", "prod", true},
+		{"host=h dbname=d", "sslpassword", "", false},
+	} {
+		got, found := connValue(tc.raw, tc.key)
+		if got != tc.want || found != tc.found {
+			t.Errorf("connValue(%q, %q) = %q, %v; want %q, %v", tc.raw, tc.key, got, found, tc.want, tc.found)
+		}
+	}
+}
+
+func TestForChildSSLPassword(t *testing.T) {
+	t.Setenv("PGSERVICE", "")
+	t.Setenv("PGSERVICEFILE", "/etc/somewhere")
+	c, err := ParseConn(`host=db.example user=app password=pw sslpassword='key pass\'phrase' sslmode=disable dbname=app`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca, err := c.forChild(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(ca.dbname, "phrase") || strings.Contains(ca.dbname, "pw") {
+		t.Errorf("dbname keeps a secret: %q", ca.dbname)
+	}
+	if ca.dbname != "host=db.example user=app sslmode=disable dbname=app" {
+		t.Errorf("dbname = %q", ca.dbname)
+	}
+	var service string
+	for _, kv := range ca.env {
+		switch {
+		case kv == "PGSERVICEFILE=/etc/somewhere":
+			t.Error("the user's PGSERVICEFILE was kept alongside ours")
+		case strings.HasPrefix(kv, "PGSERVICEFILE="):
+			b, err := os.ReadFile(strings.TrimPrefix(kv, "PGSERVICEFILE="))
+			if err != nil {
+				t.Fatal(err)
+			}
+			service = string(b)
+		}
+	}
+	if want := "[pgbackups]\nsslpassword=key pass'phrase\n"; service != want {
+		t.Errorf("service file %q, want %q", service, want)
+	}
+	if !slices.Contains(ca.env, "PGSERVICE=pgbackups") {
+		t.Error("PGSERVICE not set")
+	}
+	ca.cleanup()
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("cleanup left %d files", len(ents))
+	}
+
+	svc := filepath.Join(t.TempDir(), "pg_service.conf")
+	if err := os.WriteFile(svc, []byte("[prod]\nport=5433\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGSERVICEFILE", svc)
+	for _, tc := range []struct{ raw, secret string }{
+		{"host=h sslpassword=xyzzy service=prod", "xyzzy"},            // a service of the user's
+		{"host=h sslpassword='trailing space ' dbname=d", "trailing"}, // a service file trims it
+		{"postgres://u@h/d?sslpassword=zq%0Awv&x=1", "zq"},            // nor can it hold a newline
+	} {
+		c, err := ParseConn(tc.raw)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.raw, err)
+		}
+		dir := t.TempDir()
+		if _, err := c.forChild(dir); err == nil || strings.Contains(err.Error(), tc.secret) {
+			t.Errorf("%q: err = %v, want a refusal that does not quote the secret", tc.raw, err)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("%q: a refused forChild left %d files", tc.raw, len(ents))
+		}
 	}
 }
