@@ -32,7 +32,7 @@ const (
 	PruneRetention = "retention" // a good backup the policy does not keep
 	PruneFailed    = "failed"    // a failed backup older than the newest good one
 	PruneOrphan    = "orphan"    // objects with no manifest, older than the grace
-	PruneTemporary = "temporary" // an unfinished write a crash left behind
+	PruneTemporary = "temporary" // an unfinished write a crash left behind (a temporary file, an S3 multipart upload)
 )
 
 // Pruned is one thing Prune removed, or would remove in a dry run.
@@ -56,17 +56,18 @@ type PruneResult struct {
 }
 
 // temporaryStore is a backend that can leave unfinished writes behind on a
-// crash (the file store's hidden temporary files).
+// crash: the file store's hidden temporary files, S3's incomplete multipart
+// uploads (which the bucket bills for, and no listing shows).
 type temporaryStore interface {
-	Temporaries() ([]Object, error)
-	RemoveTemporary(key string) error
+	Temporaries(ctx context.Context) ([]Object, error)
+	RemoveTemporary(ctx context.Context, key string) error
 }
 
 // Prune applies retention to the catalog and removes what nothing refers
 // to: good backups the policy does not keep, failed backups older than the
 // newest good one, objects without a manifest (a capture that died before
 // writing it) once older than the grace, and, on the file store, temporary
-// files a crash left behind, also after the grace. Backups are deleted with
+// files or S3 multipart uploads a crash left behind, also after the grace. Backups are deleted with
 // Catalog.Delete, manifest first. Prune goes on past a failed deletion and
 // returns every error at the end.
 //
@@ -107,7 +108,7 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 	var temps temporaryStore
 	if ts, ok := cat.Store.(temporaryStore); ok {
 		temps = ts
-		objs, err := ts.Temporaries()
+		objs, err := ts.Temporaries(ctx)
 		if err != nil {
 			return res, fmt.Errorf("prune: list temporary files: %w", err)
 		}
@@ -129,7 +130,7 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		if p.ID != "" {
 			err = cat.Delete(ctx, p.ID)
 		} else {
-			err = temps.RemoveTemporary(p.Key)
+			err = temps.RemoveTemporary(ctx, p.Key)
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, fmt.Errorf("prune %s%s: %w", p.ID, p.Key, err))

@@ -146,7 +146,7 @@ func TestRemoveTemporaryRefusesBackups(t *testing.T) {
 	id := storage.NewID(time.Now())
 	st.Put(context.Background(), storage.DataKey(id), strings.NewReader("x"))
 	for _, key := range []string{storage.DataKey(id), "../.tmp-x", "", id + "/../../.tmp-x"} {
-		if err := st.RemoveTemporary(key); err == nil {
+		if err := st.RemoveTemporary(context.Background(), key); err == nil {
 			t.Errorf("RemoveTemporary(%q) succeeded", key)
 		}
 	}

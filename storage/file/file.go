@@ -198,7 +198,7 @@ func (s *Store) Location(key string) string {
 }
 
 // Temporaries lists unfinished writes (a crash mid-Put), for prune.
-func (s *Store) Temporaries() ([]storage.Object, error) {
+func (s *Store) Temporaries(context.Context) ([]storage.Object, error) {
 	var objs []storage.Object
 	err := filepath.WalkDir(s.Root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {

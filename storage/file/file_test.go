@@ -59,7 +59,7 @@ func TestPutIsAtomic(t *testing.T) {
 	if string(b) != "complete" {
 		t.Fatalf("object = %q after a failed overwrite", b)
 	}
-	if tmps, _ := st.Temporaries(); len(tmps) != 0 {
+	if tmps, _ := st.Temporaries(context.Background()); len(tmps) != 0 {
 		t.Fatalf("temporaries left: %+v", tmps)
 	}
 

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +15,7 @@ import (
 // RemoveTemporary removes one unfinished write that Temporaries listed.
 // It refuses any key that does not name a temporary file, so prune cannot
 // be talked into removing a backup through it.
-func (s *Store) RemoveTemporary(key string) error {
+func (s *Store) RemoveTemporary(_ context.Context, key string) error {
 	clean := filepath.Clean("/" + key)
 	if key == "" || clean != "/"+key || !strings.HasPrefix(filepath.Base(clean), tmpPrefix) {
 		return fmt.Errorf("file: %q is not a temporary file", key)

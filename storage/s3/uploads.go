@@ -1,0 +1,110 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// Unfinished multipart uploads are the S3 store's temporary files. Put
+// aborts its upload when it fails, but a process killed mid-upload (SIGKILL,
+// a second signal, a crash) leaves the upload open: invisible to List,
+// billed by the bucket, and kept until a lifecycle rule
+// (AbortIncompleteMultipartUpload) or someone aborts it. Prune does, through
+// these two methods, once the upload is older than the grace.
+
+// Temporaries lists the unfinished multipart uploads under the store's
+// prefix whose key is a backup's (id/id.suffix: other tools' uploads in a
+// shared prefix are not ours to abort). A key with several uploads is
+// listed once, with its newest upload's start as Modified, so that prune's
+// grace protects the key while any upload under it may still be running.
+func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
+	root := ""
+	if s.prefix != "" {
+		root = s.prefix + "/"
+	}
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(root)}
+	newest := map[string]storage.Object{}
+	for {
+		page, err := s.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("s3: list multipart uploads under %s: %w", s.Location(""), err)
+		}
+		for _, u := range page.Uploads {
+			key, ok := strings.CutPrefix(aws.ToString(u.Key), root)
+			if !ok || !backupKey(key) {
+				continue
+			}
+			if o, seen := newest[key]; !seen || aws.ToTime(u.Initiated).After(o.Modified) {
+				newest[key] = storage.Object{Key: key, Modified: aws.ToTime(u.Initiated)}
+			}
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
+	}
+	out := make([]storage.Object, 0, len(newest))
+	for _, o := range newest {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b storage.Object) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// RemoveTemporary aborts every unfinished multipart upload under key, which
+// must be a backup's key. Aborting never touches a completed object.
+func (s *Store) RemoveTemporary(ctx context.Context, key string) error {
+	loc := s.Location(key)
+	if !backupKey(key) {
+		return fmt.Errorf("s3: %s is not a backup's key", loc)
+	}
+	objKey := s.objectKey(key)
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(objKey)}
+	found := 0
+	var errs []error
+	for {
+		page, err := s.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return fmt.Errorf("s3: list multipart uploads of %s: %w", loc, err)
+		}
+		for _, u := range page.Uploads {
+			if aws.ToString(u.Key) != objKey {
+				continue
+			}
+			found++
+			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+				Bucket:   aws.String(s.bucket),
+				Key:      aws.String(objKey),
+				UploadId: u.UploadId,
+			})
+			var nsu *types.NoSuchUpload
+			if err != nil && !errors.As(err, &nsu) && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("s3: abort upload %s of %s: %w", aws.ToString(u.UploadId), loc, err))
+			}
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
+	}
+	if found == 0 && len(errs) == 0 {
+		return fmt.Errorf("s3: no unfinished upload of %s: %w", loc, storage.ErrNotFound)
+	}
+	return errors.Join(errs...)
+}
+
+// backupKey reports whether key has a backup's layout: id/id followed by a
+// suffix, for a valid id.
+func backupKey(key string) bool {
+	id, name, ok := strings.Cut(key, "/")
+	return ok && storage.ValidID(id) && strings.HasPrefix(name, id+".") && !strings.Contains(name, "/")
+}
