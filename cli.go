@@ -226,8 +226,8 @@ func (m *Main) setup(ctx context.Context) error {
 		return configError{err}
 	}
 	m.log = newLogger(m.Stderr, cfg.LogFormat, cfg.LogLevel)
-	if n := dump.SweepStalePassfiles(); n > 0 {
-		m.log.Info("removed passfiles left by pgbackups processes that are gone", "count", n, "dir", os.TempDir())
+	if n := dump.SweepStaleTempFiles(); n > 0 {
+		m.log.Info("removed temporary files (passfiles, restore archives) left by pgbackups processes that are gone", "count", n, "dir", os.TempDir())
 	}
 	store, err := openStore(ctx, cfg)
 	if err != nil {

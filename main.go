@@ -34,8 +34,9 @@ func main() {
 		<-again
 		fmt.Fprintln(os.Stderr, "pgbackups: second signal, exiting now")
 		// os.Exit skips deferred calls: the passfiles handed to children
-		// (which hold the password) would stay in $TMPDIR.
-		dump.RemovePassfiles()
+		// (which hold the password) and a restore's temporary archive would
+		// stay in $TMPDIR.
+		dump.RemoveTempFiles()
 		os.Exit(exitFailure)
 	}()
 	m := NewMain()

@@ -10,14 +10,20 @@ import (
 	"syscall"
 )
 
-// A passfile hands a password to a libpq child (see Conn.forChild) and is
-// removed when the child is done. Two exits skip that: a second signal
-// (main.go exits at once) and a crash or SIGKILL. Each passfile is named
-// after the pid that wrote it, so the first can remove this process's own
-// on the way out, and the next start can remove those of processes that
-// are gone.
+// A passfile (or service file) hands a secret to a libpq child (see
+// Conn.forChild) and is removed when the child is done; so is the archive
+// `restore --jobs` decompresses into $TMPDIR, which can be as large as the
+// dump. Two exits skip that: a second signal (main.go exits at once) and a
+// crash or SIGKILL. Each such file is named after the pid that wrote it, so
+// the first can remove this process's own on the way out, and the next start
+// can remove those of processes that are gone.
 
-const passfilePrefix = "pgbackups-pgpass-"
+const (
+	passfilePrefix = "pgbackups-pgpass-"
+	restorePrefix  = "pgbackups-restore-"
+)
+
+var tempPrefixes = []string{passfilePrefix, restorePrefix}
 
 // createPassfile creates an empty 0600 passfile in dir, named for this
 // process.
@@ -25,9 +31,22 @@ func createPassfile(dir string) (*os.File, error) {
 	return os.CreateTemp(dir, fmt.Sprintf("%s%d-*", passfilePrefix, os.Getpid()))
 }
 
-// passfilePID is the pid in a passfile's name, or 0 when name is not one.
-func passfilePID(name string) int {
-	rest, ok := strings.CutPrefix(name, passfilePrefix)
+// createRestoreTemp creates the temporary archive of a parallel restore of
+// backup id in dir, named for this process.
+func createRestoreTemp(dir, id string) (*os.File, error) {
+	return os.CreateTemp(dir, fmt.Sprintf("%s%d-%s-*.dump", restorePrefix, os.Getpid(), id))
+}
+
+// tempFilePID is the pid in the name of a passfile or restore archive, or 0
+// when name is neither.
+func tempFilePID(name string) int {
+	var rest string
+	ok := false
+	for _, p := range tempPrefixes {
+		if rest, ok = strings.CutPrefix(name, p); ok {
+			break
+		}
+	}
 	if !ok {
 		return 0
 	}
@@ -36,39 +55,46 @@ func passfilePID(name string) int {
 		return 0
 	}
 	n, err := strconv.Atoi(pid)
-	if err != nil || n <= 0 {
+	// Linux pids stop at 2^22 (PID_MAX_LIMIT). The bound also keeps older
+	// builds' restore archives (pgbackups-restore-<backup id>-..., no pid)
+	// from being read as the file of pid 20261125, which is gone.
+	if err != nil || n <= 0 || n > 1<<22 {
 		return 0
 	}
 	return n
 }
 
-// passfiles lists the passfiles in the temporary directory, where every
-// child's passfile is written.
-func passfiles() []string {
-	names, _ := filepath.Glob(filepath.Join(os.TempDir(), passfilePrefix+"*"))
-	return names
+// tempFiles lists the passfiles and restore archives in the temporary
+// directory, where every one is written.
+func tempFiles() []string {
+	var out []string
+	for _, p := range tempPrefixes {
+		names, _ := filepath.Glob(filepath.Join(os.TempDir(), p+"*"))
+		out = append(out, names...)
+	}
+	return out
 }
 
-// RemovePassfiles removes this process's passfiles, for an exit that skips
-// deferred calls. A child that has not connected yet then fails to; one
-// that has is unaffected.
-func RemovePassfiles() {
-	for _, p := range passfiles() {
-		if passfilePID(filepath.Base(p)) == os.Getpid() {
+// RemoveTempFiles removes this process's passfiles and restore archives,
+// for an exit that skips deferred calls. A child that has not connected yet
+// then fails to; one that has is unaffected.
+func RemoveTempFiles() {
+	for _, p := range tempFiles() {
+		if tempFilePID(filepath.Base(p)) == os.Getpid() {
 			os.Remove(p)
 		}
 	}
 }
 
-// SweepStalePassfiles removes the passfiles of pgbackups processes that no
-// longer exist (killed, crashed, or exited on a second signal before
-// RemovePassfiles) and returns how many it removed. A file whose pid is
+// SweepStaleTempFiles removes the passfiles and restore archives of
+// pgbackups processes that no longer exist (killed, crashed, or exited on a
+// second signal before RemoveTempFiles) and returns how many it removed. A file whose pid is
 // alive, or belongs to a process we may not signal, is left alone: it may
 // be in use.
-func SweepStalePassfiles() int {
+func SweepStaleTempFiles() int {
 	n := 0
-	for _, p := range passfiles() {
-		pid := passfilePID(filepath.Base(p))
+	for _, p := range tempFiles() {
+		pid := tempFilePID(filepath.Base(p))
 		if pid == 0 || pid == os.Getpid() {
 			continue
 		}

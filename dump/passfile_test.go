@@ -24,7 +24,7 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func TestRemovePassfilesRemovesThisProcessOwn(t *testing.T) {
+func TestRemoveTempFilesRemovesThisProcessOwn(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	c, err := ParseConn("postgres://app:pw@db/app")
@@ -45,19 +45,27 @@ func TestRemovePassfilesRemovesThisProcessOwn(t *testing.T) {
 	if want := fmt.Sprintf("pgbackups-pgpass-%d-", os.Getpid()); !strings.HasPrefix(filepath.Base(ours), want) || filepath.Dir(ours) != tmp {
 		t.Fatalf("passfile %s, want %s/%s*", ours, tmp, want)
 	}
+	archive, err := createRestoreTemp(os.TempDir(), "20261125-020000-k3f9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive.Close()
 	other := passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-123", os.Getpid()+1))
 	unrelated := passfileIn(t, tmp, "unrelated")
 
-	RemovePassfiles()
+	RemoveTempFiles()
 	if exists(ours) {
-		t.Error("RemovePassfiles left this process's passfile")
+		t.Error("RemoveTempFiles left this process's passfile")
+	}
+	if exists(archive.Name()) {
+		t.Error("RemoveTempFiles left this process's restore archive")
 	}
 	if !exists(other) || !exists(unrelated) {
-		t.Error("RemovePassfiles removed a file that is not this process's")
+		t.Error("RemoveTempFiles removed a file that is not this process's")
 	}
 }
 
-func TestSweepStalePassfilesOfProcessesThatAreGone(t *testing.T) {
+func TestSweepStaleTempFilesOfProcessesThatAreGone(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	gone := exec.Command("true")
@@ -70,20 +78,27 @@ func TestSweepStalePassfilesOfProcessesThatAreGone(t *testing.T) {
 	}
 	t.Cleanup(func() { alive.Process.Kill(); alive.Wait() })
 
-	stale := passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", gone.Process.Pid))
+	stale := []string{
+		passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", gone.Process.Pid)),
+		passfileIn(t, tmp, fmt.Sprintf("pgbackups-restore-%d-20261125-020000-k3f9-42.dump", gone.Process.Pid)),
+	}
 	keep := []string{
 		passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", alive.Process.Pid)),
 		passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", os.Getpid())),
-		passfileIn(t, tmp, "pgbackups-pgpass-0-42"),  // kill(0) is our process group
-		passfileIn(t, tmp, "pgbackups-pgpass--1-42"), // kill(-1) is every process
-		passfileIn(t, tmp, "pgbackups-pgpass-12345"), // no pid in the name
+		passfileIn(t, tmp, fmt.Sprintf("pgbackups-restore-%d-20261125-020000-k3f9-42.dump", alive.Process.Pid)),
+		passfileIn(t, tmp, "pgbackups-restore-20261125-020000-k3f9-42.dump"), // an older build's name: no pid
+		passfileIn(t, tmp, "pgbackups-pgpass-0-42"),                          // kill(0) is our process group
+		passfileIn(t, tmp, "pgbackups-pgpass--1-42"),                         // kill(-1) is every process
+		passfileIn(t, tmp, "pgbackups-pgpass-12345"),                         // no pid in the name
 		passfileIn(t, tmp, "unrelated-12345-1"),
 	}
-	if n := SweepStalePassfiles(); n != 1 {
-		t.Errorf("SweepStalePassfiles removed %d, want 1", n)
+	if n := SweepStaleTempFiles(); n != 2 {
+		t.Errorf("SweepStaleTempFiles removed %d, want 2", n)
 	}
-	if exists(stale) {
-		t.Error("the passfile of a process that is gone was kept")
+	for _, p := range stale {
+		if exists(p) {
+			t.Errorf("%s of a process that is gone was kept", filepath.Base(p))
+		}
 	}
 	for _, p := range keep {
 		if !exists(p) {

@@ -350,7 +350,7 @@ func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	f, err := os.CreateTemp(dir, "pgbackups-restore-"+o.Manifest.ID+"-*.dump")
+	f, err := createRestoreTemp(dir, o.Manifest.ID)
 	if err != nil {
 		return ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs: %w", err)
 	}
