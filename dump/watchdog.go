@@ -79,7 +79,7 @@ type BlockedSession struct {
 	BlockedBy []int         // pg_blocking_pids of the session
 	Direct    bool          // waits on the dump's backend itself, not on a session queued behind it
 	Waiting   time.Duration // how long its statement has run, most of it waiting
-	Query     string        // the statement, whitespace collapsed and truncated
+	Query     string        // the statement's head up to its first literal (see statementHead)
 }
 
 func (e *BlockingError) Error() string {
@@ -353,7 +353,7 @@ func (o *observer) activity(ctx context.Context, appName string) ([]activity, er
 			r.Blockers[i] = int(p)
 		}
 		r.Running = time.Duration(secs * float64(time.Second))
-		r.Query = strings.Join(strings.Fields(r.Query), " ")
+		r.Query = statementHead(r.Query)
 		out = append(out, r)
 		return nil
 	})
@@ -362,6 +362,47 @@ func (o *observer) activity(ctx context.Context, appName string) ([]activity, er
 	}
 	o.ok()
 	return out, nil
+}
+
+// statementHeadWords bounds statementHead.
+const statementHeadWords = 12
+
+// statementHead is the start of a statement up to its first literal: the
+// command and the objects it names, which is what an operator needs to see
+// which migration or query waits on the dump. "ALTER TABLE events ADD COLUMN
+// x int" stays whole; "UPDATE users SET token = 'abc' WHERE id = 7" becomes
+// "UPDATE users SET token = …". Literals can be personal data or secrets,
+// and the watchdog's text goes to logs, errors and failed manifests, so a
+// word that holds a quote, a dollar sign (dollar quoting, parameters) or a
+// number not part of an identifier ends the head. Whitespace is collapsed.
+func statementHead(q string) string {
+	words := strings.Fields(q)
+	for i, w := range words {
+		if i == statementHeadWords || hasLiteral(w) {
+			return strings.Join(words[:i], " ") + " …"
+		}
+	}
+	return strings.Join(words, " ")
+}
+
+// hasLiteral reports whether a word of SQL holds (the start of) a literal.
+func hasLiteral(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		switch {
+		case c == '\'' || c == '$':
+			return true
+		case c >= '0' && c <= '9':
+			if i == 0 {
+				return true
+			}
+			p := w[i-1]
+			if !(p == '_' || p >= '0' && p <= '9' || p >= 'a' && p <= 'z' || p >= 'A' && p <= 'Z' || p >= 0x80) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // truncate shortens s to n runes with an ellipsis.

@@ -80,3 +80,22 @@ func TestBlockingErrorMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestStatementHeadHidesLiterals(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"ALTER TABLE events\n   ADD COLUMN x int", "ALTER TABLE events ADD COLUMN x int"},
+		{"UPDATE users SET token = 'abc' WHERE id = 7", "UPDATE users SET token = …"},
+		{"UPDATE users SET token=$1 WHERE id=$2", "UPDATE users SET …"},
+		{"SELECT * FROM t22919_1 WHERE id = 42", "SELECT * FROM t22919_1 WHERE id = …"},
+		{"SELECT * FROM t WHERE id=42", "SELECT * FROM t WHERE …"},
+		{"DO $$BEGIN PERFORM 1; END$$", "DO …"},
+		{"INSERT INTO t (a, b) VALUES (E'secret', -3.5)", "INSERT INTO t (a, b) VALUES …"},
+		{"select 1 from a join b using (c) join d using (e) join f using (g)", "select …"},
+		{"lock table a in access exclusive mode nowait and more words here please", "lock table a in access exclusive mode nowait and more words here …"},
+		{"", ""},
+	} {
+		if got := statementHead(tc.in); got != tc.want {
+			t.Errorf("statementHead(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
