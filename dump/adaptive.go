@@ -11,14 +11,17 @@ import (
 
 // Adaptive defaults; see Adaptive.
 const (
-	DefaultAdaptiveFloor   = 4 << 20   // 4 MiB/s: a 20 GB database still dumps in under 1.5 h
-	DefaultAdaptiveStart   = 64 << 20  // 64 MiB/s
-	DefaultAdaptiveCeiling = 256 << 20 // above 256 MiB/s the limit is lifted
-	DefaultAdaptiveBusy    = 1.0
-	DefaultAdaptiveIdle    = 0.5
-	defaultAdaptiveEvery   = time.Second
-	adaptiveSamples        = 4 // load samples per Interval
-	adaptiveLogEvery       = 10 * time.Second
+	DefaultAdaptiveFloor      = 4 << 20   // 4 MiB/s: a 20 GB database still dumps in under 1.5 h
+	DefaultAdaptiveStart      = 64 << 20  // 64 MiB/s
+	DefaultAdaptiveCeiling    = 256 << 20 // above 256 MiB/s the limit is lifted
+	DefaultAdaptiveHeadroom   = 0.5
+	DefaultAdaptiveBusy       = 1.0
+	DefaultAdaptiveIdle       = 0.5
+	DefaultAdaptiveBaseline   = 3 * time.Second
+	DefaultAdaptiveRebaseline = 5 * time.Minute
+	defaultAdaptiveEvery      = time.Second
+	adaptiveSamples           = 4 // load samples per Interval
+	adaptiveLogEvery          = 10 * time.Second
 )
 
 // Adaptive is PGBACKUPS_MAX_RATE=auto: a Monitor that moves Limiter's limit
@@ -39,27 +42,36 @@ const (
 //     unlike commit counters, which backends flush at most once a second
 //     and idle ones after up to ten.
 //
-// Control is TCP's AIMD: when the mean is at or above Busy the limit halves
-// (never below Floor); at or below Idle it grows by half (past Ceiling it is
-// lifted); in between it holds, so the limit does not flap. With the
-// defaults an application that keeps one statement in flight on average
-// brings an unlimited dump down to Floor in six seconds, and going idle lets
-// it climb from Floor back to unlimited in eleven. Busy is an absolute
-// session count: on a server with many cores and a steadily busy
-// application, raise it to about half the core count, or use a fixed
-// PGBACKUPS_MAX_RATE.
+// The load is judged against the application's own level, its baseline:
+// for the first Baseline of the dump (after one Interval to settle) the
+// limit sits at Floor and the mean is taken; every Rebaseline it is taken
+// again the same way, so a dump that runs for hours follows the day's
+// load. With the baseline b, the dump is busy at a mean of
+// b x (1 + Headroom) + Busy or more and idle at b x (1 + Headroom/2.5) +
+// Idle or less. For a steady application (fixed throughput), Little's law
+// makes the mean its latency: with the defaults, the dump slows down once
+// statements take about 1.5 times as long as before it started. On an idle
+// database (b = 0), one statement in flight on average is busy.
+//
+// Control is TCP's AIMD: when busy the limit halves (never below Floor);
+// when idle it grows by half (past Ceiling it is lifted); in between it
+// holds, so the limit does not flap. The dump reaches Floor from unlimited
+// in six Intervals and climbs back in eleven.
 //
 // Limit changes are logged, at info level at most every ten seconds (the
 // rest at debug), and Limiter.Limit reads the current one for metrics.
 type Adaptive struct {
-	Limiter  *Limiter
-	Floor    int64         // bytes/s the dump never goes below; default 4 MiB/s
-	Start    int64         // bytes/s a dump starts at; default 64 MiB/s
-	Ceiling  int64         // bytes/s above which the limit is lifted; default 256 MiB/s
-	Busy     float64       // mean active sessions at which the dump slows down; default 1
-	Idle     float64       // mean active sessions at which it speeds up; default 0.5
-	Interval time.Duration // how often the limit may change; default 1s
-	Logger   *slog.Logger
+	Limiter    *Limiter
+	Floor      int64         // bytes/s the dump never goes below; default 4 MiB/s
+	Start      int64         // bytes/s after the first baseline; default 64 MiB/s
+	Ceiling    int64         // bytes/s above which the limit is lifted; default 256 MiB/s
+	Headroom   float64       // how far over its baseline the application's load may rise; default 0.5
+	Busy       float64       // active sessions over the scaled baseline at which the dump slows down; default 1
+	Idle       float64       // active sessions over the scaled baseline at which it speeds up; default 0.5
+	Baseline   time.Duration // how long the baseline is measured, at Floor; default 3s
+	Rebaseline time.Duration // how often it is measured again; default 5m
+	Interval   time.Duration // how often the limit may change; default 1s
+	Logger     *slog.Logger
 }
 
 // withDefaults fills zero fields.
@@ -75,11 +87,20 @@ func (a Adaptive) withDefaults() Adaptive {
 		a.Start = DefaultAdaptiveStart
 	}
 	a.Start = min(max(a.Start, a.Floor), a.Ceiling)
+	if a.Headroom <= 0 {
+		a.Headroom = DefaultAdaptiveHeadroom
+	}
 	if a.Busy <= 0 {
 		a.Busy = DefaultAdaptiveBusy
 	}
 	if a.Idle <= 0 || a.Idle > a.Busy {
 		a.Idle = min(DefaultAdaptiveIdle, a.Busy/2)
+	}
+	if a.Baseline <= 0 {
+		a.Baseline = DefaultAdaptiveBaseline
+	}
+	if a.Rebaseline <= 0 {
+		a.Rebaseline = DefaultAdaptiveRebaseline
 	}
 	if a.Interval <= 0 {
 		a.Interval = defaultAdaptiveEvery
@@ -88,15 +109,15 @@ func (a Adaptive) withDefaults() Adaptive {
 }
 
 // next is the controller: the limit after cur (0 = unlimited) given the
-// mean number of active application sessions.
-func (a Adaptive) next(cur int64, load float64) int64 {
+// mean number of active application sessions and their baseline.
+func (a Adaptive) next(cur int64, load, base float64) int64 {
 	switch {
-	case load >= a.Busy:
+	case load >= base*(1+a.Headroom)+a.Busy:
 		if cur == 0 {
 			cur = a.Ceiling
 		}
 		return max(cur/2, a.Floor)
-	case load <= a.Idle:
+	case load <= base*(1+a.Headroom/2.5)+a.Idle:
 		if cur == 0 {
 			return 0
 		}
@@ -114,34 +135,79 @@ const loadQuery = `SELECT count(*) FROM pg_stat_activity
 WHERE state = 'active' AND backend_type = 'client backend'
 	AND pid <> pg_backend_pid() AND application_name NOT LIKE 'pgbackups%'`
 
-// Watch is the Monitor. It sets the Limiter to Start when the dump begins
-// and adjusts it until ctx ends. It never fails the backup: when the
-// database cannot be queried, the limit holds.
+// Watch is the Monitor. It measures the baseline at Floor when the dump
+// begins, sets the Limiter to Start, and adjusts it until ctx ends. It never
+// fails the backup: when the database cannot be queried, the limit holds.
 func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 	c := a.withDefaults()
 	log := orDiscard(c.Logger).With("backup", r.ID, "monitor", "adaptive_rate")
-	c.Limiter.SetLimit(c.Start)
 	obs := &observer{conn: r.Conn, log: log, what: "adaptive rate"}
 	defer obs.close(ctx)
 
 	tick := time.NewTicker(c.Interval / adaptiveSamples)
 	defer tick.Stop()
-	var sum float64
-	var n, taken int
-	var lastInfo time.Time
+	var (
+		sum      float64
+		n, taken int
+		lastInfo time.Time
+		base     float64
+		// While measuring the baseline: when it started, the samples
+		// taken (after the first Interval, left to settle), and the limit
+		// to go back to.
+		measuring     = true
+		measureStart  = time.Now()
+		measureSum    float64
+		measureN      int
+		resume        = c.Start
+		lastBaseline  time.Time
+		firstBaseline = true
+	)
+	c.Limiter.SetLimit(c.Floor)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
+		active, err := obs.load(ctx)
+		if errors.Is(err, errOldServer) {
+			log.Warn("adaptive rate disabled: it needs PostgreSQL 10 or newer; the dump keeps its starting limit", "limit", rateString(c.Start))
+			c.Limiter.SetLimit(c.Start)
+			return nil
+		}
+		if measuring {
+			since := time.Since(measureStart)
+			if err == nil && since >= c.Interval {
+				measureSum += float64(active)
+				measureN++
+			}
+			if since < c.Interval+c.Baseline {
+				continue
+			}
+			if measureN > 0 {
+				base = measureSum / float64(measureN)
+			}
+			level := slog.LevelDebug
+			if firstBaseline {
+				level = slog.LevelInfo
+			}
+			log.Log(ctx, level, "application load measured with the dump at its floor rate", "active_sessions", base,
+				"slows_down_at", base*(1+c.Headroom)+c.Busy, "samples", measureN, "resume_limit", rateString(resume))
+			c.Limiter.SetLimit(resume)
+			measuring, firstBaseline, lastBaseline = false, false, time.Now()
+			sum, n, taken = 0, 0, 0
+			continue
+		}
+		if time.Since(lastBaseline) >= c.Rebaseline {
+			measuring, measureStart, measureSum, measureN = true, time.Now(), 0, 0
+			resume = c.Limiter.Limit()
+			c.Limiter.SetLimit(c.Floor)
+			continue
+		}
 		taken++
-		if active, err := obs.load(ctx); err == nil {
+		if err == nil {
 			sum += float64(active)
 			n++
-		} else if errors.Is(err, errOldServer) {
-			log.Warn("adaptive rate disabled: it needs PostgreSQL 10 or newer; the dump keeps its starting limit", "limit", rateString(c.Start))
-			return nil
 		}
 		if taken < adaptiveSamples {
 			continue
@@ -153,7 +219,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			continue
 		}
 		cur := c.Limiter.Limit()
-		nxt := c.next(cur, mean)
+		nxt := c.next(cur, mean, base)
 		if nxt == cur {
 			continue
 		}
@@ -162,7 +228,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		if time.Since(lastInfo) >= adaptiveLogEvery {
 			level, lastInfo = slog.LevelInfo, time.Now()
 		}
-		log.Log(ctx, level, "dump rate limit changed", "from", rateString(cur), "to", rateString(nxt), "limit_bytes_per_second", nxt, "active_sessions", mean)
+		log.Log(ctx, level, "dump rate limit changed", "from", rateString(cur), "to", rateString(nxt), "limit_bytes_per_second", nxt, "active_sessions", mean, "baseline", base)
 	}
 }
 

@@ -1,6 +1,9 @@
 package dump
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestAdaptiveController(t *testing.T) {
 	const M = 1 << 20
@@ -19,25 +22,37 @@ func TestAdaptiveController(t *testing.T) {
 		{cur: 48 * M, load: 0, want: 0},       // past the ceiling: lifted
 		{cur: 0, load: 0, want: 0},            // unlimited and idle: stays
 	} {
-		if got := a.next(tc.cur, tc.load); got != tc.want {
+		if got := a.next(tc.cur, tc.load, 0); got != tc.want {
 			t.Errorf("next(%s, %.2f) = %s, want %s", rateString(tc.cur), tc.load, rateString(got), rateString(tc.want))
 		}
 	}
 	// From the floor to unlimited and back: bounded number of steps.
 	cur, up := a.Floor, 0
 	for cur != 0 {
-		cur, up = a.next(cur, 0), up+1
+		cur, up = a.next(cur, 0, 0), up+1
 	}
 	down := 0
 	for cur != a.Floor {
-		cur, down = a.next(cur, 5), down+1
+		cur, down = a.next(cur, 5, 0), down+1
 	}
 	if up > 10 || down > 6 {
 		t.Errorf("floor to unlimited in %d steps, back in %d; want at most 10 and 6", up, down)
 	}
 
+	// Against a baseline of 4 sessions (Headroom 0.5, Busy 1, Idle 0.5):
+	// busy from 7, idle up to 5.3.
+	for _, tc := range []struct {
+		load float64
+		want int64
+	}{{7, 4 * M}, {6.9, 8 * M}, {5.4, 8 * M}, {5.3, 12 * M}, {4, 12 * M}, {0, 12 * M}} {
+		if got := a.next(8*M, tc.load, 4); got != tc.want {
+			t.Errorf("baseline 4: next(8 MiB/s, %.2f) = %s, want %s", tc.load, rateString(got), rateString(tc.want))
+		}
+	}
+
 	d := Adaptive{}.withDefaults()
-	if d.Floor != DefaultAdaptiveFloor || d.Start != DefaultAdaptiveStart || d.Ceiling != DefaultAdaptiveCeiling || d.Busy != 1 || d.Idle != 0.5 || d.Interval <= 0 {
+	if d.Floor != DefaultAdaptiveFloor || d.Start != DefaultAdaptiveStart || d.Ceiling != DefaultAdaptiveCeiling || d.Busy != 1 || d.Idle != 0.5 || d.Interval <= 0 ||
+		d.Headroom != 0.5 || d.Baseline != 3*time.Second || d.Rebaseline != 5*time.Minute {
 		t.Errorf("defaults: %+v", d)
 	}
 	if w := (Adaptive{Busy: 0.4}).withDefaults(); w.Idle >= w.Busy {

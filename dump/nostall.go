@@ -46,7 +46,7 @@ func NewNoStall(o NoStallOptions) *NoStall {
 	}
 	switch {
 	case o.AutoRate:
-		n.Limiter = NewLimiter(DefaultAdaptiveStart)
+		n.Limiter = NewLimiter(DefaultAdaptiveFloor)
 		n.Adaptive = &Adaptive{Limiter: n.Limiter, Logger: log}
 	case o.MaxRate > 0:
 		n.Limiter = NewLimiter(o.MaxRate)
@@ -100,7 +100,9 @@ func (n *NoStall) Apply(o *CaptureOptions) {
 				r = prev(r)
 			}
 			if a != nil {
-				l.SetLimit(a.withDefaults().Start) // the monitor may start after the first read
+				// Where the monitor starts every dump, whichever runs first;
+				// the limiter keeps the last dump's limit otherwise.
+				l.SetLimit(a.withDefaults().Floor)
 			}
 			return l.Reader(r)
 		}

@@ -281,8 +281,9 @@ func TestWatchdogWarn(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestAdaptiveRate runs the adaptive monitor against a cluster of its own
-// (its signal is cluster-wide): application sessions busy with statements
-// push the limit down to the floor; when they go idle it is lifted.
+// (its signal is cluster-wide): it measures the baseline at the floor, an
+// idle database lets the dump go unlimited, application sessions busy with
+// statements push it down to the floor, and when they go idle it is lifted.
 func TestAdaptiveRate(t *testing.T) {
 	pg := testenv.NewCluster(t)
 	conn, err := dump.ParseConn(pg.URL("postgres"))
@@ -291,36 +292,26 @@ func TestAdaptiveRate(t *testing.T) {
 	}
 	log, logs := newLog()
 	l := dump.NewLimiter(0)
-	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20, Interval: 200 * time.Millisecond, Logger: log}
-	ctx, cancel := context.WithCancel(context.Background())
-	watched := make(chan error, 1)
-	go func() { watched <- a.Watch(ctx, dump.Running{ID: "t", AppName: dump.AppName("t"), Conn: conn}) }()
-	defer func() {
-		cancel()
-		if err := <-watched; err != nil {
-			t.Errorf("Watch: %v", err)
-		}
-	}()
+	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
+		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: time.Hour, Logger: log}
+	stop := watch(t, a, conn)
+	defer stop()
 
+	// The baseline is measured at the floor.
+	waitFor(t, func() bool { return l.Limit() == 1<<20 })
 	// Idle database: from Start up to unlimited.
 	waitFor(t, func() bool { return l.Limit() == 0 })
+	if got := logs.lines("application load measured"); len(got) != 1 || !strings.Contains(got[0], `"active_sessions":0`) {
+		t.Errorf("baseline not logged as 0 active sessions:\n%s", logs)
+	}
 
 	// Three sessions each running a statement: busy.
-	loadCtx, stopLoad := context.WithCancel(context.Background())
-	var load []*appSession
-	for range 3 {
-		s := openSession(t, pg, "postgres")
-		s.start(loadCtx, "SELECT pg_sleep(60)")
-		load = append(load, s)
-	}
+	stopLoad := busySessions(t, pg, 3)
 	busySince := time.Now()
 	waitFor(t, func() bool { return l.Limit() == 1<<20 })
 	t.Logf("busy: at the floor after %s", time.Since(busySince).Round(time.Millisecond))
 
 	stopLoad()
-	for _, s := range load {
-		<-s.done // cancelled
-	}
 	idleSince := time.Now()
 	waitFor(t, func() bool { return l.Limit() == 0 })
 	t.Logf("idle: unlimited after %s", time.Since(idleSince).Round(time.Millisecond))
@@ -328,6 +319,83 @@ func TestAdaptiveRate(t *testing.T) {
 	changes := logs.lines("dump rate limit changed")
 	if len(changes) < 4 || !strings.Contains(strings.Join(changes, ""), `"to":"unlimited"`) || !strings.Contains(strings.Join(changes, ""), `"to":"1.0 MiB/s"`) {
 		t.Errorf("rate changes not logged:\n%s", logs)
+	}
+}
+
+// TestAdaptiveRateBaseline: load the application already had when the dump
+// started is its baseline and does not hold the dump at the floor; load
+// rising well above it does; and a new baseline, measured every Rebaseline,
+// follows the application's level.
+func TestAdaptiveRateBaseline(t *testing.T) {
+	pg := testenv.NewCluster(t)
+	conn, err := dump.ParseConn(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, logs := newLog()
+	l := dump.NewLimiter(0)
+	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
+		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: 4 * time.Second, Logger: log}
+
+	// Two statements in flight before the dump starts: busy by the
+	// absolute rule (one or more), but only the application's usual level.
+	stopBefore := busySessions(t, pg, 2)
+	defer stopBefore()
+	stop := watch(t, a, conn)
+	defer stop()
+	waitFor(t, func() bool { return l.Limit() == 1<<20 }) // measuring
+	waitFor(t, func() bool { return l.Limit() == 0 })
+	if got := logs.lines("application load measured"); len(got) == 0 || !strings.Contains(got[0], `"active_sessions":2`) {
+		t.Fatalf("baseline not measured as 2 active sessions:\n%s", logs)
+	}
+
+	// Five in flight: 2 x 1.5 + 1 = 4 or more is busy.
+	stopMore := busySessions(t, pg, 3)
+	defer stopMore()
+	waitFor(t, func() bool { return l.Limit() == 1<<20 })
+
+	// The next baseline sees five as the level, and the dump speeds up.
+	waitFor(t, func() bool {
+		return strings.Contains(strings.Join(logs.lines("application load measured"), ""), `"active_sessions":5`)
+	})
+	waitFor(t, func() bool { return l.Limit() == 0 })
+}
+
+// watch runs a.Watch until the returned func is called.
+func watch(t *testing.T, a *dump.Adaptive, conn dump.Conn) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan error, 1)
+	go func() { watched <- a.Watch(ctx, dump.Running{ID: "t", AppName: dump.AppName("t"), Conn: conn}) }()
+	return func() {
+		cancel()
+		if err := <-watched; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	}
+}
+
+// busySessions starts n sessions that each keep a statement running until
+// the returned func is called.
+func busySessions(t *testing.T, pg *testenv.Postgres, n int) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var load []*appSession
+	for range n {
+		s := openSession(t, pg, "postgres")
+		s.start(ctx, "SELECT pg_sleep(120)")
+		load = append(load, s)
+	}
+	stopped := false
+	return func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		for _, s := range load {
+			<-s.done // cancelled
+		}
 	}
 }
 
