@@ -127,8 +127,10 @@ func (c Conn) forChild(dir string) (out childArgs, err error) {
 		add = append(add, "PGPASSFILE="+name)
 	}
 	if hasSSLPassword {
-		if _, ok := connValue(c.raw, "service"); ok || os.Getenv("PGSERVICE") != "" {
-			return out, errors.New("sslpassword cannot be combined with a connection service (service= or PGSERVICE): put sslpassword in that service's entry instead")
+		_, service := connValue(c.raw, "service")
+		_, serviceFile := connValue(c.raw, "servicefile") // libpq 18 and newer
+		if service || serviceFile || os.Getenv("PGSERVICE") != "" {
+			return out, errors.New("sslpassword cannot be combined with a connection service (service=, servicefile= or PGSERVICE): put sslpassword in that service's entry instead")
 		}
 		if strings.ContainsAny(sslPassword, "\r\n") || strings.TrimRight(sslPassword, connSpace) != sslPassword {
 			return out, errors.New("sslpassword contains a line break or ends in white space, which a libpq service file cannot carry")
@@ -138,7 +140,7 @@ func (c Conn) forChild(dir string) (out childArgs, err error) {
 			return out, fmt.Errorf("service file: %w", err)
 		}
 		files = append(files, name)
-		drop = append(drop, "PGSERVICEFILE")
+		drop = append(drop, "PGSERVICEFILE", "PGSERVICE")
 		add = append(add, "PGSERVICEFILE="+name, "PGSERVICE="+childService)
 	}
 	env = slices.DeleteFunc(env, func(kv string) bool {
@@ -197,9 +199,7 @@ func pgpassEscape(s string) string {
 // into a query value that reaches argv.
 func urlWithout(raw string, drop ...string) string {
 	scheme, rest := splitScheme(raw)
-	// libpq: userinfo is whatever precedes the first '@' that comes before
-	// any '/', even past a '?'.
-	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' && slices.Contains(drop, "password") {
+	if i := userinfoEnd(rest); i >= 0 && slices.Contains(drop, "password") {
 		user, _, _ := strings.Cut(rest[:i], ":")
 		rest = rest[i+1:]
 		if user != "" {
@@ -226,6 +226,22 @@ func urlWithout(raw string, drop ...string) string {
 	return scheme + base + "?" + strings.Join(kept, "&")
 }
 
+// userinfoEnd is the index of the '@' that ends a URL's userinfo in rest
+// (the URL after its scheme), or -1. libpq: userinfo is whatever precedes
+// the first '@' that comes before any '/', even past a '?'.
+func userinfoEnd(rest string) int {
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		return i
+	}
+	return -1
+}
+
+// withoutUserinfo drops the userinfo from rest (the URL after its scheme),
+// so that a '?' in a password is not taken for the query's start.
+func withoutUserinfo(rest string) string {
+	return rest[userinfoEnd(rest)+1:]
+}
+
 func splitScheme(raw string) (scheme, rest string) {
 	for _, scheme := range []string{"postgresql://", "postgres://"} {
 		if rest, ok := strings.CutPrefix(raw, scheme); ok {
@@ -243,7 +259,7 @@ func connValue(raw, key string) (string, bool) {
 	var val string
 	found := false
 	if _, rest := splitScheme(raw); rest != raw {
-		_, query, _ := strings.Cut(rest, "?")
+		_, query, _ := strings.Cut(withoutUserinfo(rest), "?")
 		if query == "" {
 			return "", false
 		}

@@ -129,6 +129,9 @@ func TestConnValue(t *testing.T) {
 		{"postgres://u@h/db?ssl%70assword=x&sslpassword=y", "sslpassword", "y", true}, // last wins
 		{"postgres://u@h/db?sslmode=require", "sslpassword", "", false},
 		{"postgres://u@h/db", "sslpassword", "", false},
+		// A '?' in the userinfo's password does not start the query.
+		{"postgres://u:pa?ss@h/db?sslpassword=x", "sslpassword", "x", true},
+		{"postgres://u:a?sslpassword=evil@h/db", "sslpassword", "", false},
 		{`host=h sslpassword='it\'s a \\ key' dbname=d`, "sslpassword", `it's a \ key`, true},
 		{`host=h sslpassword=ab\ cd`, "sslpassword", "ab cd", true},
 		{"host=h service=prod", "service", "prod", true},
@@ -189,7 +192,8 @@ func TestForChildSSLPassword(t *testing.T) {
 	}
 	t.Setenv("PGSERVICEFILE", svc)
 	for _, tc := range []struct{ raw, secret string }{
-		{"host=h sslpassword=xyzzy service=prod", "xyzzy"},            // a service of the user's
+		{"host=h sslpassword=xyzzy service=prod", "xyzzy"},
+		{"host=h sslpassword=xyzzy servicefile=/etc/x", "xyzzy"},      // a service of the user's
 		{"host=h sslpassword='trailing space ' dbname=d", "trailing"}, // a service file trims it
 		{"postgres://u@h/d?sslpassword=zq%0Awv&x=1", "zq"},            // nor can it hold a newline
 	} {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // A passfile (or service file) hands a secret to a libpq child (see
@@ -24,6 +25,10 @@ const (
 )
 
 var tempPrefixes = []string{passfilePrefix, restorePrefix}
+
+// processStart is about when this process started (package initialization),
+// a little after any file it can have written.
+var processStart = time.Now()
 
 // createPassfile creates an empty 0600 passfile in dir, named for this
 // process.
@@ -91,11 +96,21 @@ func RemoveTempFiles() {
 // second signal before RemoveTempFiles) and returns how many it removed. A file whose pid is
 // alive, or belongs to a process we may not signal, is left alone: it may
 // be in use.
+//
+// A file named for this very pid is stale too when it is older than this
+// process: in a container, pgbackups is often pid 1 again after a restart
+// that kept the file system.
 func SweepStaleTempFiles() int {
 	n := 0
 	for _, p := range tempFiles() {
 		pid := tempFilePID(filepath.Base(p))
-		if pid == 0 || pid == os.Getpid() {
+		if pid == 0 {
+			continue
+		}
+		if pid == os.Getpid() {
+			if info, err := os.Stat(p); err == nil && info.ModTime().Before(processStart) && os.Remove(p) == nil {
+				n++
+			}
 			continue
 		}
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // passfileIn creates an empty file named name in dir.
@@ -78,7 +79,12 @@ func TestSweepStaleTempFilesOfProcessesThatAreGone(t *testing.T) {
 	}
 	t.Cleanup(func() { alive.Process.Kill(); alive.Wait() })
 
+	ownOld := passfileIn(t, tmp, fmt.Sprintf("pgbackups-restore-%d-20261125-020000-k3f9-7.dump", os.Getpid()))
+	if err := os.Chtimes(ownOld, processStart.Add(-time.Hour), processStart.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	stale := []string{
+		ownOld, // our pid, but older than us: a previous pid 1 of this container
 		passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", gone.Process.Pid)),
 		passfileIn(t, tmp, fmt.Sprintf("pgbackups-restore-%d-20261125-020000-k3f9-42.dump", gone.Process.Pid)),
 	}
@@ -92,8 +98,8 @@ func TestSweepStaleTempFilesOfProcessesThatAreGone(t *testing.T) {
 		passfileIn(t, tmp, "pgbackups-pgpass-12345"),                         // no pid in the name
 		passfileIn(t, tmp, "unrelated-12345-1"),
 	}
-	if n := SweepStaleTempFiles(); n != 2 {
-		t.Errorf("SweepStaleTempFiles removed %d, want 2", n)
+	if n := SweepStaleTempFiles(); n != 3 {
+		t.Errorf("SweepStaleTempFiles removed %d, want 3", n)
 	}
 	for _, p := range stale {
 		if exists(p) {

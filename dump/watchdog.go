@@ -371,26 +371,35 @@ const statementHeadWords = 12
 // command and the objects it names, which is what an operator needs to see
 // which migration or query waits on the dump. "ALTER TABLE events ADD COLUMN
 // x int" stays whole; "UPDATE users SET token = 'abc' WHERE id = 7" becomes
-// "UPDATE users SET token = …". Literals can be personal data or secrets,
-// and the watchdog's text goes to logs, errors and failed manifests, so a
-// word that holds a quote, a dollar sign (dollar quoting, parameters) or a
-// number not part of an identifier ends the head. Whitespace is collapsed.
+// "UPDATE users SET token …". Literals can be personal data or secrets, and
+// the watchdog's text goes to logs, errors and failed manifests, so the head
+// ends at the first word that holds a quote, a dollar sign (dollar quoting,
+// parameters), a number not part of an identifier, a comment (-- or /*,
+// which may say anything), or an assignment or comparison ('=', TO), after
+// which even a bare word can be a value (SET app.key TO secret). Whitespace
+// is collapsed.
 func statementHead(q string) string {
 	words := strings.Fields(q)
 	for i, w := range words {
-		if i == statementHeadWords || hasLiteral(w) {
+		if i == statementHeadWords || hasLiteral(w) || strings.EqualFold(w, "to") {
+			if i == 0 {
+				return "…"
+			}
 			return strings.Join(words[:i], " ") + " …"
 		}
 	}
 	return strings.Join(words, " ")
 }
 
-// hasLiteral reports whether a word of SQL holds (the start of) a literal.
+// hasLiteral reports whether a word of SQL holds (the start of) a literal,
+// a comment, or an assignment or comparison operator.
 func hasLiteral(w string) bool {
 	for i := 0; i < len(w); i++ {
 		c := w[i]
 		switch {
-		case c == '\'' || c == '$':
+		case c == '\'' || c == '$' || c == '=' || c == '<' || c == '>' || c == '!':
+			return true
+		case (c == '-' || c == '/') && i+1 < len(w) && (w[i+1] == '-' || w[i+1] == '*'):
 			return true
 		case c >= '0' && c <= '9':
 			if i == 0 {

@@ -84,9 +84,16 @@ func TestBlockingErrorMessage(t *testing.T) {
 func TestStatementHeadHidesLiterals(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"ALTER TABLE events\n   ADD COLUMN x int", "ALTER TABLE events ADD COLUMN x int"},
-		{"UPDATE users SET token = 'abc' WHERE id = 7", "UPDATE users SET token = …"},
+		{"UPDATE users SET token = 'abc' WHERE id = 7", "UPDATE users SET token …"},
 		{"UPDATE users SET token=$1 WHERE id=$2", "UPDATE users SET …"},
-		{"SELECT * FROM t22919_1 WHERE id = 42", "SELECT * FROM t22919_1 WHERE id = …"},
+		{"SELECT * FROM t22919_1 WHERE id = 42", "SELECT * FROM t22919_1 WHERE id …"},
+		{"SELECT * FROM t WHERE name <> bob", "SELECT * FROM t WHERE name …"},
+		{"-- ticket for Jane Doe jane@corp.example\nDELETE FROM t WHERE id = 5", "…"},
+		{"DELETE FROM t /* user alice@example.com */ WHERE id = 5", "DELETE FROM t …"},
+		{"DELETE FROM t--alice\nWHERE x", "DELETE FROM …"},
+		{"SET app.api_key TO abcdefsecret", "SET app.api_key …"},
+		{"ALTER ROLE app SET search_path = myschema", "ALTER ROLE app SET search_path …"},
+		{"'secret' || x", "…"},
 		{"SELECT * FROM t WHERE id=42", "SELECT * FROM t WHERE …"},
 		{"DO $$BEGIN PERFORM 1; END$$", "DO …"},
 		{"INSERT INTO t (a, b) VALUES (E'secret', -3.5)", "INSERT INTO t (a, b) VALUES …"},

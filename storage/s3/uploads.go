@@ -19,7 +19,11 @@ import (
 // a second signal, a crash) leaves the upload open: invisible to List,
 // billed by the bucket, and kept until a lifecycle rule
 // (AbortIncompleteMultipartUpload) or someone aborts it. Prune does, through
-// these two methods, once the upload is older than the grace.
+// these two methods, once the upload is older than the grace. The grace
+// counts from the upload's start (S3 lists no last activity), so a capture
+// running longer than the grace relies on what already protects it: the
+// daemon prunes under the advisory lock that one backup at a time holds,
+// and `pgbackups prune` refuses to run while a backup does.
 
 // Temporaries lists the unfinished multipart uploads under the store's
 // prefix whose key is a backup's (id/id.suffix: other tools' uploads in a
@@ -47,10 +51,9 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 				newest[key] = storage.Object{Key: key, Modified: aws.ToTime(u.Initiated)}
 			}
 		}
-		if !aws.ToBool(page.IsTruncated) {
+		if !nextUploadsPage(in, page) {
 			break
 		}
-		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
 	}
 	out := make([]storage.Object, 0, len(newest))
 	for _, o := range newest {
@@ -91,15 +94,29 @@ func (s *Store) RemoveTemporary(ctx context.Context, key string) error {
 				errs = append(errs, fmt.Errorf("s3: abort upload %s of %s: %w", aws.ToString(u.UploadId), loc, err))
 			}
 		}
-		if !aws.ToBool(page.IsTruncated) {
+		if !nextUploadsPage(in, page) {
 			break
 		}
-		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
 	}
 	if found == 0 && len(errs) == 0 {
 		return fmt.Errorf("s3: no unfinished upload of %s: %w", loc, storage.ErrNotFound)
 	}
 	return errors.Join(errs...)
+}
+
+// nextUploadsPage moves in to the page after page and reports whether
+// there is one. A server that says the listing is truncated but gives no
+// new marker would have the loop spin forever; its listing ends there.
+func nextUploadsPage(in *s3.ListMultipartUploadsInput, page *s3.ListMultipartUploadsOutput) bool {
+	if !aws.ToBool(page.IsTruncated) {
+		return false
+	}
+	key, id := aws.ToString(page.NextKeyMarker), aws.ToString(page.NextUploadIdMarker)
+	if key == "" || key == aws.ToString(in.KeyMarker) && id == aws.ToString(in.UploadIdMarker) {
+		return false
+	}
+	in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
+	return true
 }
 
 // backupKey reports whether key has a backup's layout: id/id followed by a
