@@ -51,3 +51,27 @@ func TestCaptureNoStallWiring(t *testing.T) {
 		}
 	})
 }
+
+// TestCaptureDefaultsToAdaptiveRate: with no PGBACKUPS_MAX_RATE, a capture
+// runs the adaptive rate (the default is auto), starting at its floor.
+func TestCaptureDefaultsToAdaptiveRate(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 2000)
+	env := []string{
+		"PGBACKUPS_DATABASE_URL=" + pg.URL(db),
+		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
+		"PGBACKUPS_LOG_LEVEL=debug",
+	}
+	r := run(t, env, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "measuring the application's baseline load") {
+		t.Errorf("the default capture did not run the adaptive rate:\n%s", r.stderr)
+	}
+	r = run(t, append(env, "PGBACKUPS_MAX_RATE=off"), "capture")
+	if r.code != 0 || strings.Contains(r.stderr, "baseline load") {
+		t.Errorf("MAX_RATE=off: exit %d, adaptive rate still ran:\n%s", r.code, r.stderr)
+	}
+}

@@ -163,6 +163,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		firstBaseline = true
 	)
 	c.Limiter.SetLimit(c.Floor)
+	log.Debug("measuring the application's baseline load with the dump at its floor rate", "floor", rateString(c.Floor), "for", (c.Interval + c.Baseline).String())
 	for {
 		select {
 		case <-ctx.Done():
