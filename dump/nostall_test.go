@@ -386,6 +386,19 @@ func busySessions(t *testing.T, pg *testenv.Postgres, n int) (stop func()) {
 		s.start(ctx, "SELECT pg_sleep(120)")
 		load = append(load, s)
 	}
+	// Return once every statement runs, so that a baseline taken next
+	// sees all of them even on a slow machine.
+	pids := make([]int32, len(load))
+	for i, s := range load {
+		pids[i] = int32(s.pid)
+	}
+	probe := openSession(t, pg, "postgres")
+	waitFor(t, func() bool {
+		var running int
+		err := probe.c.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE pid = ANY($1) AND state = 'active' AND query LIKE 'SELECT pg_sleep%'`, pids).Scan(&running)
+		return err == nil && running == n
+	})
 	stopped := false
 	return func() {
 		if stopped {
