@@ -399,9 +399,16 @@ if auto:
         act = [float(e.get("active_sessions", 0)) for e in ch]
         path = " -> ".join(["64 MiB/s"] + [e["to"] for e in ch[:6]]) + (" ..." if len(ch) > 6 else "")
         bl = [e for e in logs(auto["log"]) if str(e.get("msg", "")).startswith("application load measured")]
-        auto_note = ((f"baseline {', '.join(format(float(e['active_sessions']), '.1f') for e in bl)} active sessions "
-                      "(measured at the floor rate for the first 4 s); " if bl else "")
-                     + f"{len(ch)} limit changes ({path}); "
+        lims = [int(e.get("limit_bytes_per_second", 0)) for e in ch]
+        span = ""
+        if any(x > 0 for x in lims):
+            span = (f"limit between {min(x for x in lims if x > 0) / MiB:.0f} and {max(lims) / MiB:.0f} MiB/s"
+                    + (" or unlimited" if 0 in lims else "") + "; ")
+        baseline = ""
+        if bl:
+            baseline = (f"baseline {', '.join(format(float(e['active_sessions']), '.1f') for e in bl)} active sessions "
+                        "(measured at the floor rate for the first 4 s); ")
+        auto_note = (span + baseline + f"{len(ch)} limit changes ({path}); "
                      + (f"at the 4 MiB/s floor {floor_t:.0f} s after start; " if floor_t is not None else "")
                      + f"mean active sessions when it changed: {min(act):.1f}-{max(act):.1f}")
     else:

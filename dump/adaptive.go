@@ -22,6 +22,7 @@ const (
 	defaultAdaptiveEvery      = time.Second
 	adaptiveSamples           = 4 // load samples per Interval
 	adaptiveLogEvery          = 10 * time.Second
+	adaptiveRetryBaseline     = 10 // Intervals to wait before measuring again after a failed measurement
 )
 
 // Adaptive is PGBACKUPS_MAX_RATE=auto: a Monitor that moves Limiter's limit
@@ -49,9 +50,13 @@ const (
 // load. With the baseline b, the dump is busy at a mean of
 // b x (1 + Headroom) + Busy or more and idle at b x (1 + Headroom/2.5) +
 // Idle or less. For a steady application (fixed throughput), Little's law
-// makes the mean its latency: with the defaults, the dump slows down once
-// statements take about 1.5 times as long as before it started. On an idle
-// database (b = 0), one statement in flight on average is busy.
+// makes the mean proportional to its latency: with the defaults and a large
+// baseline, the dump slows down once statements take about 1.5 times as
+// long as before it started; the Busy term makes small baselines more
+// tolerant (about 2.2 times at 1.5 sessions). On an idle database (b = 0),
+// one statement in flight on average is busy. When no sample of a
+// measurement succeeds, the limit holds and the measurement is retried ten
+// Intervals later.
 //
 // Control is TCP's AIMD: when busy the limit halves (never below Floor);
 // when idle it grows by half (past Ceiling it is lifted); in between it
@@ -151,6 +156,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		n, taken int
 		lastInfo time.Time
 		base     float64
+		haveBase bool // a baseline was measured: until then the limit holds
 		// While measuring the baseline: when it started, the samples
 		// taken (after the first Interval, left to settle), and the limit
 		// to go back to.
@@ -170,7 +176,14 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			return nil
 		case <-tick.C:
 		}
-		active, err := obs.load(ctx)
+		// A sample may take at most an Interval: a hung query or connect
+		// must not keep the dump at its floor while measuring.
+		sctx, cancel := context.WithTimeout(ctx, c.Interval)
+		active, err := obs.load(sctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
 		if errors.Is(err, errOldServer) {
 			log.Warn("adaptive rate disabled: it needs PostgreSQL 10 or newer; the dump keeps its starting limit", "limit", rateString(c.Start))
 			c.Limiter.SetLimit(c.Start)
@@ -185,18 +198,25 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			if since < c.Interval+c.Baseline {
 				continue
 			}
-			if measureN > 0 {
-				base = measureSum / float64(measureN)
+			c.Limiter.SetLimit(resume)
+			measuring, lastBaseline = false, time.Now()
+			sum, n, taken = 0, 0, 0
+			if measureN == 0 {
+				// No sample succeeded (the failure itself is logged by the
+				// observer). Keep the previous baseline if there is one,
+				// else hold the limit, and try again soon.
+				lastBaseline = time.Now().Add(-c.Rebaseline + adaptiveRetryBaseline*c.Interval)
+				log.Debug("application load not measured; trying again", "have_baseline", haveBase, "limit", rateString(resume))
+				continue
 			}
+			base, haveBase = measureSum/float64(measureN), true
 			level := slog.LevelDebug
 			if firstBaseline {
 				level = slog.LevelInfo
 			}
+			firstBaseline = false
 			log.Log(ctx, level, "application load measured with the dump at its floor rate", "active_sessions", base,
 				"slows_down_at", base*(1+c.Headroom)+c.Busy, "samples", measureN, "resume_limit", rateString(resume))
-			c.Limiter.SetLimit(resume)
-			measuring, firstBaseline, lastBaseline = false, false, time.Now()
-			sum, n, taken = 0, 0, 0
 			continue
 		}
 		if time.Since(lastBaseline) >= c.Rebaseline {
@@ -210,7 +230,10 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			sum += float64(active)
 			n++
 		}
-		if taken < adaptiveSamples {
+		if taken < adaptiveSamples || !haveBase {
+			if !haveBase {
+				sum, n, taken = 0, 0, 0
+			}
 			continue
 		}
 		mean := sum / float64(max(n, 1))

@@ -349,10 +349,19 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 		t.Fatalf("baseline not measured as 2 active sessions:\n%s", logs)
 	}
 
-	// Five in flight: 2 x 1.5 + 1 = 4 or more is busy.
+	// Five in flight: 2 x 1.5 + 1 = 4 or more is busy, and the dump is
+	// halved down to the floor against the baseline of 2 (a re-measure
+	// also sets the floor, so the log, not the limit, shows it).
 	stopMore := busySessions(t, pg, 3)
 	defer stopMore()
-	waitFor(t, func() bool { return l.Limit() == 1<<20 })
+	waitFor(t, func() bool {
+		for _, l := range logs.lines("dump rate limit changed") {
+			if strings.Contains(l, `"to":"1.0 MiB/s"`) && (strings.Contains(l, `"baseline":2,`) || strings.Contains(l, `"baseline":2}`)) {
+				return true
+			}
+		}
+		return false
+	})
 
 	// The next baseline sees five as the level, and the dump speeds up.
 	waitFor(t, func() bool {
@@ -463,5 +472,29 @@ func TestSizeWarning(t *testing.T) {
 	}
 	if w := dump.SizeWarning(25e9, 20e9); !strings.Contains(w, "23.3 GiB") || !strings.Contains(w, "18.6 GiB") {
 		t.Errorf("warning does not give sizes: %s", w)
+	}
+}
+
+// TestAdaptiveRateUnmeasured: when the database cannot be queried, no
+// baseline is made up: the dump leaves the floor for its starting limit and
+// holds it.
+func TestAdaptiveRateUnmeasured(t *testing.T) {
+	conn, err := dump.ParseConn("postgres://app@127.0.0.1:1/app?connect_timeout=1&sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, logs := newLog()
+	l := dump.NewLimiter(0)
+	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
+		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: time.Hour, Logger: log}
+	stop := watch(t, a, conn)
+	waitFor(t, func() bool { return l.Limit() == 1<<20 })
+	waitFor(t, func() bool { return l.Limit() == 8<<20 })
+	stop()
+	if got := logs.lines("application load measured"); len(got) != 0 {
+		t.Errorf("a baseline was reported without a sample: %q", got)
+	}
+	if len(logs.lines("cannot query the database")) == 0 {
+		t.Errorf("the failure was not logged:\n%s", logs)
 	}
 }

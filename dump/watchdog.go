@@ -306,6 +306,9 @@ func (o *observer) get(ctx context.Context) (*pgx.Conn, error) {
 // fail logs err the first time in a row and drops the connection.
 func (o *observer) fail(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
+		// Stopped or timed out, not a database failure to report; a query
+		// cut short can leave the connection unusable, so drop it.
+		o.close(ctx)
 		return err
 	}
 	if !o.failing {
