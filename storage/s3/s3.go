@@ -261,35 +261,16 @@ func (s *Store) abort(ctx context.Context, key string, uploadErr error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
 	objKey := s.objectKey(key)
-	ids := map[string]bool{}
+	var ids []string
 	var mu manager.MultiUploadFailure
 	if errors.As(uploadErr, &mu) && mu.UploadID() != "" {
-		ids[mu.UploadID()] = true
+		ids = append(ids, mu.UploadID())
 	}
-	list, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{
-		Bucket: aws.String(s.bucket),
-		Prefix: aws.String(objKey),
-	})
-	if err == nil {
-		for _, u := range list.Uploads {
-			if aws.ToString(u.Key) == objKey && u.UploadId != nil {
-				ids[*u.UploadId] = true
-			}
-		}
+	if listed, err := s.uploadIDs(ctx, objKey); err == nil {
+		ids = append(ids, listed...)
 	}
-	var errs []error
-	for id := range ids {
-		_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-			Bucket:   aws.String(s.bucket),
-			Key:      aws.String(objKey),
-			UploadId: aws.String(id),
-		})
-		var nsu *types.NoSuchUpload
-		if err != nil && !errors.As(err, &nsu) && !isNotFound(err) {
-			errs = append(errs, fmt.Errorf("upload %s: %w", id, err))
-		}
-	}
-	return errors.Join(errs...)
+	slices.Sort(ids)
+	return s.abortUploads(ctx, objKey, slices.Compact(ids))
 }
 
 // Get opens key for streaming reads. A missing key returns an error that
@@ -315,10 +296,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 // List returns every object under the store's prefix whose key starts with
 // prefix, with keys relative to the store's prefix, in key order.
 func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, error) {
-	root := ""
-	if s.prefix != "" {
-		root = s.prefix + "/"
-	}
+	root := s.root()
 	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(s.bucket),
 		Prefix: aws.String(root + prefix),
@@ -417,13 +395,16 @@ func PartSizeFor(expected, configured int64) int64 {
 	return min(size, MaxPartSize)
 }
 
-// objectKey is key under the store's prefix.
-func (s *Store) objectKey(key string) string {
+// root is the store's prefix as the start of an object key: "" or "prefix/".
+func (s *Store) root() string {
 	if s.prefix == "" {
-		return key
+		return ""
 	}
-	return s.prefix + "/" + key
+	return s.prefix + "/"
 }
+
+// objectKey is key under the store's prefix.
+func (s *Store) objectKey(key string) string { return s.root() + key }
 
 func validKey(key string) error {
 	if key == "" {

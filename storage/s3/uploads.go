@@ -31,10 +31,7 @@ import (
 // listed once, with its newest upload's start as Modified, so that prune's
 // grace protects the key while any upload under it may still be running.
 func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
-	root := ""
-	if s.prefix != "" {
-		root = s.prefix + "/"
-	}
+	root := s.root()
 	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(root)}
 	newest := map[string]storage.Object{}
 	for {
@@ -71,35 +68,54 @@ func (s *Store) RemoveTemporary(ctx context.Context, key string) error {
 		return fmt.Errorf("s3: %s is not a backup's key", loc)
 	}
 	objKey := s.objectKey(key)
+	ids, err := s.uploadIDs(ctx, objKey)
+	if err != nil {
+		return fmt.Errorf("s3: list multipart uploads of %s: %w", loc, err)
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("s3: no unfinished upload of %s: %w", loc, storage.ErrNotFound)
+	}
+	if err := s.abortUploads(ctx, objKey, ids); err != nil {
+		return fmt.Errorf("s3: abort %s: %w", loc, err)
+	}
+	return nil
+}
+
+// uploadIDs lists the unfinished multipart uploads of exactly objKey (a
+// full object key, prefix included).
+func (s *Store) uploadIDs(ctx context.Context, objKey string) ([]string, error) {
 	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(objKey)}
-	found := 0
-	var errs []error
+	var ids []string
 	for {
 		page, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			return fmt.Errorf("s3: list multipart uploads of %s: %w", loc, err)
+			return nil, err
 		}
 		for _, u := range page.Uploads {
-			if aws.ToString(u.Key) != objKey {
-				continue
-			}
-			found++
-			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-				Bucket:   aws.String(s.bucket),
-				Key:      aws.String(objKey),
-				UploadId: u.UploadId,
-			})
-			var nsu *types.NoSuchUpload
-			if err != nil && !errors.As(err, &nsu) && !isNotFound(err) {
-				errs = append(errs, fmt.Errorf("s3: abort upload %s of %s: %w", aws.ToString(u.UploadId), loc, err))
+			if aws.ToString(u.Key) == objKey && u.UploadId != nil {
+				ids = append(ids, *u.UploadId)
 			}
 		}
 		if !nextUploadsPage(in, page) {
-			break
+			return ids, nil
 		}
 	}
-	if found == 0 && len(errs) == 0 {
-		return fmt.Errorf("s3: no unfinished upload of %s: %w", loc, storage.ErrNotFound)
+}
+
+// abortUploads aborts the uploads ids of objKey. An upload already gone
+// (NoSuchUpload: someone else aborted it first) is not an error.
+func (s *Store) abortUploads(ctx context.Context, objKey string, ids []string) error {
+	var errs []error
+	for _, id := range ids {
+		_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket:   aws.String(s.bucket),
+			Key:      aws.String(objKey),
+			UploadId: aws.String(id),
+		})
+		var nsu *types.NoSuchUpload
+		if err != nil && !errors.As(err, &nsu) && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("upload %s: %w", id, err))
+		}
 	}
 	return errors.Join(errs...)
 }
