@@ -89,14 +89,14 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	})
 }
 
-// storageLocation names the store the same way however the URL was
-// spelled ("/srv/b" and "file:///srv/b/"), so replicas agree on the lock.
 // backupLock is the advisory lock that keeps backups of one database into
 // one storage location to one at a time, across daemons and manual captures.
 func (m *Main) backupLock(conn dump.Conn) daemon.AdvisoryLock {
 	return daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, m.cfg.StorageURL), conn.Database())}
 }
 
+// storageLocation names the store the same way however the URL was
+// spelled ("/srv/b" and "file:///srv/b/"), so replicas agree on the lock.
 func storageLocation(st storage.Store, raw string) string {
 	if d, ok := st.(storage.Describer); ok {
 		return d.Location("")

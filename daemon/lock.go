@@ -95,7 +95,6 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 		return nil, nil, err
 	}
 	held, cancel := context.WithCancelCause(ctx)
-	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -104,9 +103,7 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 		defer t.Stop()
 		for {
 			select {
-			case <-stop:
-				return
-			case <-held.Done():
+			case <-held.Done(): // released, or ctx ended
 				return
 			case <-t.C:
 			}
@@ -121,9 +118,8 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 		}
 	}()
 	return held, func() {
-		close(stop)
+		cancel(nil) // stops the watcher
 		wg.Wait()
-		cancel(nil)
 		release()
 	}, nil
 }
