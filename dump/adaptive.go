@@ -160,13 +160,12 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		// While measuring the baseline: when it started, the samples
 		// taken (after the first Interval, left to settle), and the limit
 		// to go back to.
-		measuring     = true
-		measureStart  = time.Now()
-		measureSum    float64
-		measureN      int
-		resume        = c.Start
-		lastBaseline  time.Time
-		firstBaseline = true
+		measuring    = true
+		measureStart = time.Now()
+		measureSum   float64
+		measureN     int
+		resume       = c.Start
+		lastBaseline time.Time
 	)
 	c.Limiter.SetLimit(c.Floor)
 	log.Debug("measuring the application's baseline load with the dump at its floor rate", "floor", rateString(c.Floor), "for", (c.Interval + c.Baseline).String())
@@ -209,12 +208,11 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 				log.Debug("application load not measured; trying again", "have_baseline", haveBase, "limit", rateString(resume))
 				continue
 			}
-			base, haveBase = measureSum/float64(measureN), true
 			level := slog.LevelDebug
-			if firstBaseline {
+			if !haveBase { // the first baseline
 				level = slog.LevelInfo
 			}
-			firstBaseline = false
+			base, haveBase = measureSum/float64(measureN), true
 			log.Log(ctx, level, "application load measured with the dump at its floor rate", "active_sessions", base,
 				"slows_down_at", base*(1+c.Headroom)+c.Busy, "samples", measureN, "resume_limit", rateString(resume))
 			continue
@@ -225,15 +223,15 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			c.Limiter.SetLimit(c.Floor)
 			continue
 		}
+		if !haveBase {
+			continue // the limit holds until a baseline is measured
+		}
 		taken++
 		if err == nil {
 			sum += float64(active)
 			n++
 		}
-		if taken < adaptiveSamples || !haveBase {
-			if !haveBase {
-				sum, n, taken = 0, 0, 0
-			}
+		if taken < adaptiveSamples {
 			continue
 		}
 		mean := sum / float64(max(n, 1))
