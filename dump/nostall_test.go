@@ -290,10 +290,7 @@ func TestAdaptiveRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, logs := newLog()
-	l := dump.NewLimiter(0)
-	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
-		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: time.Hour, Logger: log}
+	a, l, logs := testAdaptive(time.Hour)
 	stop := watch(t, a, conn)
 	defer stop()
 
@@ -332,10 +329,7 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, logs := newLog()
-	l := dump.NewLimiter(0)
-	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
-		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: 4 * time.Second, Logger: log}
+	a, l, logs := testAdaptive(4 * time.Second)
 
 	// Two statements in flight before the dump starts: busy by the
 	// absolute rule (one or more), but only the application's usual level.
@@ -368,6 +362,16 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 		return strings.Contains(strings.Join(logs.lines("application load measured"), ""), `"active_sessions":5`)
 	})
 	waitFor(t, func() bool { return l.Limit() == 0 })
+}
+
+// testAdaptive is an adaptive rate on a fast clock (limits 1 MiB/s floor,
+// 8 MiB/s start, 32 MiB/s ceiling; 200 ms interval, 400 ms baseline),
+// logging at debug level into logs.
+func testAdaptive(rebaseline time.Duration) (*dump.Adaptive, *dump.Limiter, *logBuffer) {
+	log, logs := newLog()
+	l := dump.NewLimiter(0)
+	return &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
+		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: rebaseline, Logger: log}, l, logs
 }
 
 // watch runs a.Watch until the returned func is called.
@@ -483,10 +487,7 @@ func TestAdaptiveRateUnmeasured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, logs := newLog()
-	l := dump.NewLimiter(0)
-	a := &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
-		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: time.Hour, Logger: log}
+	a, l, logs := testAdaptive(time.Hour)
 	stop := watch(t, a, conn)
 	waitFor(t, func() bool { return l.Limit() == 1<<20 })
 	waitFor(t, func() bool { return l.Limit() == 8<<20 })
