@@ -893,31 +893,24 @@ func TestSystemdNotifyDaemon(t *testing.T) {
 	await := func(state string) {
 		t.Helper()
 		timeout := time.After(60 * time.Second)
+		exited, code := done, 0 // exited is nil once the daemon has exited
 		for {
 			select {
 			case msg := <-msgs:
 				if slices.Contains(strings.Split(msg, "\n"), state) {
 					return
 				}
-			case code := <-done:
+			case code = <-exited:
 				// A datagram sent just before exiting may still be on its
-				// way through the reader goroutine: select picks at random
-				// when both channels are ready.
+				// way through the reader goroutine (select picks at random
+				// when both channels are ready): give it 2 s. The exit code
+				// goes back for the caller.
 				done <- code
-				drain := time.After(2 * time.Second)
-				for {
-					select {
-					case msg := <-msgs:
-						if slices.Contains(strings.Split(msg, "\n"), state) {
-							return
-						}
-						continue
-					case <-drain:
-					}
-					break
-				}
-				t.Fatalf("daemon exited %d before sending %s\n%s", code, state, stderr.String())
+				exited, timeout = nil, time.After(2*time.Second)
 			case <-timeout:
+				if exited == nil {
+					t.Fatalf("daemon exited %d before sending %s\n%s", code, state, stderr.String())
+				}
 				t.Fatalf("daemon sent no %s to NOTIFY_SOCKET in 60s (call sdnotify.Notify(sdnotify.%s)); systemd/pgbackups.service has Type=notify\n%s",
 					state, map[string]string{"READY=1": "Ready", "STOPPING=1": "Stopping"}[state], stderr.String())
 			}
