@@ -60,13 +60,7 @@ capture() {
 for mode in $MODES; do
 	sleep 5; sql postgres CHECKPOINT; sleep 5
 	# Start each window with pgbench on schedule (lag under 10 ms for 5 s).
-	ok=0
-	for _ in $(seq 120); do
-		sleep 1
-		lag=$(tail -n1 "$WORK/progress" | sed -n 's/.*lag \([0-9.]*\) ms.*/\1/p')
-		if [ -n "$lag" ] && awk -v l="$lag" 'BEGIN{exit !(l < 10)}'; then ok=$((ok + 1)); else ok=0; fi
-		[ "$ok" -ge 5 ] && break
-	done
+	on_schedule "$WORK/progress" 10 120 || true
 	rm -rf "$WORK/local"
 	echo "[$(date +%T)] $mode" >&2
 	t0=$(now)

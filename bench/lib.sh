@@ -119,6 +119,24 @@ make_pgbench_db() {
 	"$PGBIN/psql" -q -d "$(db_url postgres)" -c CHECKPOINT
 }
 
+# on_schedule PROGRESS LAG_MS MAX_S [PID]: wait until a fixed-rate pgbench
+# (-R ... -P 1, progress on stderr in PROGRESS) reports a schedule lag under
+# LAG_MS for 5 reports in a row; at most MAX_S seconds. Returns 1 if it did
+# not settle; exits the script if PID (that pgbench) is gone.
+on_schedule() {
+	local progress=$1 lag_ms=$2 max_s=$3 pid=${4:-} ok=0 lag
+	for _ in $(seq "$max_s"); do
+		sleep 1
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			echo "pgbench died:" >&2; tail -5 "$progress" >&2; exit 1
+		fi
+		lag=$(tail -n1 "$progress" | sed -n 's/.*lag \([0-9.]*\) ms.*/\1/p')
+		if [ -n "$lag" ] && awk -v l="$lag" -v t="$lag_ms" 'BEGIN{exit !(l < t)}'; then ok=$((ok + 1)); else ok=0; fi
+		[ "$ok" -ge 5 ] && return 0
+	done
+	return 1
+}
+
 # io_schedulers: the active IO scheduler of each real block device.
 io_schedulers() {
 	local f d out=()

@@ -102,14 +102,7 @@ settle() {
 	sleep 5   # let the last window's transactions finish before the CHECKPOINT
 	sql postgres CHECKPOINT
 	sleep 3
-	local ok=0 lag
-	for _ in $(seq "$SETTLE_MAX"); do
-		sleep 1
-		kill -0 "$PGB_A" 2>/dev/null || { say "pgbench A died:"; tail -5 "$WORK/a.progress" >&2; exit 1; }
-		lag=$(tail -n1 "$WORK/a.progress" | sed -n 's/.*lag \([0-9.]*\) ms.*/\1/p')
-		if [ -n "$lag" ] && awk -v l="$lag" -v t="$SETTLE_LAG_MS" 'BEGIN{exit !(l < t)}'; then ok=$((ok + 1)); else ok=0; fi
-		if [ "$ok" -ge 5 ]; then SETTLED=1; return 0; fi
-	done
+	if on_schedule "$WORK/a.progress" "$SETTLE_LAG_MS" "$SETTLE_MAX" "$PGB_A"; then SETTLED=1; return 0; fi
 	SETTLED=0
 	say "warning: pgbench lag did not settle under $SETTLE_LAG_MS ms in $SETTLE_MAX s"
 }
