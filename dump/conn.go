@@ -198,20 +198,19 @@ func pgpassEscape(s string) string {
 // re-encoding the query can turn a password libpq reads from the userinfo
 // into a query value that reaches argv.
 func urlWithout(raw string, drop ...string) string {
-	scheme, rest := splitScheme(raw)
-	if i := userinfoEnd(rest); i >= 0 && slices.Contains(drop, "password") {
-		user, _, _ := strings.Cut(rest[:i], ":")
-		rest = rest[i+1:]
-		if user != "" {
-			rest = user + "@" + rest
-		}
+	u := splitURL(raw)
+	if slices.Contains(drop, "password") {
+		u.userinfo, _, _ = strings.Cut(u.userinfo, ":")
 	}
-	base, query, ok := strings.Cut(rest, "?")
-	if !ok {
-		return scheme + base
+	head := u.scheme
+	if u.userinfo != "" {
+		head += u.userinfo + "@"
+	}
+	if !u.hasQuery {
+		return head + u.base
 	}
 	var kept []string
-	for _, pair := range strings.Split(query, "&") {
+	for _, pair := range strings.Split(u.query, "&") {
 		key, _, _ := strings.Cut(pair, "=")
 		// libpq percent-decodes keys: pass%77ord is password. A key that does
 		// not decode is dropped too (pgx would not have parsed it anyway).
@@ -221,34 +220,38 @@ func urlWithout(raw string, drop ...string) string {
 		kept = append(kept, pair)
 	}
 	if len(kept) == 0 {
-		return scheme + base
+		return head + u.base
 	}
-	return scheme + base + "?" + strings.Join(kept, "&")
+	return head + u.base + "?" + strings.Join(kept, "&")
 }
 
-// userinfoEnd is the index of the '@' that ends a URL's userinfo in rest
-// (the URL after its scheme), or -1. libpq: userinfo is whatever precedes
-// the first '@' that comes before any '/', even past a '?'.
-func userinfoEnd(rest string) int {
-	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
-		return i
-	}
-	return -1
+// urlParts is a postgres:// URL cut where libpq's URI parser cuts it, each
+// part as written.
+type urlParts struct {
+	scheme   string // "postgresql://" or "postgres://"; "" when raw is not a URL
+	userinfo string // before the '@', which is not included
+	base     string // hosts, ports and database
+	query    string // after the '?', which is not included
+	hasQuery bool
 }
 
-// withoutUserinfo drops the userinfo from rest (the URL after its scheme),
-// so that a '?' in a password is not taken for the query's start.
-func withoutUserinfo(rest string) string {
-	return rest[userinfoEnd(rest)+1:]
-}
-
-func splitScheme(raw string) (scheme, rest string) {
+// splitURL cuts raw into urlParts. libpq: userinfo is whatever precedes the
+// first '@' that comes before any '/', even past a '?', so a '?' in a
+// password does not start the query.
+func splitURL(raw string) urlParts {
+	var u urlParts
+	rest := raw
 	for _, scheme := range []string{"postgresql://", "postgres://"} {
-		if rest, ok := strings.CutPrefix(raw, scheme); ok {
-			return scheme, rest
+		if r, ok := strings.CutPrefix(raw, scheme); ok {
+			u.scheme, rest = scheme, r
+			break
 		}
 	}
-	return "", raw
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		u.userinfo, rest = rest[:i], rest[i+1:]
+	}
+	u.base, u.query, u.hasQuery = strings.Cut(rest, "?")
+	return u
 }
 
 // connValue is the value of keyword key in a connection string, URL query
@@ -258,12 +261,11 @@ func splitScheme(raw string) (scheme, rest string) {
 func connValue(raw, key string) (string, bool) {
 	var val string
 	found := false
-	if _, rest := splitScheme(raw); rest != raw {
-		_, query, _ := strings.Cut(withoutUserinfo(rest), "?")
-		if query == "" {
+	if u := splitURL(raw); u.scheme != "" {
+		if u.query == "" {
 			return "", false
 		}
-		for _, pair := range strings.Split(query, "&") {
+		for _, pair := range strings.Split(u.query, "&") {
 			k, v, _ := strings.Cut(pair, "=")
 			k, kerr := url.PathUnescape(k)
 			v, verr := url.PathUnescape(v)
