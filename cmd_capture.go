@@ -22,8 +22,8 @@ var captureCommand = command{
 			return err
 		}
 		// This process exists for one backup, so it may lower itself for
-		// good: the zstd encoder runs here. The daemon only lowers pg_dump
-		// (see dump.Priority.ApplySelf).
+		// good, upload included. The daemon lowers only pg_dump and the
+		// compressor's thread (see dump.Priority.ApplySelf).
 		if err := m.priority().ApplySelf(); err != nil {
 			m.log.Warn("pgbackups runs at normal priority", "err", err)
 		}

@@ -59,8 +59,8 @@ type Config struct {
 	LogFormat     string   `envconfig:"LOG_FORMAT" default:"auto" desc:"auto (text on a terminal, JSON otherwise), text or json."`
 	LogLevel      string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error."`
 
-	Nice              int      `envconfig:"NICE" default:"10" desc:"CPU niceness (0-19) of pg_dump (and of the whole process under the capture command, where the compressor runs). Lowers the client only, never the server backend doing the COPY."`
-	IONiceClass       string   `envconfig:"IONICE_CLASS" default:"idle" desc:"IO priority of pg_dump: idle, best-effort[:0-7] or none."`
+	Nice              int      `envconfig:"NICE" default:"10" desc:"CPU niceness (0-19) of pg_dump and of the thread compressing its output (of the whole process under the capture command). Lowers the client only, never the server backend doing the COPY."`
+	IONiceClass       string   `envconfig:"IONICE_CLASS" default:"idle" desc:"IO priority of pg_dump and of the compressing thread: idle, best-effort[:0-7] or none."`
 	MaxRate           Rate     `envconfig:"MAX_RATE" default:"auto" desc:"Throttle on uncompressed dump bytes per second (e.g. 40MiB), auto (slow down when the application's load rises above its level before the dump) or off. Backpressure slows the server-side COPY."`
 	LockWaitTimeout   Duration `envconfig:"LOCK_WAIT_TIMEOUT" default:"30s" desc:"pg_dump --lock-wait-timeout: give up instead of queueing behind DDL."`
 	OnBlocking        string   `envconfig:"ON_BLOCKING" default:"warn" desc:"When the dump blocks other sessions longer than BLOCKING_THRESHOLD: warn or abort."`

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,11 @@ type CaptureOptions struct {
 	// Started, when set, is called with pg_dump's pid once it runs (to lower
 	// its priority, or for tests that kill it).
 	Started func(pid int)
+	// Compressing, when set, is called first on the goroutine that reads,
+	// hashes and compresses pg_dump's output. Capture locks that goroutine
+	// to an OS thread of its own, which exits with it, so the hook may
+	// lower the thread (see Priority.ApplyThread).
+	Compressing func()
 	// DumpConn, when set, is where pg_dump runs (a read replica); Conn is
 	// still used for pre-flight and bookkeeping.
 	DumpConn *Conn
@@ -278,7 +284,12 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	stopMonitors := startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid, Conn: dc})
 	defer stopMonitors()
 
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(o.CompressionLevel)))
+	// One encoder goroutine: with concurrency 1 the encoder compresses
+	// synchronously inside Write, on the producer's (lowered) thread below.
+	// A block at a time is also less CPU than the pipelined encoder, and
+	// the dump's own rate (one backend's COPY) is far below one core's zstd.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(o.CompressionLevel)),
+		zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		cancel()
 		cmd.Wait()
@@ -300,6 +311,12 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 
 	produced := make(chan error, 1)
 	go func() {
+		if o.Compressing != nil {
+			// Never unlocked: the runtime ends the thread with the
+			// goroutine instead of reusing it.
+			runtime.LockOSThread()
+			o.Compressing()
+		}
 		_, copyErr := io.Copy(enc, counted)
 		if copyErr != nil {
 			cancel() // the upload failed or the read broke: stop pg_dump

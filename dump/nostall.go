@@ -73,9 +73,10 @@ func (n *NoStall) Blocking() int {
 }
 
 // Apply installs the mechanisms in o's hooks, keeping hooks already set
-// (they run first): Started lowers pg_dump's priority, Throttle limits its
-// rate, Monitors gain the adaptive rate and the watchdog, and LogicalLimit
-// arms the size guard. The monitors watch the server pg_dump reads from
+// (they run first): Started lowers pg_dump's priority and Compressing that
+// of the thread compressing its output, Throttle limits its rate, Monitors
+// gain the adaptive rate and the watchdog, and LogicalLimit arms the size
+// guard. The monitors watch the server pg_dump reads from
 // (the standby, with DumpConn): that is where the dump's backend and its
 // locks are, and where backpressure takes effect.
 func (n *NoStall) Apply(o *CaptureOptions) {
@@ -90,6 +91,15 @@ func (n *NoStall) Apply(o *CaptureOptions) {
 			// ioprio_set refuses, and the backup goes on at normal priority.
 			if err := p.Apply(pid); err != nil {
 				log.Warn("pg_dump runs at normal priority", "pid", pid, "err", err)
+			}
+		}
+		prevC := o.Compressing
+		o.Compressing = func() {
+			if prevC != nil {
+				prevC()
+			}
+			if err := p.ApplyThread(); err != nil {
+				log.Warn("the compressor runs at normal priority", "err", err)
 			}
 		}
 	}

@@ -54,12 +54,29 @@ func (p Priority) Apply(pid int) error {
 	return p.apply(pid)
 }
 
+// ApplyThread lowers the calling OS thread to p. The caller must have
+// locked its goroutine to the thread (runtime.LockOSThread) and must never
+// unlock it, so that the thread exits with the goroutine rather than go
+// back, lowered, to the runtime's pool, where the daemon's HTTP handlers
+// and scheduler would run on it. Capture does this for the goroutine that
+// reads, hashes and compresses pg_dump's output: most of pgbackups' CPU
+// during a backup, and in the daemon the only part that is lowered. (Should
+// the runtime have put the goroutine on the process's main thread, that
+// thread is parked for good instead of ended: it too never runs Go code
+// again, but ps then shows the process at the lowered niceness.)
+func (p Priority) ApplyThread() error {
+	if p.IsZero() {
+		return nil
+	}
+	return p.applyThread()
+}
+
 // ApplySelf lowers this process to p. Meant for the one-shot capture
-// command, where it covers the zstd encoder's goroutines as well as the
-// pg_dump child (which inherits it). The daemon must not call it:
-// an unprivileged process cannot raise its priority back, so its HTTP
-// endpoints and scheduler would stay lowered between backups for good;
-// run the daemon under systemd's Nice= and IOSchedulingClass= instead.
+// command, where it covers the rest of the process (the upload, the
+// monitors) beside the compressor's thread and pg_dump. The daemon must
+// not call it: an unprivileged process cannot raise its priority back, so
+// its HTTP endpoints and scheduler would stay lowered between backups for
+// good. In the daemon only pg_dump and the compressor's thread are lowered.
 func (p Priority) ApplySelf() error {
 	if p.IsZero() {
 		return nil

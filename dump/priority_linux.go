@@ -43,6 +43,8 @@ func (p Priority) apply(tid int) error {
 	return errors.Join(errs...)
 }
 
+func (p Priority) applyThread() error { return p.apply(unix.Gettid()) }
+
 // ioprioGet returns the raw ioprio_get(2) value of thread tid.
 func ioprioGet(tid int) (int, error) {
 	r, _, e := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)

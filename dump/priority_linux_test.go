@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -114,12 +115,30 @@ func TestCaptureLowersPgDump(t *testing.T) {
 		nice = niceOf(t, pid)
 		class, _ = ioprioOf(t, pid)
 	}
+	lowerCompressor := o.Compressing
+	var compressor struct{ tid, nice, class int }
+	o.Compressing = func() {
+		lowerCompressor()
+		compressor.tid = unix.Gettid()
+		if raw, err := unix.Getpriority(unix.PRIO_PROCESS, compressor.tid); err == nil {
+			compressor.nice = 20 - raw
+		}
+		if r, _, e := unix.Syscall(unix.SYS_IOPRIO_GET, 1, uintptr(compressor.tid), 0); e == 0 {
+			compressor.class = int(r) >> 13
+		}
+	}
 	if _, err := dump.Capture(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	if nice != 10 || class != dump.IOClassIdle {
 		t.Errorf("pg_dump ran at nice %d, io class %d; want 10 and idle (%d)", nice, class, dump.IOClassIdle)
 	}
+	if compressor.nice != 10 || compressor.class != dump.IOClassIdle {
+		t.Errorf("the compressor thread ran at nice %d, io class %d; want 10 and idle", compressor.nice, compressor.class)
+	}
+	// The lowered thread ends with the compressing goroutine; a thread
+	// returned to the runtime's pool would lower whatever ran on it next.
+	notReused(t, compressor.tid)
 	if w := logs.lines("normal priority"); len(w) != 0 {
 		t.Errorf("unexpected warning: %s", w)
 	}
@@ -133,6 +152,88 @@ func TestCaptureLowersPgDump(t *testing.T) {
 	if w := logs.lines("pg_dump runs at normal priority"); len(w) != 1 || !strings.Contains(w[0], "setpriority") {
 		t.Errorf("want one warning naming setpriority, got %q", w)
 	}
+}
+
+// notReused checks that the lowered thread tid does not go back to the
+// runtime: goroutines locked to threads (which takes idle threads before
+// new ones) all run at normal priority, and tid is gone, unless it is the
+// main thread, which the runtime parks for good instead of ending it.
+func notReused(t *testing.T, tid int) {
+	t.Helper()
+	if tid == 0 {
+		t.Fatal("no thread id recorded")
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	nices := make(chan [2]int, n)
+	release := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			raw, _ := unix.Getpriority(unix.PRIO_PROCESS, 0)
+			nices <- [2]int{unix.Gettid(), 20 - raw}
+			<-release
+		}()
+	}
+	for range n {
+		if r := <-nices; r[1] != 0 {
+			t.Errorf("a goroutine ran on thread %d at nice %d", r[0], r[1])
+		}
+	}
+	close(release)
+	wg.Wait()
+	if tid == os.Getpid() {
+		return
+	}
+	for range 100 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("lowered thread %d still exists", tid)
+}
+
+// TestPriorityApplyThread lowers one thread of this process: the others
+// keep their priority, and the lowered one ends with its goroutine.
+func TestPriorityApplyThread(t *testing.T) {
+	type result struct {
+		tid int
+		err error
+	}
+	done := make(chan result)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		err := dump.Priority{Nice: 12, IOClass: dump.IOClassIdle}.ApplyThread()
+		done <- result{unix.Gettid(), err}
+		<-release
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if n := niceOf(t, r.tid); n != 12 {
+		t.Errorf("lowered thread at nice %d, want 12", n)
+	}
+	if c, _ := ioprioOf(t, r.tid); c != dump.IOClassIdle {
+		t.Errorf("lowered thread in io class %d, want idle", c)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tasks {
+		tid, _ := strconv.Atoi(e.Name())
+		if tid != r.tid && niceOf(t, tid) == 12 {
+			t.Errorf("thread %d was lowered too", tid)
+		}
+	}
+	close(release)
+	notReused(t, r.tid)
 }
 
 // TestPriorityApplySelf lowers every thread of a child test process (it

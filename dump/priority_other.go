@@ -29,5 +29,10 @@ func (p Priority) apply(pid int) error {
 	return errors.Join(errs...)
 }
 
+// errNoThreadPriority is returned where priorities belong to processes.
+var errNoThreadPriority = errors.New("per-thread priority is not supported on this platform")
+
+func (p Priority) applyThread() error { return errNoThreadPriority }
+
 // applySelf lowers the whole process: outside Linux, niceness is per process.
 func (p Priority) applySelf() error { return p.apply(0) }
