@@ -73,18 +73,12 @@ for mode in $MODES; do
 done
 
 python3 - "$WORK" "$RATE" "$CAPACITY" "$(machine_line)" \
-	"SCALE=$SCALE DB_MB=$DB_MB CLIENTS=$CLIENTS RATE_FRAC=$RATE_FRAC RATE=$RATE MODES=\"$MODES\" bench/backend-priority.sh" <<'PY' | tee "$OUT"
-import glob, sys
-work, rate, cap, machine, command = sys.argv[1:6]
-tx = []
-for f in glob.glob(work + "/pgb.*"):
-    for line in open(f):
-        p = line.split()
-        if len(p) < 6:
-            continue
-        lat = int(p[2]) / 1e6              # from the scheduled start (-R)
-        end = int(p[4]) + int(p[5]) / 1e6
-        tx.append((end - lat, lat))
+	"SCALE=$SCALE DB_MB=$DB_MB CLIENTS=$CLIENTS RATE_FRAC=$RATE_FRAC RATE=$RATE MODES=\"$MODES\" bench/backend-priority.sh" "$BENCH_DIR" <<'PY' | tee "$OUT"
+import sys
+work, rate, cap, machine, command, bench = sys.argv[1:7]
+sys.path.insert(0, bench)
+from pgblog import load, pct
+tx = load(work + "/pgb")
 what = {
     "base": "no backup",
     "defaults": "pgbackups defaults (pg_dump and compressor at nice 10, idle IO; backend untouched)",
@@ -100,9 +94,8 @@ print("|---|---|---|---|---|---|")
 for line in open(work + "/windows"):
     mode, t0, t1 = line.split()
     t0, t1 = float(t0), float(t1)
-    ls = sorted(l for s, l in tx if t0 <= s < t1)
+    ls = sorted(l for s, _, l in tx if t0 <= s < t1)
     if not ls:
         continue
-    q = lambda f: ls[min(len(ls) - 1, int(f * len(ls)))] * 1000
-    print(f"| {mode} | {what.get(mode, mode)} | {t1 - t0:.1f} | {q(.5):.2f} | {q(.99):.1f} | {ls[-1] * 1000:.0f} |")
+    print(f"| {mode} | {what.get(mode, mode)} | {t1 - t0:.1f} | {pct(ls, .5) * 1000:.2f} | {pct(ls, .99) * 1000:.1f} | {ls[-1] * 1000:.0f} |")
 PY

@@ -235,31 +235,16 @@ lock_secs=$LOCK_SECS
 disk=$DISK
 META
 
-python3 - "$WORK" > "$WORK/results.md" <<'PY'
-import bisect, glob, json, math, re, sys
+python3 - "$WORK" "$BENCH_DIR" > "$WORK/results.md" <<'PY'
+import bisect, json, math, re, sys
 from datetime import datetime
+
+sys.path.insert(0, sys.argv[2])
+from pgblog import load, pct
 
 work = sys.argv[1]
 meta = dict(l.rstrip("\n").split("=", 1) for l in open(f"{work}/meta") if "=" in l)
 MiB = 1 << 20
-
-def load(prefix):
-    """pgbench -l lines: client txno latency_us script epoch us [lag_us].
-    Returns (scheduled start, end, latency s) sorted by start."""
-    txs = []
-    for f in glob.glob(glob.escape(prefix) + ".*"):
-        for line in open(f):
-            p = line.split()
-            if len(p) < 6 or not p[2].isdigit():
-                continue
-            lat = int(p[2]) / 1e6
-            end = int(p[4]) + int(p[5]) / 1e6
-            txs.append((end - lat, end, lat))
-    txs.sort()
-    return txs
-
-def pct(xs, q):
-    return xs[max(0, math.ceil(q * len(xs)) - 1)] if xs else float("nan")
 
 def ts(s):
     """RFC 3339 from slog (nanoseconds, Z or offset) to epoch seconds."""
