@@ -58,10 +58,15 @@ const (
 // measurement succeeds, the limit holds and the measurement is retried ten
 // Intervals later.
 //
-// Control is TCP's AIMD: when busy the limit halves (never below Floor);
-// when idle it grows by half (past Ceiling it is lifted); in between it
-// holds, so the limit does not flap. The dump reaches Floor from unlimited
-// in six Intervals and climbs back in eleven.
+// Control is TCP's AIMD, against the rate the dump actually ran at over
+// the last Interval: when busy the limit becomes half that rate (or half
+// the limit, if lower; never below Floor), because halving a limit the
+// dump does not reach (it is CPU-bound, or between tables) changes
+// nothing; when idle it grows by half, but only while the dump runs at
+// three quarters of it or more, so the limit never drifts far above what
+// the dump does (past Ceiling it is lifted); in between it holds, so the
+// limit does not flap. The dump reaches Floor from unlimited in six
+// Intervals and climbs back in eleven.
 //
 // Limit changes are logged, at info level at most every ten seconds (the
 // rest at debug), and Limiter.Limit reads the current one for metrics.
@@ -114,17 +119,24 @@ func (a Adaptive) withDefaults() Adaptive {
 }
 
 // next is the controller: the limit after cur (0 = unlimited) given the
-// mean number of active application sessions and their baseline.
-func (a Adaptive) next(cur int64, load, base float64) int64 {
+// rate the dump ran at (bytes/s), the mean number of active application
+// sessions and their baseline.
+func (a Adaptive) next(cur, rate int64, load, base float64) int64 {
 	switch {
 	case load >= base*(1+a.Headroom)+a.Busy:
 		if cur == 0 {
 			cur = a.Ceiling
 		}
+		if rate > 0 {
+			cur = min(cur, rate)
+		}
 		return max(cur/2, a.Floor)
 	case load <= base*(1+a.Headroom/2.5)+a.Idle:
 		if cur == 0 {
 			return 0
+		}
+		if rate < cur-cur/4 {
+			return cur // not reaching the limit: raising it would change nothing
 		}
 		n := cur + cur/2
 		if n > a.Ceiling {
@@ -154,6 +166,10 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 	var (
 		sum      float64
 		n, taken int
+		// The Limiter's byte count and the time at the start of the
+		// current Interval: the rate the dump actually ran at.
+		mark     int64
+		markAt   time.Time
 		lastInfo time.Time
 		base     float64
 		haveBase bool // a baseline was measured: until then the limit holds
@@ -167,6 +183,10 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		resume       = c.Start
 		lastBaseline time.Time
 	)
+	window := func() {
+		sum, n, taken = 0, 0, 0
+		mark, markAt = c.Limiter.Total(), time.Now()
+	}
 	c.Limiter.SetLimit(c.Floor)
 	log.Debug("measuring the application's baseline load with the dump at its floor rate", "floor", rateString(c.Floor), "for", (c.Interval + c.Baseline).String())
 	for {
@@ -199,7 +219,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			}
 			c.Limiter.SetLimit(resume)
 			measuring, lastBaseline = false, time.Now()
-			sum, n, taken = 0, 0, 0
+			window()
 			if measureN == 0 {
 				// No sample succeeded (the failure itself is logged by the
 				// observer). Keep the previous baseline if there is one,
@@ -236,12 +256,13 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		}
 		mean := sum / float64(max(n, 1))
 		ok := n > 0
-		sum, n, taken = 0, 0, 0
+		rate := int64(float64(c.Limiter.Total()-mark) / time.Since(markAt).Seconds())
+		window()
 		if !ok {
 			continue
 		}
 		cur := c.Limiter.Limit()
-		nxt := c.next(cur, mean, base)
+		nxt := c.next(cur, rate, mean, base)
 		if nxt == cur {
 			continue
 		}
@@ -250,7 +271,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		if time.Since(lastInfo) >= adaptiveLogEvery {
 			level, lastInfo = slog.LevelInfo, time.Now()
 		}
-		log.Log(ctx, level, "dump rate limit changed", "from", rateString(cur), "to", rateString(nxt), "limit_bytes_per_second", nxt, "active_sessions", mean, "baseline", base)
+		log.Log(ctx, level, "dump rate limit changed", "from", rateString(cur), "to", rateString(nxt), "limit_bytes_per_second", nxt, "active_sessions", mean, "baseline", base, "dump_rate", rateString(rate))
 	}
 }
 

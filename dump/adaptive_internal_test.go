@@ -9,31 +9,36 @@ func TestAdaptiveController(t *testing.T) {
 	const M = 1 << 20
 	a := Adaptive{Floor: 4 * M, Ceiling: 64 * M, Busy: 1, Idle: 0.5}.withDefaults()
 	for _, tc := range []struct {
-		cur  int64
-		load float64
-		want int64
+		cur, rate int64 // rate: what the dump ran at; 0 unknown
+		load      float64
+		want      int64
 	}{
-		{cur: 32 * M, load: 3, want: 16 * M},  // busy: halve
-		{cur: 6 * M, load: 1, want: 4 * M},    // never below the floor
-		{cur: 4 * M, load: 10, want: 4 * M},   // at the floor, stays
-		{cur: 0, load: 2, want: 32 * M},       // unlimited and busy: half the ceiling
-		{cur: 8 * M, load: 0.75, want: 8 * M}, // between idle and busy: hold
-		{cur: 8 * M, load: 0.5, want: 12 * M}, // idle: grow by half
-		{cur: 48 * M, load: 0, want: 0},       // past the ceiling: lifted
-		{cur: 0, load: 0, want: 0},            // unlimited and idle: stays
+		{cur: 32 * M, rate: 32 * M, load: 3, want: 16 * M}, // busy: halve
+		{cur: 6 * M, rate: 6 * M, load: 1, want: 4 * M},    // never below the floor
+		{cur: 4 * M, rate: 4 * M, load: 10, want: 4 * M},   // at the floor, stays
+		{cur: 0, load: 2, want: 32 * M},                    // unlimited, rate unknown, busy: half the ceiling
+		{cur: 0, rate: 20 * M, load: 2, want: 10 * M},      // unlimited and busy: half the actual rate
+		{cur: 64 * M, rate: 26 * M, load: 2, want: 13 * M}, // a limit the dump does not reach: half the rate
+		{cur: 8 * M, rate: 8 * M, load: 0.75, want: 8 * M}, // between idle and busy: hold
+		{cur: 8 * M, rate: 8 * M, load: 0.5, want: 12 * M}, // idle: grow by half
+		{cur: 8 * M, rate: 6 * M, load: 0.5, want: 12 * M}, // idle, at 3/4 of the limit: grow
+		{cur: 8 * M, rate: 5 * M, load: 0.5, want: 8 * M},  // idle, limit not reached: hold
+		{cur: 8 * M, rate: 0, load: 0, want: 8 * M},        // idle, nothing read: hold
+		{cur: 48 * M, rate: 48 * M, load: 0, want: 0},      // past the ceiling: lifted
+		{cur: 0, rate: 100 * M, load: 0, want: 0},          // unlimited and idle: stays
 	} {
-		if got := a.next(tc.cur, tc.load, 0); got != tc.want {
-			t.Errorf("next(%s, %.2f) = %s, want %s", rateString(tc.cur), tc.load, rateString(got), rateString(tc.want))
+		if got := a.next(tc.cur, tc.rate, tc.load, 0); got != tc.want {
+			t.Errorf("next(%s at %s, %.2f) = %s, want %s", rateString(tc.cur), rateString(tc.rate), tc.load, rateString(got), rateString(tc.want))
 		}
 	}
 	// From the floor to unlimited and back: bounded number of steps.
 	cur, up := a.Floor, 0
 	for cur != 0 {
-		cur, up = a.next(cur, 0, 0), up+1
+		cur, up = a.next(cur, cur, 0, 0), up+1 // the dump keeps up with the limit
 	}
 	down := 0
 	for cur != a.Floor {
-		cur, down = a.next(cur, 5, 0), down+1
+		cur, down = a.next(cur, 0, 5, 0), down+1
 	}
 	if up > 10 || down > 6 {
 		t.Errorf("floor to unlimited in %d steps, back in %d; want at most 10 and 6", up, down)
@@ -45,7 +50,7 @@ func TestAdaptiveController(t *testing.T) {
 		load float64
 		want int64
 	}{{7, 4 * M}, {6.9, 8 * M}, {5.4, 8 * M}, {5.3, 12 * M}, {4, 12 * M}, {0, 12 * M}} {
-		if got := a.next(8*M, tc.load, 4); got != tc.want {
+		if got := a.next(8*M, 8*M, tc.load, 4); got != tc.want {
 			t.Errorf("baseline 4: next(8 MiB/s, %.2f) = %s, want %s", tc.load, rateString(got), rateString(tc.want))
 		}
 	}

@@ -290,7 +290,7 @@ func TestAdaptiveRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, l, logs := testAdaptive(time.Hour)
+	a, l, logs := testAdaptive(t, time.Hour, 64<<20) // a dump faster than the ceiling
 	stop := watch(t, a, conn)
 	defer stop()
 
@@ -319,6 +319,34 @@ func TestAdaptiveRate(t *testing.T) {
 	}
 }
 
+// TestAdaptiveRateSlowDump: a dump slower than its limit (CPU-bound, say)
+// does not have the limit raised while the database is idle, and when the
+// database gets busy the limit drops to half of what the dump actually
+// runs at, not half of a limit it never reached.
+func TestAdaptiveRateSlowDump(t *testing.T) {
+	pg := testenv.NewCluster(t)
+	conn, err := dump.ParseConn(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, l, logs := testAdaptive(t, time.Hour, 3<<20) // the dump manages ~3 MiB/s
+	stop := watch(t, a, conn)
+	defer stop()
+	waitFor(t, func() bool { return l.Limit() == 8<<20 }) // Start, after the baseline
+	time.Sleep(2 * time.Second)                           // ten idle Intervals
+	if got := l.Limit(); got != 8<<20 {
+		t.Fatalf("idle database, dump at ~3 MiB/s: limit %d, want it held at 8 MiB/s", got)
+	}
+	stopLoad := busySessions(t, pg, 3)
+	defer stopLoad()
+	waitFor(t, func() bool { return len(logs.lines("dump rate limit changed")) > 0 })
+	first := logs.lines("dump rate limit changed")[0]
+	// Half of ~3 MiB/s, not 4 MiB/s (half of 8): one step, not two.
+	if !strings.Contains(first, `"from":"8.0 MiB/s"`) || strings.Contains(first, `"to":"4.0 MiB/s"`) || !strings.Contains(first, `"to":"1.`) {
+		t.Errorf("first change %s, want from 8 MiB/s to about 1.5 MiB/s", first)
+	}
+}
+
 // TestAdaptiveRateBaseline: load the application already had when the dump
 // started is its baseline and does not hold the dump at the floor; load
 // rising well above it does; and a new baseline, measured every Rebaseline,
@@ -329,7 +357,7 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, l, logs := testAdaptive(4 * time.Second)
+	a, l, logs := testAdaptive(t, 4*time.Second, 64<<20)
 
 	// Two statements in flight before the dump starts: busy by the
 	// absolute rule (one or more), but only the application's usual level.
@@ -366,12 +394,47 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 
 // testAdaptive is an adaptive rate on a fast clock (limits 1 MiB/s floor,
 // 8 MiB/s start, 32 MiB/s ceiling; 200 ms interval, 400 ms baseline),
-// logging at debug level into logs.
-func testAdaptive(rebaseline time.Duration) (*dump.Adaptive, *dump.Limiter, *logBuffer) {
+// logging at debug level into logs. A stand-in dump reads through its
+// Limiter until the test ends, at most maxRate bytes/s (64 KiB at a time).
+func testAdaptive(t *testing.T, rebaseline time.Duration, maxRate int64) (*dump.Adaptive, *dump.Limiter, *logBuffer) {
 	log, logs := newLog()
 	l := dump.NewLimiter(0)
+	done := make(chan struct{})
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		r := l.Reader(&pacedZeros{rate: maxRate, done: done})
+		io.Copy(io.Discard, r)
+	}()
+	t.Cleanup(func() { close(done); <-fed })
 	return &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
 		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: rebaseline, Logger: log}, l, logs
+}
+
+// pacedZeros yields zeros at no more than rate bytes/s until done is
+// closed. Like a CPU-bound pg_dump, it earns next to no credit while it is
+// held back: after the limiter slowed it, it does not catch up in a burst
+// (20 ms of credit absorbs timer overshoot, so the pace stays accurate).
+type pacedZeros struct {
+	rate int64
+	done chan struct{}
+	next time.Time // when the next chunk may go
+}
+
+func (z *pacedZeros) Read(p []byte) (int, error) {
+	now := time.Now()
+	if earliest := now.Add(-20 * time.Millisecond); z.next.Before(earliest) {
+		z.next = earliest
+	}
+	select {
+	case <-z.done:
+		return 0, io.EOF
+	case <-time.After(z.next.Sub(now)):
+	}
+	n := min(len(p), 64<<10)
+	clear(p[:n])
+	z.next = z.next.Add(time.Duration(float64(n) / float64(z.rate) * float64(time.Second)))
+	return n, nil
 }
 
 // watch runs a.Watch until the returned func is called.
@@ -487,7 +550,7 @@ func TestAdaptiveRateUnmeasured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, l, logs := testAdaptive(time.Hour)
+	a, l, logs := testAdaptive(t, time.Hour, 64<<20)
 	stop := watch(t, a, conn)
 	waitFor(t, func() bool { return l.Limit() == 1<<20 })
 	waitFor(t, func() bool { return l.Limit() == 8<<20 })

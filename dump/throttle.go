@@ -21,6 +21,7 @@ import (
 // limit by more than that.
 type Limiter struct {
 	limit atomic.Int64 // bytes per second; 0 is unlimited
+	total atomic.Int64 // bytes read through it so far
 
 	mu  sync.Mutex
 	tat time.Time
@@ -78,8 +79,13 @@ func (lr *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Total is how many bytes have been read through the Limiter's readers:
+// the adaptive mode's measure of how fast the dump actually runs.
+func (l *Limiter) Total() int64 { return l.total.Load() }
+
 // take accounts for n bytes, sleeping while the stream is ahead of the limit.
 func (l *Limiter) take(n int) {
+	l.total.Add(int64(n))
 	lim := l.Limit()
 	l.mu.Lock()
 	now := l.now()
