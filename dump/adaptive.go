@@ -12,7 +12,8 @@ import (
 // Adaptive defaults; see Adaptive.
 const (
 	DefaultAdaptiveFloor      = 4 << 20   // 4 MiB/s: a 20 GB database still dumps in under 1.5 h
-	DefaultAdaptiveStart      = 64 << 20  // 64 MiB/s
+	DefaultAdaptiveStart      = 8 << 20   // 8 MiB/s, twice the floor: slow start from there
+	DefaultAdaptiveBlind      = 64 << 20  // 64 MiB/s
 	DefaultAdaptiveCeiling    = 256 << 20 // above 256 MiB/s the limit is lifted
 	DefaultAdaptiveHeadroom   = 0.5
 	DefaultAdaptiveBusy       = 1.0
@@ -58,22 +59,29 @@ const (
 // measurement succeeds, the limit holds and the measurement is retried ten
 // Intervals later.
 //
-// Control is TCP's AIMD, against the rate the dump actually ran at over
-// the last Interval: when busy the limit becomes half that rate (or half
+// Control is TCP's: slow start, then AIMD. When busy, the limit becomes
+// half the rate the dump actually ran at over the last Interval (or half
 // the limit, if lower; never below Floor), because halving a limit the
 // dump does not reach (it is CPU-bound, or between tables) changes
-// nothing; when idle it grows by half, but only while the dump runs at
-// three quarters of it or more, so the limit never drifts far above what
-// the dump does (past Ceiling it is lifted); in between it holds, so the
-// limit does not flap. The dump reaches Floor from unlimited in six
-// Intervals and climbs back in eleven.
+// nothing. When idle, the limit grows, but only while the dump runs at
+// three quarters of it or more, so it never drifts far above what the
+// dump does (past Ceiling it is lifted): by half each Interval until the
+// application has first been busy (slow start: an idle database gets its
+// dump fast), and after that by a sixteenth (at least Floor/4) and only
+// once the application has been idle for three Intervals in a row, so the
+// dump probes its way back up to the load the application tolerates
+// instead of overshooting it every few seconds. In between it holds, so
+// the limit does not flap. The dump reaches Floor from unlimited in six
+// Intervals; it climbs back in eleven in slow start, in about a minute
+// after the application was busy.
 //
 // Limit changes are logged, at info level at most every ten seconds (the
 // rest at debug), and Limiter.Limit reads the current one for metrics.
 type Adaptive struct {
 	Limiter    *Limiter
 	Floor      int64         // bytes/s the dump never goes below; default 4 MiB/s
-	Start      int64         // bytes/s after the first baseline; default 64 MiB/s
+	Start      int64         // bytes/s after the first baseline, where slow start begins; default 8 MiB/s
+	Blind      int64         // bytes/s while the load has never been measured (queries fail); default 64 MiB/s
 	Ceiling    int64         // bytes/s above which the limit is lifted; default 256 MiB/s
 	Headroom   float64       // how far over its baseline the application's load may rise; default 0.5
 	Busy       float64       // active sessions over the scaled baseline at which the dump slows down; default 1
@@ -97,6 +105,10 @@ func (a Adaptive) withDefaults() Adaptive {
 		a.Start = DefaultAdaptiveStart
 	}
 	a.Start = min(max(a.Start, a.Floor), a.Ceiling)
+	if a.Blind <= 0 {
+		a.Blind = DefaultAdaptiveBlind
+	}
+	a.Blind = min(max(a.Blind, a.Floor), a.Ceiling)
 	if a.Headroom <= 0 {
 		a.Headroom = DefaultAdaptiveHeadroom
 	}
@@ -118,12 +130,28 @@ func (a Adaptive) withDefaults() Adaptive {
 	return a
 }
 
+// adaptiveCooldown is how many idle Intervals in a row, after the
+// application was busy, the limit waits before it grows: latency lags the
+// load that caused it, while queues drain.
+const adaptiveCooldown = 3
+
+// control is the controller's state: whether the application has been
+// busy during this dump (slow start is over), and how many Intervals in a
+// row it has been idle since.
+type control struct {
+	a         Adaptive
+	congested bool
+	quiet     int
+}
+
 // next is the controller: the limit after cur (0 = unlimited) given the
 // rate the dump ran at (bytes/s), the mean number of active application
 // sessions and their baseline.
-func (a Adaptive) next(cur, rate int64, load, base float64) int64 {
+func (c *control) next(cur, rate int64, load, base float64) int64 {
+	a := c.a
 	switch {
 	case load >= base*(1+a.Headroom)+a.Busy:
+		c.congested, c.quiet = true, 0
 		if cur == 0 {
 			cur = a.Ceiling
 		}
@@ -132,6 +160,7 @@ func (a Adaptive) next(cur, rate int64, load, base float64) int64 {
 		}
 		return max(cur/2, a.Floor)
 	case load <= base*(1+a.Headroom/2.5)+a.Idle:
+		c.quiet++
 		if cur == 0 {
 			return 0
 		}
@@ -139,11 +168,18 @@ func (a Adaptive) next(cur, rate int64, load, base float64) int64 {
 			return cur // not reaching the limit: raising it would change nothing
 		}
 		n := cur + cur/2
+		if c.congested {
+			if c.quiet < adaptiveCooldown {
+				return cur
+			}
+			n = cur + max(cur/16, a.Floor/4)
+		}
 		if n > a.Ceiling {
 			return 0
 		}
 		return n
 	}
+	c.quiet = 0
 	return cur
 }
 
@@ -153,10 +189,12 @@ WHERE state = 'active' AND backend_type = 'client backend'
 	AND pid <> pg_backend_pid() AND application_name NOT LIKE 'pgbackups%'`
 
 // Watch is the Monitor. It measures the baseline at Floor when the dump
-// begins, sets the Limiter to Start, and adjusts it until ctx ends. It never
+// begins, sets the Limiter to Start (to Blind if no sample succeeded), and
+// adjusts it until ctx ends. It never
 // fails the backup: when the database cannot be queried, the limit holds.
 func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 	c := a.withDefaults()
+	ctl := &control{a: c}
 	log := orDiscard(c.Logger).With("backup", r.ID, "monitor", "adaptive_rate")
 	obs := &observer{conn: r.Conn, log: log, what: "adaptive rate"}
 	defer obs.close(ctx)
@@ -204,8 +242,8 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			return nil
 		}
 		if errors.Is(err, errOldServer) {
-			log.Warn("adaptive rate disabled: it needs PostgreSQL 10 or newer; the dump keeps its starting limit", "limit", rateString(c.Start))
-			c.Limiter.SetLimit(c.Start)
+			log.Warn("adaptive rate disabled: it needs PostgreSQL 10 or newer; the dump runs at a fixed limit", "limit", rateString(c.Blind))
+			c.Limiter.SetLimit(c.Blind)
 			return nil
 		}
 		if measuring {
@@ -216,6 +254,12 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			}
 			if since < c.Interval+c.Baseline {
 				continue
+			}
+			if measureN == 0 && !haveBase {
+				// Never measured: slow start needs a baseline to judge
+				// against, and the floor's neighbourhood would make a
+				// big dump take hours; hold a moderate fixed limit.
+				resume = c.Blind
 			}
 			c.Limiter.SetLimit(resume)
 			measuring, lastBaseline = false, time.Now()
@@ -262,7 +306,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			continue
 		}
 		cur := c.Limiter.Limit()
-		nxt := c.next(cur, rate, mean, base)
+		nxt := ctl.next(cur, rate, mean, base)
 		if nxt == cur {
 			continue
 		}

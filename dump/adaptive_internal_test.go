@@ -27,21 +27,58 @@ func TestAdaptiveController(t *testing.T) {
 		{cur: 48 * M, rate: 48 * M, load: 0, want: 0},      // past the ceiling: lifted
 		{cur: 0, rate: 100 * M, load: 0, want: 0},          // unlimited and idle: stays
 	} {
-		if got := a.next(tc.cur, tc.rate, tc.load, 0); got != tc.want {
+		c := &control{a: a} // in slow start
+		if got := c.next(tc.cur, tc.rate, tc.load, 0); got != tc.want {
 			t.Errorf("next(%s at %s, %.2f) = %s, want %s", rateString(tc.cur), rateString(tc.rate), tc.load, rateString(got), rateString(tc.want))
 		}
 	}
-	// From the floor to unlimited and back: bounded number of steps.
+	// From the floor to unlimited in slow start and back: bounded number
+	// of steps.
+	c := &control{a: a}
 	cur, up := a.Floor, 0
 	for cur != 0 {
-		cur, up = a.next(cur, cur, 0, 0), up+1 // the dump keeps up with the limit
+		cur, up = c.next(cur, cur, 0, 0), up+1 // the dump keeps up with the limit
 	}
 	down := 0
 	for cur != a.Floor {
-		cur, down = a.next(cur, 0, 5, 0), down+1
+		cur, down = c.next(cur, 0, 5, 0), down+1
 	}
 	if up > 10 || down > 6 {
 		t.Errorf("floor to unlimited in %d steps, back in %d; want at most 10 and 6", up, down)
+	}
+
+	// After the application was busy: three idle Intervals in a row
+	// before growing, then by a sixteenth (at least Floor/4 = 1 MiB/s);
+	// an Interval between idle and busy restarts the count.
+	if !c.congested {
+		t.Fatal("busy Intervals did not end slow start")
+	}
+	for i, tc := range []struct {
+		rate int64
+		load float64
+		want int64
+	}{
+		{4 * M, 0, 4 * M}, {4 * M, 0, 4 * M}, // cooling down
+		{4 * M, 0.75, 4 * M}, // between idle and busy: the count restarts
+		{4 * M, 0, 4 * M}, {4 * M, 0, 4 * M},
+		{4 * M, 0, 5 * M}, // the third idle Interval in a row: + Floor/4
+		{5 * M, 0, 6 * M},
+		{6 * M, 3, 4 * M}, // busy: half of 6 MiB/s, floored
+		{4 * M, 0, 4 * M}, // cooling down again
+	} {
+		got := c.next(cur, tc.rate, tc.load, 0)
+		if got != tc.want {
+			t.Fatalf("step %d after congestion: next(%s at %s, %.2f) = %s, want %s", i, rateString(cur), rateString(tc.rate), tc.load, rateString(got), rateString(tc.want))
+		}
+		cur = got
+	}
+	// And from the floor to unlimited: about a minute, not eleven seconds.
+	c.quiet, up = adaptiveCooldown, 0
+	for cur != 0 {
+		cur, up = c.next(cur, cur, 0, 0), up+1
+	}
+	if up < 30 || up > 70 {
+		t.Errorf("after congestion, floor to unlimited in %d steps; want 30-70", up)
 	}
 
 	// Against a baseline of 4 sessions (Headroom 0.5, Busy 1, Idle 0.5):
@@ -50,7 +87,8 @@ func TestAdaptiveController(t *testing.T) {
 		load float64
 		want int64
 	}{{7, 4 * M}, {6.9, 8 * M}, {5.4, 8 * M}, {5.3, 12 * M}, {4, 12 * M}, {0, 12 * M}} {
-		if got := a.next(8*M, 8*M, tc.load, 4); got != tc.want {
+		c := &control{a: a}
+		if got := c.next(8*M, 8*M, tc.load, 4); got != tc.want {
 			t.Errorf("baseline 4: next(8 MiB/s, %.2f) = %s, want %s", tc.load, rateString(got), rateString(tc.want))
 		}
 	}

@@ -393,7 +393,7 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 }
 
 // testAdaptive is an adaptive rate on a fast clock (limits 1 MiB/s floor,
-// 8 MiB/s start, 32 MiB/s ceiling; 200 ms interval, 400 ms baseline),
+// 8 MiB/s start, 12 MiB/s blind, 16 MiB/s ceiling; 200 ms interval, 400 ms baseline),
 // logging at debug level into logs. A stand-in dump reads through its
 // Limiter until the test ends, at most maxRate bytes/s (64 KiB at a time).
 func testAdaptive(t *testing.T, rebaseline time.Duration, maxRate int64) (*dump.Adaptive, *dump.Limiter, *logBuffer) {
@@ -407,7 +407,7 @@ func testAdaptive(t *testing.T, rebaseline time.Duration, maxRate int64) (*dump.
 		io.Copy(io.Discard, r)
 	}()
 	t.Cleanup(func() { close(done); <-fed })
-	return &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Ceiling: 32 << 20,
+	return &dump.Adaptive{Limiter: l, Floor: 1 << 20, Start: 8 << 20, Blind: 12 << 20, Ceiling: 16 << 20,
 		Interval: 200 * time.Millisecond, Baseline: 400 * time.Millisecond, Rebaseline: rebaseline, Logger: log}, l, logs
 }
 
@@ -553,7 +553,7 @@ func TestAdaptiveRateUnmeasured(t *testing.T) {
 	a, l, logs := testAdaptive(t, time.Hour, 64<<20)
 	stop := watch(t, a, conn)
 	waitFor(t, func() bool { return l.Limit() == 1<<20 })
-	waitFor(t, func() bool { return l.Limit() == 8<<20 })
+	waitFor(t, func() bool { return l.Limit() == 12<<20 }) // Blind: never measured
 	stop()
 	if got := logs.lines("application load measured"); len(got) != 0 {
 		t.Errorf("a baseline was reported without a sample: %q", got)
