@@ -60,8 +60,8 @@ const (
 // Intervals later.
 //
 // Control is TCP's: slow start, then AIMD. When busy, the limit becomes
-// half the rate the dump actually ran at over the last Interval (or half
-// the limit, if lower; never below Floor), because halving a limit the
+// 0.7 times the rate the dump actually ran at over the last Interval (or
+// the limit, if lower; never below Floor), because cutting a limit the
 // dump does not reach (it is CPU-bound, or between tables) changes
 // nothing. When idle, the limit grows, but only while the dump runs at
 // three quarters of it or more, so it never drifts far above what the
@@ -71,9 +71,9 @@ const (
 // once the application has been idle for three Intervals in a row, so the
 // dump probes its way back up to the load the application tolerates
 // instead of overshooting it every few seconds. In between it holds, so
-// the limit does not flap. The dump reaches Floor from unlimited in six
-// Intervals; it climbs back in eleven in slow start, in about a minute
-// after the application was busy.
+// the limit does not flap. The dump reaches Floor from unlimited in twelve
+// Intervals; it climbs back in ten in slow start, in about a minute after
+// the application was busy.
 //
 // Limit changes are logged, at info level at most every ten seconds (the
 // rest at debug), and Limiter.Limit reads the current one for metrics.
@@ -130,6 +130,12 @@ func (a Adaptive) withDefaults() Adaptive {
 	return a
 }
 
+// adaptiveBackoff is the limit's cut when busy, in tenths: CUBIC's 0.7
+// rather than Reno's half, because the signal is noisy and the dump should
+// hover near what the application tolerates, not fall far below it (at
+// half, bench/nostall.sh measured the default dump slower than pg_dump -Fc).
+const adaptiveBackoff = 7
+
 // adaptiveCooldown is how many idle Intervals in a row, after the
 // application was busy, the limit waits before it grows: latency lags the
 // load that caused it, while queues drain.
@@ -158,7 +164,7 @@ func (c *control) next(cur, rate int64, load, base float64) int64 {
 		if rate > 0 {
 			cur = min(cur, rate)
 		}
-		return max(cur/2, a.Floor)
+		return max(cur*adaptiveBackoff/10, a.Floor)
 	case load <= base*(1+a.Headroom/2.5)+a.Idle:
 		c.quiet++
 		if cur == 0 {

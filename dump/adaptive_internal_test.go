@@ -13,19 +13,19 @@ func TestAdaptiveController(t *testing.T) {
 		load      float64
 		want      int64
 	}{
-		{cur: 32 * M, rate: 32 * M, load: 3, want: 16 * M}, // busy: halve
-		{cur: 6 * M, rate: 6 * M, load: 1, want: 4 * M},    // never below the floor
-		{cur: 4 * M, rate: 4 * M, load: 10, want: 4 * M},   // at the floor, stays
-		{cur: 0, load: 2, want: 32 * M},                    // unlimited, rate unknown, busy: half the ceiling
-		{cur: 0, rate: 20 * M, load: 2, want: 10 * M},      // unlimited and busy: half the actual rate
-		{cur: 64 * M, rate: 26 * M, load: 2, want: 13 * M}, // a limit the dump does not reach: half the rate
-		{cur: 8 * M, rate: 8 * M, load: 0.75, want: 8 * M}, // between idle and busy: hold
-		{cur: 8 * M, rate: 8 * M, load: 0.5, want: 12 * M}, // idle: grow by half
-		{cur: 8 * M, rate: 6 * M, load: 0.5, want: 12 * M}, // idle, at 3/4 of the limit: grow
-		{cur: 8 * M, rate: 5 * M, load: 0.5, want: 8 * M},  // idle, limit not reached: hold
-		{cur: 8 * M, rate: 0, load: 0, want: 8 * M},        // idle, nothing read: hold
-		{cur: 48 * M, rate: 48 * M, load: 0, want: 0},      // past the ceiling: lifted
-		{cur: 0, rate: 100 * M, load: 0, want: 0},          // unlimited and idle: stays
+		{cur: 32 * M, rate: 32 * M, load: 3, want: 32 * M * 7 / 10}, // busy: cut to 0.7
+		{cur: 5 * M, rate: 5 * M, load: 1, want: 4 * M},             // never below the floor
+		{cur: 4 * M, rate: 4 * M, load: 10, want: 4 * M},            // at the floor, stays
+		{cur: 0, load: 2, want: 64 * M * 7 / 10},                    // unlimited, rate unknown, busy: 0.7 of the ceiling
+		{cur: 0, rate: 20 * M, load: 2, want: 14 * M},               // unlimited and busy: 0.7 of the actual rate
+		{cur: 64 * M, rate: 20 * M, load: 2, want: 14 * M},          // a limit the dump does not reach: 0.7 of the rate
+		{cur: 8 * M, rate: 8 * M, load: 0.75, want: 8 * M},          // between idle and busy: hold
+		{cur: 8 * M, rate: 8 * M, load: 0.5, want: 12 * M},          // idle: grow by half
+		{cur: 8 * M, rate: 6 * M, load: 0.5, want: 12 * M},          // idle, at 3/4 of the limit: grow
+		{cur: 8 * M, rate: 5 * M, load: 0.5, want: 8 * M},           // idle, limit not reached: hold
+		{cur: 8 * M, rate: 0, load: 0, want: 8 * M},                 // idle, nothing read: hold
+		{cur: 48 * M, rate: 48 * M, load: 0, want: 0},               // past the ceiling: lifted
+		{cur: 0, rate: 100 * M, load: 0, want: 0},                   // unlimited and idle: stays
 	} {
 		c := &control{a: a} // in slow start
 		if got := c.next(tc.cur, tc.rate, tc.load, 0); got != tc.want {
@@ -43,8 +43,8 @@ func TestAdaptiveController(t *testing.T) {
 	for cur != a.Floor {
 		cur, down = c.next(cur, 0, 5, 0), down+1
 	}
-	if up > 10 || down > 6 {
-		t.Errorf("floor to unlimited in %d steps, back in %d; want at most 10 and 6", up, down)
+	if up > 10 || down > 12 {
+		t.Errorf("floor to unlimited in %d steps, back in %d; want at most 10 and 12", up, down)
 	}
 
 	// After the application was busy: three idle Intervals in a row
@@ -63,7 +63,7 @@ func TestAdaptiveController(t *testing.T) {
 		{4 * M, 0, 4 * M}, {4 * M, 0, 4 * M},
 		{4 * M, 0, 5 * M}, // the third idle Interval in a row: + Floor/4
 		{5 * M, 0, 6 * M},
-		{6 * M, 3, 4 * M}, // busy: half of 6 MiB/s, floored
+		{5 * M, 3, 4 * M}, // busy at 5 MiB/s: 0.7 of it, floored
 		{4 * M, 0, 4 * M}, // cooling down again
 	} {
 		got := c.next(cur, tc.rate, tc.load, 0)
@@ -86,7 +86,7 @@ func TestAdaptiveController(t *testing.T) {
 	for _, tc := range []struct {
 		load float64
 		want int64
-	}{{7, 4 * M}, {6.9, 8 * M}, {5.4, 8 * M}, {5.3, 12 * M}, {4, 12 * M}, {0, 12 * M}} {
+	}{{7, 8 * M * 7 / 10}, {6.9, 8 * M}, {5.4, 8 * M}, {5.3, 12 * M}, {4, 12 * M}, {0, 12 * M}} {
 		c := &control{a: a}
 		if got := c.next(8*M, 8*M, tc.load, 4); got != tc.want {
 			t.Errorf("baseline 4: next(8 MiB/s, %.2f) = %s, want %s", tc.load, rateString(got), rateString(tc.want))

@@ -176,16 +176,18 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); errors.Is(err, fs.ErrNotExist) {
+	// The key disappears at once; its blocks are freed gently under a
+	// temporary name, which prune collects should this process die first.
+	tmp := filepath.Join(filepath.Dir(p), tmpPrefix+filepath.Base(p)+"-deleting")
+	if err := os.Rename(p, tmp); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file: delete %s: %w", key, storage.ErrNotFound)
 	} else if err != nil {
 		return fmt.Errorf("file: delete %s: %w", key, err)
 	}
-	for dir := filepath.Dir(p); dir != s.Root && strings.HasPrefix(dir, s.Root); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil { // not empty, or gone: stop climbing
-			break
-		}
+	if err := removeGently(ctx, tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("file: delete %s: %w", key, err)
 	}
+	s.removeEmptyParents(p)
 	return nil
 }
 

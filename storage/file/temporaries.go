@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -15,22 +14,17 @@ import (
 // RemoveTemporary removes one unfinished write that Temporaries listed.
 // It refuses any key that does not name a temporary file, so prune cannot
 // be talked into removing a backup through it.
-func (s *Store) RemoveTemporary(_ context.Context, key string) error {
+func (s *Store) RemoveTemporary(ctx context.Context, key string) error {
 	clean := filepath.Clean("/" + key)
 	if key == "" || clean != "/"+key || !strings.HasPrefix(filepath.Base(clean), tmpPrefix) {
 		return fmt.Errorf("file: %q is not a temporary file", key)
 	}
 	p := filepath.Join(s.Root, filepath.FromSlash(clean))
-	if err := os.Remove(p); errors.Is(err, fs.ErrNotExist) {
+	if err := removeGently(ctx, p); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file: remove temporary %s: %w", key, storage.ErrNotFound)
 	} else if err != nil {
 		return fmt.Errorf("file: remove temporary %s: %w", key, err)
 	}
-	// Like Delete, leave no empty directory behind.
-	for dir := filepath.Dir(p); dir != s.Root && strings.HasPrefix(dir, s.Root); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil {
-			break
-		}
-	}
+	s.removeEmptyParents(p)
 	return nil
 }

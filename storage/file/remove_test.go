@@ -1,0 +1,112 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// bigFile puts a sparse file of size bytes under key, as a stored backup.
+func bigFile(t *testing.T, st *Store, key string, size int64) string {
+	t.Helper()
+	p := filepath.Join(st.Root, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A big file is freed a step at a time, and its key never shows a
+// truncated file meanwhile: it is the whole file or not found.
+func TestDeleteBigFileGently(t *testing.T) {
+	st := newStore(t)
+	const size = 6*shrinkStep + 12345
+	p := bigFile(t, st, "b/20260101-000000-abcd.dump.zst", size)
+
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- st.Delete(context.Background(), "b/20260101-000000-abcd.dump.zst") }()
+	seen := 0
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		default:
+		}
+		if info, err := os.Stat(p); err == nil {
+			if info.Size() != size {
+				t.Fatalf("the key shows a %d-byte file mid-delete, want all %d bytes or nothing", info.Size(), size)
+			}
+		} else {
+			seen++
+		}
+	}
+	if took := time.Since(start); took < 5*shrinkPause {
+		t.Errorf("deleted %d steps' worth in %s: freed at once, not a step at a time", size/shrinkStep, took)
+	}
+	if seen == 0 {
+		t.Error("never saw the key gone while the delete ran")
+	}
+	if tmps, err := st.Temporaries(context.Background()); err != nil || len(tmps) != 0 {
+		t.Errorf("left behind: %+v, %v", tmps, err)
+	}
+	if _, err := os.Stat(filepath.Dir(p)); !os.IsNotExist(err) {
+		t.Errorf("empty directory left after delete: %v", err)
+	}
+}
+
+// A delete whose context ends stops pacing and removes the rest at once.
+func TestDeleteCancelledFinishesAtOnce(t *testing.T) {
+	st := newStore(t)
+	p := bigFile(t, st, "b/x.dump.zst", 50*shrinkStep)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if err := st.Delete(ctx, "b/x.dump.zst"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*shrinkPause {
+		t.Errorf("cancelled delete took %s", took)
+	}
+	if _, err := os.Stat(filepath.Dir(p)); !os.IsNotExist(err) {
+		t.Errorf("not removed: %v", err)
+	}
+	if err := st.Delete(ctx, "b/x.dump.zst"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+// A delete cut short (the process killed while shrinking) leaves a hidden
+// temporary that prune lists and removes, never a visible object.
+func TestInterruptedDeleteIsATemporary(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	bigFile(t, st, "b/"+tmpPrefix+"y.dump.zst-deleting", 3*shrinkStep)
+	if objs, _ := st.List(ctx, ""); len(objs) != 0 {
+		t.Fatalf("List shows %+v", objs)
+	}
+	tmps, err := st.Temporaries(ctx)
+	if err != nil || len(tmps) != 1 {
+		t.Fatalf("Temporaries = %+v, %v", tmps, err)
+	}
+	if err := st.RemoveTemporary(ctx, tmps[0].Key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(st.Root, "b")); !os.IsNotExist(err) {
+		t.Errorf("not removed: %v", err)
+	}
+}
