@@ -68,7 +68,6 @@ while time.time() < end:
         time.sleep((100 - $1) / 1000)"
 }
 capture() {
-	rm -rf "$1"
 	env PGBACKUPS_DATABASE_URL="$(db_url "$DB_B")" PGBACKUPS_STORAGE_URL="$1" PGBACKUPS_GLOBALS=false \
 		PGBACKUPS_MAX_RATE="$COPY_RATE" "$PGBACKUPS" capture >/dev/null
 }
@@ -91,6 +90,9 @@ for rep in $(seq "$REPS"); do
 		*) echo "unknown scenario $s" >&2; exit 2 ;;
 		esac 2>>"$WORK/errors"
 		echo "$s $rep $t0 $(now)" >> "$WORK/windows"
+		# After the window, never at its start: unlinking a stored backup
+		# stalls commits on the same disk (bench/delete.sh).
+		rm -rf "$SHM_STORE/local" "$WORK/local"
 	done
 done
 sleep 3

@@ -21,9 +21,16 @@ const (
 	DefaultAdaptiveBaseline   = 3 * time.Second
 	DefaultAdaptiveRebaseline = 5 * time.Minute
 	defaultAdaptiveEvery      = time.Second
-	adaptiveSamples           = 4 // load samples per Interval
-	adaptiveLogEvery          = 10 * time.Second
-	adaptiveRetryBaseline     = 10 // Intervals to wait before measuring again after a failed measurement
+	// Load samples per Interval. The count is small (a fraction of a
+	// session on a lightly loaded database), so few samples are noise:
+	// with four a second, bench/nostall.sh once measured a baseline of
+	// 0.15 where other runs of the same workload measured 0.7, and
+	// ordinary blips then held the dump near its floor for three times
+	// pg_dump -Fc's duration. Each sample is one read of pg_stat_activity
+	// (shared memory, no locks).
+	adaptiveSamples       = 10
+	adaptiveLogEvery      = 10 * time.Second
+	adaptiveRetryBaseline = 10 // Intervals to wait before measuring again after a failed measurement
 )
 
 // Adaptive is PGBACKUPS_MAX_RATE=auto: a Monitor that moves Limiter's limit
@@ -31,7 +38,7 @@ const (
 //
 // The signal is the number of application sessions executing a statement
 // right now (pg_stat_activity state 'active', client backends, not
-// pgbackups' own), sampled four times per Interval and averaged: the
+// pgbackups' own), sampled ten times per Interval and averaged: the
 // database's "average active sessions", the load measure of Amazon RDS
 // Performance Insights and Oracle ASH. It is the signal chosen because
 //   - it needs no extension (pg_stat_statements) and no privilege beyond

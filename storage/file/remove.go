@@ -11,11 +11,11 @@ import (
 // Freeing a big file's blocks at once stalls every fsync on its disk: ext4
 // frees them (and, mounted with -o discard, TRIMs them) in one journal
 // commit, and the commits of a database on the same disk wait behind it.
-// Measured with pgbench beside the unlink of a 320 MiB backup (see
-// bench/README or the issue 5 notes): a stall of up to 300 ms. So a file
-// bigger than shrinkStep is shrunk a step at a time, shrinkPause apart,
-// before it is unlinked, like RocksDB's DeleteScheduler: about 400 MiB/s,
-// 25 s for a 10 GiB backup, in the background of prune.
+// bench/delete.sh measures it with pgbench beside the unlink of a 320 MiB
+// backup (bench/results-delete.md). So a file bigger than shrinkStep is
+// shrunk a step at a time, shrinkPause apart, before it is unlinked, like
+// RocksDB's DeleteScheduler: about 400 MiB/s, 25 s for a 10 GiB backup,
+// in the background of prune.
 const (
 	shrinkStep  = 8 << 20
 	shrinkPause = 20 * time.Millisecond
