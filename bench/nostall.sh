@@ -30,12 +30,12 @@ source "$(dirname "$0")/lib.sh"
 SCALE=${SCALE:-50}
 DB_MB=${DB_MB:-1024}
 CLIENTS=${CLIENTS:-8}
-RATE_FRAC=${RATE_FRAC:-0.6}
+RATE_FRAC=${RATE_FRAC:-0.3}
 RATE=${RATE:-}                     # pgbench -R; empty: RATE_FRAC x measured capacity
 BASE_SECS=${BASE_SECS:-60}
 BASE_LONG_SECS=${BASE_LONG_SECS:-180}  # the last no-backup window, as long as the slowest backup
 MAX_RATES=${MAX_RATES-10MiB 20MiB 40MiB}
-ROUNDS=${ROUNDS:-1}                # rounds 2..ROUNDS repeat no backup, pg_dump -Fc and the defaults
+ROUNDS=${ROUNDS:-3}                # rounds 2..ROUNDS repeat no backup, pg_dump -Fc and the defaults
 SHM=${SHM:-/dev/shm}               # tmpfs for the "no disk writes" control; empty skips it
 
 SETTLE_LAG_MS=${SETTLE_LAG_MS:-10}

@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./capture.sh "$@"
 if [ -x ./nostall.sh ]; then ./nostall.sh; fi
+if [ -x ./delete.sh ]; then ./delete.sh; fi
