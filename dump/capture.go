@@ -19,6 +19,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pgbackups/pgbackups/internal/forkthread"
 	"github.com/pgbackups/pgbackups/storage"
 )
 
@@ -275,7 +276,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	if err != nil {
 		return res, fmt.Errorf("pg_dump: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := forkthread.Start(cmd); err != nil {
 		return res, fmt.Errorf("pg_dump: start %s: %w", pgDump.Path, err)
 	}
 	if o.Started != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pgbackups/pgbackups/internal/forkthread"
 	"github.com/pgbackups/pgbackups/storage"
 )
 
@@ -291,7 +292,7 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 	if err != nil {
 		return ArchiveSummary{}, fmt.Errorf("pg_restore: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := forkthread.Start(cmd); err != nil {
 		return ArchiveSummary{}, fmt.Errorf("pg_restore: start %s: %w", pgRestore.Path, err)
 	}
 	scan := startArchiveScan()
@@ -445,7 +446,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("verify %s: pg_restore: %w", m.ID, err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := forkthread.Start(cmd); err != nil {
 		return res, fmt.Errorf("verify %s: pg_restore: start %s: %w", m.ID, pgRestore.Path, err)
 	}
 	scan := startArchiveScan()

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/pgbackups/pgbackups/internal/forkthread"
 )
 
 // S3Server is a bucket on a real S3-compatible server (VersityGW) that lives
@@ -247,7 +248,7 @@ func launch(bin, dir, data string) (*versitygw, error) {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	if err := forkthread.Start(cmd); err != nil {
 		return nil, err
 	}
 	srv.cmd = cmd
