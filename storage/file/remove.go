@@ -23,11 +23,12 @@ const (
 
 // removeGently unlinks the file at p, which must not be a key's visible
 // name while it shrinks (Delete renames it to a temporary first): a crash
-// part-way must not leave a truncated backup behind. If ctx ends, the rest
-// is unlinked at once.
+// part-way must not leave a truncated backup behind. A file someone still
+// has open (a restore reading it) is not shrunk but unlinked at once, so
+// the reader keeps every byte. If ctx ends, the rest is unlinked at once.
 func removeGently(ctx context.Context, p string) error {
 	if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
-		if info, err := f.Stat(); err == nil && info.Mode().IsRegular() {
+		if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Size() > shrinkStep && alone(f) {
 			shrink(ctx, f, info.Size())
 		}
 		f.Close()

@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -108,5 +109,29 @@ func TestInterruptedDeleteIsATemporary(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(st.Root, "b")); !os.IsNotExist(err) {
 		t.Errorf("not removed: %v", err)
+	}
+}
+
+// A backup deleted while a restore reads it: the reader still gets every
+// byte (the file is unlinked, not shrunk under it).
+func TestDeleteWhileReadKeepsReaderWhole(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	const size = 4*shrinkStep + 7
+	bigFile(t, st, "b/r.dump.zst", size)
+	rc, err := st.Get(ctx, "b/r.dump.zst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := st.Delete(ctx, "b/r.dump.zst"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, rc)
+	if err != nil || n != size {
+		t.Fatalf("the reader got %d of %d bytes (%v) after the delete", n, size, err)
+	}
+	if _, err := st.Get(ctx, "b/r.dump.zst"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Get after delete: %v", err)
 	}
 }
