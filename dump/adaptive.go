@@ -203,8 +203,8 @@ WHERE state = 'active' AND backend_type = 'client backend'
 
 // Watch is the Monitor. It measures the baseline at Floor when the dump
 // begins, sets the Limiter to Start (to Blind if no sample succeeded), and
-// adjusts it until ctx ends. It never
-// fails the backup: when the database cannot be queried, the limit holds.
+// adjusts it until ctx ends. It never fails the backup: when the database
+// cannot be queried, the limit holds.
 func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 	c := a.withDefaults()
 	ctl := &control{a: c}

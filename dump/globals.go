@@ -15,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pgbackups/pgbackups/internal/forkthread"
 	"github.com/pgbackups/pgbackups/storage"
 )
 
@@ -59,7 +60,7 @@ func captureGlobals(ctx context.Context, o CaptureOptions, m *storage.Manifest, 
 	cmd, stderr := command(ctx, tool.Path, args, child.env)
 	out := &limitedBuffer{max: maxGlobalsBytes}
 	cmd.Stdout = out
-	if err := cmd.Run(); err != nil {
+	if err := forkthread.Run(cmd); err != nil {
 		return childError("pg_dumpall", err, stderr)
 	}
 	if out.over {
@@ -233,7 +234,7 @@ func applyGlobals(ctx context.Context, target Conn, pgBinDir string, sql []byte)
 	cmd, stderr := command(ctx, psql.Path, args, child.env)
 	cmd.Stdin = bytes.NewReader(RewriteGlobals(sql))
 	cmd.Stdout = io.Discard
-	if err := cmd.Run(); err != nil {
+	if err := forkthread.Run(cmd); err != nil {
 		return nil, childError("psql (globals)", err, stderr)
 	}
 	var notes []string

@@ -51,10 +51,12 @@ func (t *tailBuffer) String() string {
 // stderrTailBytes is how much of a child's stderr is kept for errors.
 const stderrTailBytes = 8 << 10
 
-// command builds a child from an argument list, never through a shell. The
-// child gets its own process group (a terminal's Ctrl-C reaches pgbackups,
-// which then stops the child in order) and is sent SIGTERM, then SIGKILL
-// after a delay, when ctx ends.
+// command builds a child from an argument list, never through a shell.
+// Start or run it with internal/forkthread, never cmd.Start or cmd.Run:
+// its Pdeathsig is tied to the thread that forks it. The child gets its
+// own process group (a terminal's Ctrl-C reaches pgbackups, which then
+// stops the child in order) and is sent SIGTERM, then SIGKILL after a
+// delay, when ctx ends.
 func command(ctx context.Context, path string, args []string, env []string) (*exec.Cmd, *tailBuffer) {
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = env

@@ -369,7 +369,7 @@ func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args
 		return sum, err
 	}
 	cmd, stderr := command(ctx, pgRestore.Path, append(args, "--jobs="+strconv.Itoa(o.Jobs), f.Name()), env)
-	if err := cmd.Run(); err != nil {
+	if err := forkthread.Run(cmd); err != nil {
 		return sum, childError("pg_restore", err, stderr)
 	}
 	return sum, nil

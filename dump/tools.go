@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgbackups/pgbackups/internal/forkthread"
 )
 
 // Tool is one PostgreSQL client program found on this machine.
@@ -52,13 +55,14 @@ func toolVersion(ctx context.Context, path string) (Tool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd, stderr := command(ctx, path, []string{"--version"}, childEnviron(os.Environ()))
-	out, err := cmd.Output()
-	if err != nil {
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := forkthread.Run(cmd); err != nil {
 		return Tool{}, childError(path+" --version", err, stderr)
 	}
-	m := versionRE.FindStringSubmatch(string(out))
+	m := versionRE.FindStringSubmatch(out.String())
 	if m == nil {
-		return Tool{}, fmt.Errorf("%s --version: unexpected output %q", path, strings.TrimSpace(string(out)))
+		return Tool{}, fmt.Errorf("%s --version: unexpected output %q", path, strings.TrimSpace(out.String()))
 	}
 	major, _ := strconv.Atoi(m[1])
 	v := m[1]

@@ -38,3 +38,11 @@ func Start(cmd *exec.Cmd) error {
 	reqs <- func() { done <- cmd.Start() }
 	return <-done
 }
+
+// Run is cmd.Run, started on the process's forking thread.
+func Run(cmd *exec.Cmd) error {
+	if err := Start(cmd); err != nil {
+		return err
+	}
+	return cmd.Wait()
+}
