@@ -36,10 +36,8 @@ func removeGently(ctx context.Context, p string) error {
 	return os.Remove(p)
 }
 
+// shrink truncates f from size down by shrinkStep, shrinkPause apart.
 func shrink(ctx context.Context, f *os.File, size int64) {
-	if size <= shrinkStep {
-		return
-	}
 	t := time.NewTicker(shrinkPause)
 	defer t.Stop()
 	for size -= shrinkStep; size > 0; size -= shrinkStep {

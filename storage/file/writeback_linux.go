@@ -21,12 +21,3 @@ func finishWriteback(f *os.File, off, n int64) {
 	unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
 	unix.Fadvise(fd, off, n, unix.FADV_DONTNEED)
 }
-
-// alone reports whether f is the only open description of its file, by
-// taking a write lease (fcntl(2) F_SETLEASE), which the kernel grants only
-// then; closing f releases it. A reader (a restore streaming this backup)
-// must not see the file shrink under it.
-func alone(f *os.File) bool {
-	_, err := unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_WRLCK)
-	return err == nil
-}
