@@ -134,7 +134,7 @@ backup() {
 	rm -rf "$WORK/local" "$WORK/fc.dump"
 	settle
 	say "$label ($setting)"
-	log="$WORK/log-$(echo "$label $setting" | tr -c 'a-zA-Z0-9\n' '_')"
+	log="$WORK/log-r$ROUND-$(echo "$label $setting" | tr -c 'a-zA-Z0-9\n' '_')"   # per round: rounds repeat scenarios
 	s0=$(snap) t0=$(now)
 	"$@" >"$log.out" 2>"$log.err" || rc=$?
 	t1=$(now) s1=$(snap)
@@ -408,6 +408,12 @@ if auto:
     else:
         auto_note = "the limit never changed from its 8 MiB/s start"
 
+def med(xs):
+    """The median of xs (nan when empty)."""
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[(n - 1) // 2] + xs[n // 2]) / 2 if xs else float("nan")
+
 # The target over all rounds: each round's plain pg_dump -Fc and defaults
 # judged against the no-backup window that ran just before them.
 nrounds = max(r["round"] for r in allrows)
@@ -421,10 +427,6 @@ if nrounds > 1:
         if nb and pf and df:
             rounds.append(dict(k=k, nb=nb, pf=pf, df=df, ratio=df["p99"] / nb["p99"], pfratio=pf["p99"] / nb["p99"],
                                speed=df["dur"] / pf["dur"], ok=df["rc"] == 0 and pf["rc"] == 0))
-    def med(xs):
-        xs = sorted(xs)
-        n = len(xs)
-        return (xs[(n - 1) // 2] + xs[n // 2]) / 2 if xs else float("nan")
     allnb = [r["p99"] for r in allrows if r["label"] == "no backup"]
     P(f"Target over {len(rounds)} rounds (round 1 is the table above; rounds 2-{nrounds} repeat its first three scenarios after it). "
       "Each round's backups are judged against the no-backup window just before them; "
