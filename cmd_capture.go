@@ -101,6 +101,7 @@ func (m *Main) captureOptions(conn dump.Conn, ns *dump.NoStall) (dump.CaptureOpt
 func (m *Main) noStall() *dump.NoStall {
 	return dump.NewNoStall(dump.NoStallOptions{
 		Priority:          m.priority(),
+		BackendNice:       m.cfg.BackendNice,
 		MaxRate:           m.cfg.MaxRate.BytesPerSecond,
 		AutoRate:          m.cfg.MaxRate.Auto,
 		OnBlocking:        dump.BlockingPolicy(m.cfg.OnBlocking),

@@ -9,7 +9,8 @@ import (
 
 // TestCaptureNoStallWiring runs the binary with issue 5's variables set:
 // the dump comes from the standby, at a limited rate, with the watchdog and
-// the size guard armed, and no secret in the output.
+// the size guard armed, its server backend lowered (on the standby), and no
+// secret in the output.
 func TestCaptureNoStallWiring(t *testing.T) {
 	primary := testenv.NewCluster(t)
 	db := primary.CreateDB(t)
@@ -23,6 +24,7 @@ func TestCaptureNoStallWiring(t *testing.T) {
 		"PGBACKUPS_ON_BLOCKING=abort",
 		"PGBACKUPS_LOGICAL_LIMIT=1MiB",
 		"PGBACKUPS_NICE=5",
+		"PGBACKUPS_BACKEND_NICE=5",
 		"PGBACKUPS_LOG_LEVEL=debug",
 	}
 	r := run(t, env, "capture")
@@ -32,7 +34,7 @@ func TestCaptureNoStallWiring(t *testing.T) {
 	if strings.Contains(r.stderr, primary.Password) {
 		t.Fatalf("the password appears in the output:\n%s", r.stderr)
 	}
-	for _, want := range []string{"dumping from a standby", "over PGBACKUPS_LOGICAL_LIMIT"} {
+	for _, want := range []string{"dumping from a standby", "over PGBACKUPS_LOGICAL_LIMIT", "lowered the dump's server backend"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("log lacks %q:\n%s", want, r.stderr)
 		}

@@ -7,11 +7,12 @@
 #   database B: make_db B DB_MB, backed up once per scenario while A runs.
 # Scenarios: no backup (three windows: start, middle, end, to show the noise),
 # plain pg_dump -Fc -f file, pgbackups capture unthrottled, with its defaults
-# (MAX_RATE=auto), with the default priority but MAX_RATE=off (also into
+# (MAX_RATE=auto, BACKEND_NICE=10), the defaults with BACKEND_NICE=0, with the
+# default priority but MAX_RATE=off (also into
 # tmpfs, as a control), and with PGBACKUPS_MAX_RATE at MAX_RATES. Storage is the local
 # directory backend (a directory in $WORK, same disk as PostgreSQL).
-# With ROUNDS > 1, the target's three scenarios (no backup, plain pg_dump
-# -Fc, the defaults) are then run ROUNDS-1 more times, so the verdict rests
+# With ROUNDS > 1, the target's scenarios (no backup, plain pg_dump -Fc, the
+# defaults, the defaults with BACKEND_NICE=0) are then run ROUNDS-1 more times, so the verdict rests
 # on the median of several rounds, each judged against its own no-backup
 # window, rather than on one window of a noisy machine.
 # Before each window: CHECKPOINT, then wait until pgbench is back on schedule.
@@ -35,7 +36,7 @@ RATE=${RATE:-}                     # pgbench -R; empty: RATE_FRAC x measured cap
 BASE_SECS=${BASE_SECS:-60}
 BASE_LONG_SECS=${BASE_LONG_SECS:-180}  # the last no-backup window, as long as the slowest backup
 MAX_RATES=${MAX_RATES-10MiB 20MiB 40MiB}
-ROUNDS=${ROUNDS:-3}                # rounds 2..ROUNDS repeat no backup, pg_dump -Fc and the defaults
+ROUNDS=${ROUNDS:-3}                # rounds 2..ROUNDS repeat no backup, pg_dump -Fc, the defaults and BACKEND_NICE=0
 SHM=${SHM:-/dev/shm}               # tmpfs for the "no disk writes" control; empty skips it
 
 SETTLE_LAG_MS=${SETTLE_LAG_MS:-10}
@@ -156,10 +157,15 @@ capture() { env "${CAPTURE_ENV[@]}" "$@" "$PGBACKUPS" capture; }
 
 baseline
 plain_dump() { backup "pg_dump -Fc -f file" "gzip -6 inside pg_dump, normal priority" "$PGBIN/pg_dump" -Fc -f "$WORK/fc.dump" -d "$(db_url "$DB_B")"; }
-defaults() { backup "pgbackups capture" "defaults: NICE=10 IONICE_CLASS=idle MAX_RATE=auto" capture PGBACKUPS_LOG_LEVEL=debug; }
+defaults() { backup "pgbackups capture" "defaults: NICE=10 BACKEND_NICE=10 IONICE_CLASS=idle MAX_RATE=auto" capture PGBACKUPS_LOG_LEVEL=debug; }
+# The defaults with the server backend left at normal priority: what
+# BACKEND_NICE adds (the backend is lowered only where pgbackups may renice
+# it: this script runs pgbackups as root, the server as postgres).
+backend_normal() { backup "pgbackups capture" "BACKEND_NICE=0 (+ other defaults)" capture PGBACKUPS_BACKEND_NICE=0 PGBACKUPS_LOG_LEVEL=debug; }
 plain_dump
-backup "pgbackups capture" "unthrottled: NICE=0 IONICE_CLASS=none MAX_RATE=off" capture PGBACKUPS_NICE=0 PGBACKUPS_IONICE_CLASS=none PGBACKUPS_MAX_RATE=off
+backup "pgbackups capture" "unthrottled: NICE=0 BACKEND_NICE=0 IONICE_CLASS=none MAX_RATE=off" capture PGBACKUPS_NICE=0 PGBACKUPS_BACKEND_NICE=0 PGBACKUPS_IONICE_CLASS=none PGBACKUPS_MAX_RATE=off
 defaults
+backend_normal
 backup "pgbackups capture" "MAX_RATE=off (+ default priority)" capture PGBACKUPS_MAX_RATE=off
 if [ -n "$SHM" ] && [ "$(stat -f -c %T "$SHM" 2>/dev/null)" = tmpfs ]; then
 	# Control: the same capture storing into tmpfs, so the backup writes
@@ -179,6 +185,7 @@ for ROUND in $(seq 2 "$ROUNDS"); do
 	baseline
 	plain_dump
 	defaults
+	backend_normal
 done
 sleep 3
 kill "$PGB_A" 2>/dev/null || true   # SIGTERM: a background job of a script ignores SIGINT
@@ -407,6 +414,10 @@ if auto:
                      + f"mean active sessions when it changed: {min(act):.1f}-{max(act):.1f}")
     else:
         auto_note = "the limit never changed from its 8 MiB/s start"
+    lowered = [e for e in logs(auto["log"]) if e.get("msg") == "lowered the dump's server backend"]
+    normal = [e for e in logs(auto["log"]) if e.get("msg") == "the dump's server backend runs at its normal priority"]
+    auto_note += ("; server backend lowered to nice " + str(lowered[0].get("nice")) if lowered else
+                  "; server backend NOT lowered (" + (normal[0].get("reason", "?") if normal else "no log line") + ")")
 
 def med(xs):
     """The median of xs (nan when empty)."""
@@ -424,23 +435,29 @@ if nrounds > 1:
         nb = next((r for r in rr if r["label"] == "no backup"), None)
         pf = next((r for r in rr if r["label"].startswith("pg_dump")), None)
         df = next((r for r in rr if r["setting"].startswith("defaults:")), None)
+        bn = next((r for r in rr if r["setting"].startswith("BACKEND_NICE=0")), None)
         if nb and pf and df:
             rounds.append(dict(k=k, nb=nb, pf=pf, df=df, ratio=df["p99"] / nb["p99"], pfratio=pf["p99"] / nb["p99"],
-                               speed=df["dur"] / pf["dur"], ok=df["rc"] == 0 and pf["rc"] == 0))
+                               speed=df["dur"] / pf["dur"], ok=df["rc"] == 0 and pf["rc"] == 0,
+                               bn=bn, bnratio=bn["p99"] / nb["p99"] if bn else float("nan")))
     allnb = [r["p99"] for r in allrows if r["label"] == "no backup"]
-    P(f"Target over {len(rounds)} rounds (round 1 is the table above; rounds 2-{nrounds} repeat its first three scenarios after it). "
+    P(f"Target over {len(rounds)} rounds (round 1 is the table above; rounds 2-{nrounds} repeat no backup, pg_dump -Fc, the defaults and BACKEND_NICE=0 after it). "
       "Each round's backups are judged against the no-backup window just before them; "
       f"the median p99 of all {len(allnb)} no-backup windows of the run is {med(allnb):.1f} ms (range {min(allnb):.1f}-{max(allnb):.1f}).")
     P()
-    P("| Round | No backup p99 (ms) | pg_dump -Fc (s) | its p99 (ms) | its p99 vs no backup | defaults (s) | their p99 (ms) | their p99 vs no backup | defaults time vs pg_dump -Fc |")
-    P("|---|---|---|---|---|---|---|---|---|")
+    P("| Round | No backup p99 (ms) | pg_dump -Fc (s) | its p99 (ms) | its p99 vs no backup | defaults (s) | their p99 (ms) | their p99 vs no backup | defaults time vs pg_dump -Fc | BACKEND_NICE=0 (s) | its p99 vs no backup |")
+    P("|---|---|---|---|---|---|---|---|---|---|---|")
+    bnd = lambda x: "-" if x["bn"] is None else f"{x['bn']['dur']:.1f}"
     for x in rounds:
         P(f"| {x['k']} | {x['nb']['p99']:.1f} | {x['pf']['dur']:.1f} | {x['pf']['p99']:.1f} | {x['pfratio']:.2f}x | "
-          f"{x['df']['dur']:.1f}{'' if x['df']['rc'] == 0 else ' (exit ' + str(x['df']['rc']) + ')'} | {x['df']['p99']:.1f} | {x['ratio']:.2f}x | {x['speed']:.2f}x |")
+          f"{x['df']['dur']:.1f}{'' if x['df']['rc'] == 0 else ' (exit ' + str(x['df']['rc']) + ')'} | {x['df']['p99']:.1f} | {x['ratio']:.2f}x | {x['speed']:.2f}x | "
+          f"{bnd(x)} | {num(x['bnratio'], '.2f')}x |")
     if rounds:
+        bns = [x for x in rounds if x["bn"] is not None]
         P(f"| median | {med([x['nb']['p99'] for x in rounds]):.1f} | {med([x['pf']['dur'] for x in rounds]):.1f} | "
           f"{med([x['pf']['p99'] for x in rounds]):.1f} | {med([x['pfratio'] for x in rounds]):.2f}x | {med([x['df']['dur'] for x in rounds]):.1f} | "
-          f"{med([x['df']['p99'] for x in rounds]):.1f} | {med([x['ratio'] for x in rounds]):.2f}x | {med([x['speed'] for x in rounds]):.2f}x |")
+          f"{med([x['df']['p99'] for x in rounds]):.1f} | {med([x['ratio'] for x in rounds]):.2f}x | {med([x['speed'] for x in rounds]):.2f}x | "
+          f"{num(med([x['bn']['dur'] for x in bns]), '.1f')} | {num(med([x['bnratio'] for x in bns]), '.2f')}x |")
     P()
 
 # Lock-queue scenario.

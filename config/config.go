@@ -59,7 +59,8 @@ type Config struct {
 	LogFormat     string   `envconfig:"LOG_FORMAT" default:"auto" desc:"auto (text on a terminal, JSON otherwise), text or json."`
 	LogLevel      string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error."`
 
-	Nice              int      `envconfig:"NICE" default:"10" desc:"CPU niceness (0-19) of pg_dump and of the thread compressing its output (of the whole process under the capture command). Lowers the client only, never the server backend doing the COPY."`
+	Nice              int      `envconfig:"NICE" default:"10" desc:"CPU niceness (0-19) of pg_dump and of the thread compressing its output (of the whole process under the capture command): the client side. BACKEND_NICE lowers the server side."`
+	BackendNice       int      `envconfig:"BACKEND_NICE" default:"10" desc:"CPU niceness (0-19; 0 leaves it alone) of the PostgreSQL backend running the dump's COPY, where pgbackups can see it (same host and PID namespace) and may renice it (the server's user, or CAP_SYS_NICE); otherwise the backup logs why and goes on."`
 	IONiceClass       string   `envconfig:"IONICE_CLASS" default:"idle" desc:"IO priority of pg_dump and of the compressing thread: idle, best-effort[:0-7] or none."`
 	MaxRate           Rate     `envconfig:"MAX_RATE" default:"auto" desc:"Throttle on uncompressed dump bytes per second (e.g. 40MiB), auto (slow down when the application's load rises above its level before the dump) or off. Backpressure slows the server-side COPY."`
 	LockWaitTimeout   Duration `envconfig:"LOCK_WAIT_TIMEOUT" default:"30s" desc:"pg_dump --lock-wait-timeout: give up instead of queueing behind DDL."`
@@ -373,6 +374,9 @@ func (c *Config) Validate() Errors {
 	}
 	if c.Nice < 0 || c.Nice > 19 {
 		bad("NICE", "%d is outside 0-19", c.Nice)
+	}
+	if c.BackendNice < 0 || c.BackendNice > 19 {
+		bad("BACKEND_NICE", "%d is outside 0-19", c.BackendNice)
 	}
 	if _, _, err := ParseIONice(c.IONiceClass); err != nil {
 		bad("IONICE_CLASS", "%v", err)

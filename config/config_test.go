@@ -48,6 +48,7 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 	t.Setenv("PGBACKUPS_S3_CONCURRENCY", "zero")
 	t.Setenv("PGBACKUPS_KEEP_WEEKLY", "-2")
 	t.Setenv("PGBACKUPS_IONICE_CLASS", "realtime")
+	t.Setenv("PGBACKUPS_BACKEND_NICE", "20")
 	t.Setenv("PGBACKUPS_SCHEDUEL", "02:00")
 	t.Setenv("PGBACKUPS_DATABASE_URL", "postgres://app:hunter2@db:notaport/app")
 	t.Setenv("PGBACKUPS_DUMP_URL", "host=replica password=hunter2 port=abc")
@@ -60,6 +61,7 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 	}
 	for _, want := range []string{
 		"PGBACKUPS_STORAGE_URL", "PGBACKUPS_S3_CONCURRENCY", "PGBACKUPS_KEEP_WEEKLY", "PGBACKUPS_IONICE_CLASS",
+		"PGBACKUPS_BACKEND_NICE: 20 is outside 0-19",
 		"PGBACKUPS_SCHEDUEL: unknown variable; did you mean PGBACKUPS_SCHEDULE?",
 		"PGBACKUPS_DATABASE_URL: does not parse", "PGBACKUPS_DUMP_URL: does not parse",
 		"PGBACKUPS_ORPHAN_GRACE: 30m0s is under 1h", "PGBACKUPS_RETRY_BACKOFF: must be positive", "PGBACKUPS_RETRY_MAX_TIME: must be positive",

@@ -12,6 +12,7 @@ import (
 // PGBACKUPS_NICE ... PGBACKUPS_LOGICAL_LIMIT variables.
 type NoStallOptions struct {
 	Priority          Priority       // PGBACKUPS_NICE, PGBACKUPS_IONICE_CLASS
+	BackendNice       int            // PGBACKUPS_BACKEND_NICE; 0 leaves the server backend alone
 	MaxRate           int64          // PGBACKUPS_MAX_RATE in bytes/s of uncompressed dump; 0 is unlimited
 	AutoRate          bool           // PGBACKUPS_MAX_RATE=auto: adapt the rate to the database's load
 	OnBlocking        BlockingPolicy // PGBACKUPS_ON_BLOCKING; "" is warn
@@ -27,9 +28,10 @@ type NoStallOptions struct {
 // guarantees.
 type NoStall struct {
 	Priority     Priority
-	Limiter      *Limiter  // throttles pg_dump's output; nil when unlimited and not adaptive
-	Adaptive     *Adaptive // moves Limiter's limit with the load; nil for a fixed rate
-	Watchdog     *Watchdog // looks for sessions the dump blocks
+	Backend      *BackendNice // lowers the dump's server backend; nil leaves it alone
+	Limiter      *Limiter     // throttles pg_dump's output; nil when unlimited and not adaptive
+	Adaptive     *Adaptive    // moves Limiter's limit with the load; nil for a fixed rate
+	Watchdog     *Watchdog    // looks for sessions the dump blocks
 	LogicalLimit int64
 	Logger       *slog.Logger
 }
@@ -43,6 +45,9 @@ func NewNoStall(o NoStallOptions) *NoStall {
 		Watchdog:     &Watchdog{Policy: o.OnBlocking, Threshold: o.BlockingThreshold, Logger: log},
 		LogicalLimit: o.LogicalLimit,
 		Logger:       log,
+	}
+	if o.BackendNice > 0 {
+		n.Backend = &BackendNice{Nice: o.BackendNice, Logger: log}
 	}
 	switch {
 	case o.AutoRate:
@@ -75,10 +80,10 @@ func (n *NoStall) Blocking() int {
 // Apply installs the mechanisms in o's hooks, keeping hooks already set
 // (they run first): Started lowers pg_dump's priority and Compressing that
 // of the thread compressing its output, Throttle limits its rate, Monitors
-// gain the adaptive rate and the watchdog, and LogicalLimit arms the size
-// guard. The monitors watch the server pg_dump reads from
-// (the standby, with DumpConn): that is where the dump's backend and its
-// locks are, and where backpressure takes effect.
+// gain the server backend's priority, the adaptive rate and the watchdog,
+// and LogicalLimit arms the size guard. The monitors watch the server
+// pg_dump reads from (the standby, with DumpConn): that is where the dump's
+// backend and its locks are, and where backpressure takes effect.
 func (n *NoStall) Apply(o *CaptureOptions) {
 	log := orDiscard(n.Logger)
 	if !n.Priority.IsZero() {
@@ -118,6 +123,9 @@ func (n *NoStall) Apply(o *CaptureOptions) {
 		}
 	}
 	o.Monitors = slices.Clip(o.Monitors)
+	if n.Backend != nil {
+		o.Monitors = append(o.Monitors, n.Backend.Watch)
+	}
 	if n.Adaptive != nil {
 		o.Monitors = append(o.Monitors, n.Adaptive.Watch)
 	}

@@ -10,8 +10,8 @@ import (
 //
 // It lowers the client only: pg_dump, and pgbackups' own compressor when
 // the process lowers itself. The server backend doing the COPY is a
-// separate process owned by the postgres user, and niceness cannot reach
-// it; what slows the server is backpressure (MaxRate), because a backend
+// separate process, not pgbackups' child: BackendNice lowers it where it
+// can, and backpressure (MaxRate) slows it anywhere, because a backend
 // whose client stops reading blocks on its socket. Priority matters where
 // pg_dump and the compressor share CPUs with PostgreSQL, which is the usual
 // sidecar or same-host deployment.
