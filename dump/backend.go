@@ -73,7 +73,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
 	}
-	obs := &observer{conn: r.Conn, log: log, what: "backend priority"}
+	obs := &observer{conn: r.Conn, log: log, what: "backend priority", ownRole: true}
 	var pid, port int
 	for pid == 0 {
 		c, err := obs.get(ctx)
@@ -139,7 +139,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 
 // errNotHere says the backend's pid is not PostgreSQL's process in this
 // PID namespace.
-var errNotHere = errors.New("not visible from here: PostgreSQL runs on another host or in another PID namespace (a pod needs shareProcessNamespace)")
+var errNotHere = errors.New("not visible from here: PostgreSQL runs on another host or in another PID namespace (a pod needs shareProcessNamespace), or /proc hides other users' processes (systemd's ProtectProc=invisible)")
 
 // isBackendTitle reports whether a process title (/proc/pid/cmdline, with
 // NULs as spaces) is that of a PostgreSQL backend serving a client on

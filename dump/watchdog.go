@@ -257,6 +257,9 @@ type observer struct {
 	conn Conn
 	log  *slog.Logger
 	what string
+	// ownRole: the monitor looks only at the dump's session, which runs as
+	// its own role, so it needs no pg_read_all_stats and does not ask.
+	ownRole bool
 
 	c       *pgx.Conn
 	failing bool
@@ -295,7 +298,7 @@ func (o *observer) get(ctx context.Context) (*pgx.Conn, error) {
 			return nil, o.fail(ctx, err)
 		}
 		o.checked = true
-		if !*seesAll {
+		if !*seesAll && !o.ownRole {
 			o.log.Warn(o.what+" sees only sessions of its own role: GRANT pg_read_all_stats (or pg_monitor) to it", "role", o.conn.User())
 		}
 	}
