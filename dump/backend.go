@@ -75,6 +75,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 	}
 	obs := &observer{conn: r.Conn, log: log, what: "backend priority", ownRole: true}
 	var pid, port int
+	start := time.Now()
 	for pid == 0 {
 		c, err := obs.get(ctx)
 		if errors.Is(err, errOldServer) {
@@ -97,9 +98,12 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 			return nil
 		case <-time.After(interval):
 		}
-		// The watchdog says so when the backend never shows up; look less
-		// often after the first seconds.
-		interval = min(interval*2, time.Second)
+		// pg_dump connects as it starts, so the backend normally shows up at
+		// the first or second look. One that does not (the watchdog says
+		// so) is looked for once a second after the first two.
+		if time.Since(start) > 2*time.Second {
+			interval = time.Second
+		}
 	}
 	obs.close(ctx)
 
