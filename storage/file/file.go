@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pgbackups/pgbackups/storage"
 )
@@ -75,7 +76,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	defer func() {
 		if !committed {
 			f.Close()
-			os.Remove(f.Name())
+			s.dropFailed(ctx, f.Name())
 		}
 	}()
 	n, err := io.Copy(&writebackWriter{f: f}, ctxReader{ctx, r})
@@ -101,6 +102,21 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		d.Close()
 	}
 	return n, nil
+}
+
+// failedCleanupTime bounds how long a failed Put frees its temporary
+// gently (about 2 GiB at removeGently's pace) before unlinking the rest at
+// once: a failed or cancelled backup (a watchdog abort, a shutdown) should
+// not stall the database's commits with its partial file any more than a
+// pruned backup does, nor hold up a shutdown for long.
+const failedCleanupTime = 5 * time.Second
+
+// dropFailed removes the temporary of a Put that did not commit. It runs
+// even when ctx has ended (which is often why the Put failed).
+func (s *Store) dropFailed(ctx context.Context, tmp string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failedCleanupTime)
+	defer cancel()
+	removeGently(ctx, tmp)
 }
 
 // ctxReader stops a copy when ctx ends, so a cancelled Put never commits.

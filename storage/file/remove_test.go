@@ -135,3 +135,71 @@ func TestDeleteWhileReadKeepsReaderWhole(t *testing.T) {
 		t.Errorf("Get after delete: %v", err)
 	}
 }
+
+// failingReader yields n bytes, then calls stop (if set) and fails.
+type failingReader struct {
+	n    int64
+	stop func()
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		if r.stop != nil {
+			r.stop()
+		}
+		return 0, errors.New("the dump broke")
+	}
+	k := min(int64(len(p)), r.n)
+	clear(p[:k])
+	r.n -= k
+	return int(k), nil
+}
+
+// A Put that fails part-way frees its partial file a step at a time too,
+// also when its context ended (a cancelled or aborted backup), and leaves
+// nothing behind.
+func TestFailedPutFreedGently(t *testing.T) {
+	for _, cancelled := range []bool{false, true} {
+		st := newStore(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		const size = 6 * shrinkStep
+		r := &failingReader{n: size}
+		watched := make(chan bool, 1)
+		putDone := make(chan struct{})
+		r.stop = func() {
+			if cancelled {
+				cancel()
+			}
+			// Watch the temporary shrink: a size between all and nothing.
+			go func() {
+				stepped := false
+				for {
+					select {
+					case <-putDone:
+						watched <- stepped
+						return
+					default:
+					}
+					tmps, _ := filepath.Glob(filepath.Join(st.Root, "b", tmpPrefix+"*"))
+					for _, p := range tmps {
+						if info, err := os.Stat(p); err == nil && info.Size() > 0 && info.Size() < size {
+							stepped = true
+						}
+					}
+				}
+			}()
+		}
+		_, err := st.Put(ctx, "b/20260101-000000-abcd.dump.zst", r)
+		close(putDone)
+		cancel()
+		if err == nil {
+			t.Fatal("Put of a failing reader succeeded")
+		}
+		if !<-watched {
+			t.Errorf("cancelled=%v: the partial file was never seen part-freed: unlinked at once, not a step at a time", cancelled)
+		}
+		if tmps, err := st.Temporaries(context.Background()); err != nil || len(tmps) != 0 {
+			t.Errorf("cancelled=%v: left behind: %+v, %v", cancelled, tmps, err)
+		}
+	}
+}
