@@ -58,9 +58,14 @@ type BackendNice struct {
 const backendNiceGrace = 2 * time.Second
 
 // backendQuery finds the dump's backend and what its process title shows
-// of its client.
-const backendQuery = `SELECT pid, coalesce(client_port, -1) FROM pg_stat_activity
-WHERE application_name = $1 AND backend_type = 'client backend'`
+// of its client (client_port is -1 for a Unix socket, NULL only for
+// sessions the role may not see).
+const backendQuery = `SELECT pid, client_port FROM pg_stat_activity
+WHERE application_name = $1 AND backend_type = 'client backend' AND client_port IS NOT NULL`
+
+// errSeveral: more than one session carries the dump's application_name
+// (any session of the role can set it), so which is the dump's is unknown.
+var errSeveral = errors.New("several sessions carry the dump's application_name")
 
 // Watch lowers the backend of the dump r, once it appears, and restores it
 // if it outlives the dump. It never fails the backup.
@@ -81,15 +86,27 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 		if errors.Is(err, errOldServer) {
 			return nil
 		}
+		var found [][2]int
 		if err == nil {
-			err = c.QueryRow(ctx, backendQuery, r.AppName).Scan(&pid, &port)
-			if errors.Is(err, pgx.ErrNoRows) {
-				err = nil
-			} else if err != nil {
-				obs.fail(ctx, err)
+			var p [2]int
+			rows, qerr := c.Query(ctx, backendQuery, r.AppName)
+			if qerr == nil {
+				_, qerr = pgx.ForEachRow(rows, []any{&p[0], &p[1]}, func() error {
+					found = append(found, p)
+					return nil
+				})
+			}
+			if qerr != nil {
+				obs.fail(ctx, qerr)
 			}
 		}
-		if pid != 0 {
+		if len(found) > 1 {
+			obs.close(ctx)
+			log.Warn("the dump's server backend runs at its normal priority", "reason", errSeveral.Error(), "application_name", r.AppName)
+			return nil
+		}
+		if len(found) == 1 {
+			pid, port = found[0][0], found[0][1]
 			break
 		}
 		select {
@@ -102,7 +119,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 		// the first or second look. One that does not (the watchdog says
 		// so) is looked for once a second after the first two.
 		if time.Since(start) > 2*time.Second {
-			interval = time.Second
+			interval = max(interval, time.Second)
 		}
 	}
 	obs.close(ctx)

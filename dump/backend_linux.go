@@ -31,7 +31,9 @@ func checkBackend(pid, clientPort int) error {
 		return err
 	}
 	if !isBackendTitle(title, clientPort) {
-		return fmt.Errorf("%w (pid %d here is %q)", errNotHere, pid, truncate(title, 60))
+		// Not the title itself: another process's arguments can hold
+		// secrets (psql postgres://user:password@...).
+		return fmt.Errorf("%w (pid %d here is not that backend)", errNotHere, pid)
 	}
 	return nil
 }

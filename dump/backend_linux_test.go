@@ -2,6 +2,7 @@ package dump_test
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,9 +14,9 @@ import (
 	"github.com/pgbackups/pgbackups/internal/testenv"
 )
 
-// These tests renice PostgreSQL's backends, which takes running as the
-// server's user or as root (CI runs as root; testenv then runs the server
-// as postgres).
+// These tests renice PostgreSQL's backends: lowering one takes running as
+// the server's user or as root (testenv runs the server as the test's user,
+// or as postgres under root, as in CI); raising one back takes root.
 
 // dumpBackend is the pid of the first dump's backend in pg_stat_activity.
 func dumpBackend(t *testing.T, pg *testenv.Postgres, db string) int {
@@ -75,6 +76,9 @@ func TestCaptureLowersBackend(t *testing.T) {
 // as a role without pg_read_all_stats: the monitor sees its own role's
 // sessions, so it must not warn that it lacks the grant.
 func TestBackendNiceRestoresSurvivor(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("restoring a backend's priority (raising it) takes root or CAP_SYS_NICE")
+	}
 	pg := testenv.PG(t)
 	db := pg.CreateDB(t)
 	pg.Exec(t, db, `DO $$ BEGIN
