@@ -3,7 +3,6 @@ package dump
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -81,7 +80,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 	obs := &observer{conn: r.Conn, log: log, what: "backend priority", ownRole: true}
 	var pid, port int
 	start := time.Now()
-	for pid == 0 {
+	for {
 		c, err := obs.get(ctx)
 		if errors.Is(err, errOldServer) {
 			return nil
@@ -176,8 +175,4 @@ func isBackendTitle(title string, clientPort int) bool {
 		return strings.Contains(rest, " [local]")
 	}
 	return strings.Contains(rest, "("+strconv.Itoa(clientPort)+")")
-}
-
-func permissionHint(err error) error {
-	return fmt.Errorf("%w: renicing another user's process takes running as the PostgreSQL server's user or CAP_SYS_NICE", err)
 }

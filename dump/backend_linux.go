@@ -44,20 +44,19 @@ func lowerBackend(pid, clientPort, nice int) (prev int, err error) {
 	if err := checkBackend(pid, clientPort); err != nil {
 		return 0, err
 	}
-	// The raw syscall returns 20-nice so that it is never negative.
-	raw, err := unix.Getpriority(unix.PRIO_PROCESS, pid)
+	prev, err = niceness(pid)
 	if err != nil {
 		return 0, fmt.Errorf("getpriority: %w", err)
 	}
-	prev = 20 - raw
 	if prev >= nice {
 		return prev, nil
 	}
 	if err := unix.Setpriority(unix.PRIO_PROCESS, pid, nice); err != nil {
+		err = fmt.Errorf("setpriority nice %d: %w", nice, err)
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			return 0, permissionHint(fmt.Errorf("setpriority nice %d: %w", nice, err))
+			err = fmt.Errorf("%w: renicing another user's process takes running as the PostgreSQL server's user or CAP_SYS_NICE", err)
 		}
-		return 0, fmt.Errorf("setpriority nice %d: %w", nice, err)
+		return 0, err
 	}
 	return prev, nil
 }

@@ -89,8 +89,8 @@ func AppName(id string) string { return "pgbackups-dump-" + id }
 // other load), CPU of pgbackups and pg_dump together: at MAX_RATE=20MiB
 // 21.0 s before, 15.1 s after; unthrottled 13.7 s before, 11.7 s after.
 // Most of the throttled difference was the zstd encoder itself, twice as
-// slow per byte when woken for every 64-128 KiB (cold caches), and context
-// switches.
+// slow per byte when woken for every 64-128 KiB (cold caches, most
+// likely), and context switches.
 const readAhead = 1 << 20
 
 // sizeHinter is implemented by stores that size their upload parts by the

@@ -18,10 +18,8 @@ const (
 func (p Priority) apply(tid int) error {
 	var errs []error
 	if p.Nice > 0 {
-		// Linux niceness is per thread, and the raw getpriority syscall
-		// returns 20-nice so that it is never negative.
-		raw, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
-		if err == nil && 20-raw < p.Nice {
+		cur, err := niceness(tid)
+		if err == nil && cur < p.Nice {
 			err = unix.Setpriority(unix.PRIO_PROCESS, tid, p.Nice)
 		}
 		if err != nil {
@@ -41,6 +39,13 @@ func (p Priority) apply(tid int) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// niceness is thread tid's nice value. Linux niceness is per thread, and
+// the raw getpriority syscall returns 20-nice so that it is never negative.
+func niceness(tid int) (int, error) {
+	raw, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	return 20 - raw, err
 }
 
 func (p Priority) applyThread() error { return p.apply(unix.Gettid()) }

@@ -76,7 +76,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	defer func() {
 		if !committed {
 			f.Close()
-			s.dropFailed(ctx, f.Name())
+			dropFailed(ctx, f.Name())
 		}
 	}()
 	n, err := io.Copy(&writebackWriter{f: f}, ctxReader{ctx, r})
@@ -113,7 +113,7 @@ const failedCleanupTime = 5 * time.Second
 
 // dropFailed removes the temporary of a Put that did not commit. It runs
 // even when ctx has ended (which is often why the Put failed).
-func (s *Store) dropFailed(ctx context.Context, tmp string) {
+func dropFailed(ctx context.Context, tmp string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failedCleanupTime)
 	defer cancel()
 	removeGently(ctx, tmp)
