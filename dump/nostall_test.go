@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -280,6 +281,8 @@ func TestWatchdogWarn(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
 // TestAdaptiveRate runs the adaptive monitor against a cluster of its own
 // (its signal is cluster-wide): it measures the baseline at the floor, an
 // idle database lets the dump go unlimited, application sessions busy with
@@ -300,6 +303,10 @@ func TestAdaptiveRate(t *testing.T) {
 	waitFor(t, func() bool { return l.Limit() == 0 })
 	if got := logs.lines("application load measured"); len(got) != 1 || !strings.Contains(got[0], `"active_sessions":0`) {
 		t.Errorf("baseline not logged as 0 active sessions:\n%s", logs)
+	} else if m := regexp.MustCompile(`"samples":(\d+)`).FindStringSubmatch(got[0]); m == nil || atoi(m[1]) < 60 {
+		// 400 ms at 100 samples per 200 ms Interval is 200; ten per
+		// Interval would give 20, too few for a steady baseline.
+		t.Errorf("baseline taken from too few samples (want 60 or more):\n%s", got[0])
 	}
 
 	// Three sessions each running a statement: busy.
