@@ -16,8 +16,8 @@ const (
 	DefaultAdaptiveBlind      = 64 << 20  // 64 MiB/s
 	DefaultAdaptiveCeiling    = 256 << 20 // above 256 MiB/s the limit is lifted
 	DefaultAdaptiveHeadroom   = 0.5
-	DefaultAdaptiveBusy       = 1.0
-	DefaultAdaptiveIdle       = 0.5
+	DefaultAdaptiveBusy       = 0.75
+	DefaultAdaptiveIdle       = 0.375
 	DefaultAdaptiveBaseline   = 3 * time.Second
 	DefaultAdaptiveRebaseline = 5 * time.Minute
 	defaultAdaptiveEvery      = time.Second
@@ -72,8 +72,16 @@ const (
 // makes the mean proportional to its latency: with the defaults and a large
 // baseline, the dump slows down once statements take about 1.5 times as
 // long as before it started; the Busy term makes small baselines more
-// tolerant (about 2.2 times at 1.5 sessions). On an idle database (b = 0),
-// one statement in flight on average is busy. When no sample of a
+// tolerant (about twice as long at 1.5 sessions). On an idle database
+// (b = 0), three quarters of a statement in flight on average is busy.
+// Busy was 1 and Idle 0.5 while the baseline was taken from ten samples a
+// second. At a hundred the baseline stopped coming out low now and then,
+// which had made the controller stricter than its numbers said, and the
+// dump took about two thirds of pg_dump -Fc's time (~50 s) with p99 at
+// 4.1-4.8x the no-backup p99 (bench/nostall.sh's 30% workload, 4-5
+// captures per variant, interleaved, medians). 0.75 and 0.375 gave 0.87x
+// and 3.2x; ten samples with 1 and 0.5, 0.75x and 3.7x; 0.5 and 0.25,
+// 1.08x (one capture 2.2x) and 2.7x. When no sample of a
 // measurement succeeds, the limit holds and the measurement is retried ten
 // Intervals later.
 //
@@ -102,8 +110,8 @@ type Adaptive struct {
 	Blind      int64         // bytes/s while the load has never been measured (queries fail); default 64 MiB/s
 	Ceiling    int64         // bytes/s above which the limit is lifted; default 256 MiB/s
 	Headroom   float64       // how far over its baseline the application's load may rise; default 0.5
-	Busy       float64       // active sessions over the scaled baseline at which the dump slows down; default 1
-	Idle       float64       // active sessions over the scaled baseline at which it speeds up; default 0.5
+	Busy       float64       // active sessions over the scaled baseline at which the dump slows down; default 0.75
+	Idle       float64       // active sessions over the scaled baseline at which it speeds up; default 0.375
 	Baseline   time.Duration // how long the baseline is measured, at Floor; default 3s
 	Rebaseline time.Duration // how often it is measured again; default 5m
 	Interval   time.Duration // how often the limit may change; default 1s
