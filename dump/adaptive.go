@@ -37,7 +37,8 @@ const (
 	// time. Sampled at 30% of capacity (bench/nostall.sh's workload), a
 	// three-second baseline taken at ten samples a second varied by 25%
 	// (standard deviation) and fell below 0.7 times the true mean in 11% of
-	// windows; at a hundred a second by 13%, and in none of 480.
+	// windows; at a hundred a second by 13%, and in none of ~480 overlapping
+	// windows.
 	adaptiveBaselineSamples = 100
 	adaptiveLogEvery        = 10 * time.Second
 	adaptiveRetryBaseline   = 10 // Intervals to wait before measuring again after a failed measurement
@@ -77,11 +78,12 @@ const (
 // Busy was 1 and Idle 0.5 while the baseline was taken from ten samples a
 // second. At a hundred the baseline stopped coming out low now and then,
 // which had made the controller stricter than its numbers said, and the
-// dump took about two thirds of pg_dump -Fc's time (~50 s) with p99 at
-// 4.1-4.8x the no-backup p99 (bench/nostall.sh's 30% workload, 4-5
-// captures per variant, interleaved, medians). 0.75 and 0.375 gave 0.87x
-// and 3.2x; ten samples with 1 and 0.5, 0.75x and 3.7x; 0.5 and 0.25,
-// 1.08x (one capture 2.2x) and 2.7x. When no sample of a
+// dump took 0.68-0.77x pg_dump -Fc's time (~50 s) with p99 at 3.1-4.8x
+// the no-backup p99 (bench/nostall.sh's 30% workload, three runs of 4-5
+// captures per variant, interleaved, medians). In one of those runs
+// 0.75 and 0.375 gave 0.87x and 3.2x, and ten samples with 1 and 0.5
+// 0.74x and 3.7x; in another 0.5 and 0.25 gave 1.08x (one capture 2.2x)
+// and 2.7x. When no sample of a
 // measurement succeeds, the limit holds and the measurement is retried ten
 // Intervals later.
 //
