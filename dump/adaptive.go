@@ -248,19 +248,26 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		// While measuring the baseline: when it started, the samples
 		// taken (after the first Interval, left to settle), and the limit
 		// to go back to.
-		measuring    = true
-		measureStart = time.Now()
+		measuring    bool
+		measureStart time.Time
 		measureSum   float64
 		measureN     int
-		resume       = c.Start
+		resume       int64
 		lastBaseline time.Time
 	)
 	window := func() {
 		sum, n, taken = 0, 0, 0
 		mark, markAt = c.Limiter.Total(), time.Now()
 	}
-	c.Limiter.SetLimit(c.Floor)
-	tick.Reset(c.Interval / adaptiveBaselineSamples)
+	// measure starts a baseline measurement: the dump at its floor, the
+	// load sampled adaptiveBaselineSamples times per Interval, then the
+	// limit back to then.
+	measure := func(then int64) {
+		measuring, measureStart, measureSum, measureN, resume = true, time.Now(), 0, 0, then
+		c.Limiter.SetLimit(c.Floor)
+		tick.Reset(c.Interval / adaptiveBaselineSamples)
+	}
+	measure(c.Start)
 	log.Debug("measuring the application's baseline load with the dump at its floor rate", "floor", rateString(c.Floor), "for", (c.Interval + c.Baseline).String())
 	for {
 		select {
@@ -318,10 +325,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			continue
 		}
 		if time.Since(lastBaseline) >= c.Rebaseline {
-			measuring, measureStart, measureSum, measureN = true, time.Now(), 0, 0
-			resume = c.Limiter.Limit()
-			c.Limiter.SetLimit(c.Floor)
-			tick.Reset(c.Interval / adaptiveBaselineSamples)
+			measure(c.Limiter.Limit())
 			continue
 		}
 		if !haveBase {

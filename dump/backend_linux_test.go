@@ -28,16 +28,6 @@ func dumpBackend(t *testing.T, pg *testenv.Postgres, db string) int {
 	return pid
 }
 
-// eventually polls cond every 20 ms for up to 5 s.
-func eventually(cond func() bool) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
 // TestCaptureLowersBackend: with BackendNice, the server process running
 // pg_dump's COPY runs at that niceness while the dump runs, and the backup
 // is whole.
@@ -59,7 +49,7 @@ func TestCaptureLowersBackend(t *testing.T) {
 	}()
 	<-started
 	pid := dumpBackend(t, pg, db)
-	if !eventually(func() bool { return niceOf(t, pid) == 7 }) {
+	if !eventually(5*time.Second, func() bool { return niceOf(t, pid) == 7 }) {
 		t.Errorf("the dump's backend (pid %d) runs at nice %d, want 7", pid, niceOf(t, pid))
 	}
 	if err := <-done; err != nil {
@@ -109,7 +99,7 @@ END $$`)
 	go func() {
 		watched <- b.Watch(ctx, dump.Running{ID: "survivor", AppName: dump.AppName("survivor"), Conn: conn})
 	}()
-	if !eventually(func() bool { return niceOf(t, pid) == 9 }) {
+	if !eventually(5*time.Second, func() bool { return niceOf(t, pid) == 9 }) {
 		t.Fatalf("the backend (pid %d) runs at nice %d, want 9", pid, niceOf(t, pid))
 	}
 	cancel()

@@ -378,15 +378,23 @@ func (b *breakingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// waitFor fails the test unless cond holds within 20 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !eventually(20*time.Second, cond) {
+		t.Fatal("timed out waiting")
 	}
+}
+
+// eventually polls cond every 20 ms until it holds or within has passed,
+// and reports whether it held.
+func eventually(within time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }
 
 func TestCaptureRefusesToMixDatabases(t *testing.T) {
