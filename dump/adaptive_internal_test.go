@@ -48,37 +48,70 @@ func TestAdaptiveController(t *testing.T) {
 	}
 
 	// After the application was busy: three idle Intervals in a row
-	// before growing, then by a sixteenth (at least Floor/4 = 1 MiB/s);
-	// an Interval between idle and busy restarts the count.
+	// before growing; then back toward the rate of the last cut (32 MiB/s
+	// here) by half the gap (at least a sixteenth of the limit, at least
+	// Floor/4 = 1 MiB/s), and past it by one such step, then two, then
+	// three. An Interval between idle and busy restarts the count.
 	if !c.congested {
 		t.Fatal("busy Intervals did not end slow start")
 	}
+	cur = 32 * M
 	for i, tc := range []struct {
 		rate int64
 		load float64
-		want int64
+		want float64 // MiB/s; 0 = unlimited
 	}{
-		{4 * M, 0, 4 * M}, {4 * M, 0, 4 * M}, // cooling down
-		{4 * M, 0.75, 4 * M}, // between idle and busy: the count restarts
-		{4 * M, 0, 4 * M}, {4 * M, 0, 4 * M},
-		{4 * M, 0, 5 * M}, // the third idle Interval in a row: + Floor/4
-		{5 * M, 0, 6 * M},
-		{5 * M, 3, 4 * M}, // busy at 5 MiB/s: 0.7 of it, floored
-		{4 * M, 0, 4 * M}, // cooling down again
+		{32 * M, 3, 22.4},                // busy at 32 MiB/s: cut to 0.7, and 32 is the peak
+		{22 * M, 0, 22.4},                // cooling down
+		{22 * M, 0, 22.4},                //
+		{22 * M, 0.75, 22.4},             // between idle and busy: the count restarts
+		{22 * M, 0, 22.4},                //
+		{22 * M, 0, 22.4},                //
+		{22 * M, 0, 27.2},                // the third idle Interval in a row: half the gap to 32
+		{27 * M, 0, 29.6},                // half the gap
+		{29 * M, 0, 29.6 + 29.6/16},      // a sixteenth is more than half the gap
+		{31 * M, 0, 32},                  // not past the peak
+		{31 * M, 0, 34},                  // probing: one step (32/16)
+		{20 * M, 0, 34},                  // the dump does not reach the limit: hold
+		{34 * M, 0, 34 + 2*34.0/16},      // two steps
+		{38 * M, 0, 38.25 + 3*38.25/16},  // three
+		{40 * M, 3, 28},                  // busy at 40 MiB/s: cut to 0.7 of it; 40 is the new peak
+		{28 * M, 0, 28}, {28 * M, 0, 28}, // cooling down again
+		{28 * M, 0, 34}, // half the gap to 40
 	} {
 		got := c.next(cur, tc.rate, tc.load, 0)
-		if got != tc.want {
-			t.Fatalf("step %d after congestion: next(%s at %s, %.2f) = %s, want %s", i, rateString(cur), rateString(tc.rate), tc.load, rateString(got), rateString(tc.want))
+		if d := float64(got)/M - tc.want; d < -0.001 || d > 0.001 {
+			t.Fatalf("step %d after congestion: next(%s at %s, %.2f) = %s, want %.3f MiB/s", i, rateString(cur), rateString(tc.rate), tc.load, rateString(got), tc.want)
 		}
 		cur = got
 	}
-	// And from the floor to unlimited: about a minute, not eleven seconds.
-	c.quiet, up = adaptiveCooldown, 0
-	for cur != 0 {
-		cur, up = c.next(cur, cur, 0, 0), up+1
+
+	// A busy Interval right after the baseline, at the start rate (too low
+	// to have caused it, as in bench/nostall.sh's slow rounds): the dump
+	// is back at 8 MiB/s within seven Intervals and at 32 within fifteen
+	// (a sixteenth per Interval would take twenty-five), but no sooner
+	// than slow start would have got there.
+	b := Adaptive{}.withDefaults()
+	c = &control{a: b}
+	cur = c.next(b.Start, b.Start, 3, 0)
+	steps, at8 := 0, 0
+	for cur < 32*M {
+		cur, steps = c.next(cur, cur, 0, 0), steps+1
+		if at8 == 0 && cur >= b.Start {
+			at8 = steps
+		}
 	}
-	if up < 30 || up > 70 {
-		t.Errorf("after congestion, floor to unlimited in %d steps; want 30-70", up)
+	if at8 > 7 || steps > 15 || steps < 8 {
+		t.Errorf("after a busy Interval at the start rate: back to 8 MiB/s in %d Intervals, 32 MiB/s in %d; want at most 7, and 8-15", at8, steps)
+	}
+	// And growth past the peak never outpaces slow start (half per
+	// Interval), however long the probe.
+	for cur != 0 {
+		nxt := c.next(cur, cur, 0, 0)
+		if nxt != 0 && nxt > cur+cur/2 {
+			t.Fatalf("probe from %s to %s: faster than slow start", rateString(cur), rateString(nxt))
+		}
+		cur = nxt
 	}
 
 	// Against a baseline of 4 sessions (Headroom 0.5, Busy 1, Idle 0.5):
