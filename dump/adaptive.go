@@ -16,19 +16,22 @@ const (
 	DefaultAdaptiveBlind      = 64 << 20  // 64 MiB/s
 	DefaultAdaptiveCeiling    = 256 << 20 // above 256 MiB/s the limit is lifted
 	DefaultAdaptiveHeadroom   = 0.5
-	DefaultAdaptiveBusy       = 0.75
-	DefaultAdaptiveIdle       = 0.375
+	DefaultAdaptiveBusy       = 0.5
+	DefaultAdaptiveIdle       = 0.25
 	DefaultAdaptiveBaseline   = 3 * time.Second
 	DefaultAdaptiveRebaseline = 5 * time.Minute
 	defaultAdaptiveEvery      = time.Second
-	// Load samples per Interval. The count is small (a fraction of a
+	// Load samples per Interval (an Interval ends after these or its
+	// length, whichever comes first). The count is small (a fraction of a
 	// session on a lightly loaded database), so few samples are noise:
 	// with four a second, bench/nostall.sh once measured a baseline of
 	// 0.15 where other runs of the same workload measured 0.7, and
 	// ordinary blips then held the dump near its floor for three times
-	// pg_dump -Fc's duration. Each sample is one read of pg_stat_activity
-	// (shared memory, no locks).
-	adaptiveSamples = 10
+	// pg_dump -Fc's duration; at ten a second the mean of one Interval
+	// varied by 0.25-0.35 sessions on its own, as much as the dump moves
+	// it. Each sample is one read of pg_stat_activity (shared memory, no
+	// locks); at fifty a second they cost the server ~1.5% of a core.
+	adaptiveSamples = 50
 	// Load samples per Interval while the baseline is measured (the dump
 	// sits at its floor; the queries cost ~3% of a core for those seconds).
 	// The baseline sets every threshold of the dump that follows, and a
@@ -49,7 +52,7 @@ const (
 //
 // The signal is the number of application sessions executing a statement
 // right now (pg_stat_activity state 'active', client backends, not
-// pgbackups' own), sampled ten times per Interval and averaged: the
+// pgbackups' own), sampled fifty times per Interval and averaged: the
 // database's "average active sessions", the load measure of Amazon RDS
 // Performance Insights and Oracle ASH. It is the signal chosen because
 //   - it needs no extension (pg_stat_statements) and no privilege beyond
@@ -73,17 +76,22 @@ const (
 // makes the mean proportional to its latency: with the defaults and a large
 // baseline, the dump slows down once statements take about 1.5 times as
 // long as before it started; the Busy term makes small baselines more
-// tolerant (about twice as long at 1.5 sessions). On an idle database
-// (b = 0), three quarters of a statement in flight on average is busy.
-// Busy was 1 and Idle 0.5 while the baseline was taken from ten samples a
-// second. At a hundred the baseline stopped coming out low now and then,
-// which had made the controller stricter than its numbers said, and the
-// dump took 0.68-0.77x pg_dump -Fc's time (~50 s) with p99 at 3.1-4.8x
-// the no-backup p99 (bench/nostall.sh's 30% workload, three runs of 4-5
-// captures per variant, interleaved, medians). In one of those runs
-// 0.75 and 0.375 gave 0.87x and 3.2x, and ten samples with 1 and 0.5
-// 0.74x and 3.7x; in another 0.5 and 0.25 gave 1.08x (one capture 2.2x)
-// and 2.7x. When no sample of a
+// tolerant (about 1.8 times as long at 1.5 sessions). On an idle
+// database (b = 0), half a statement in flight on average is busy.
+// The thresholds were measured against bench/nostall.sh's 30% workload
+// (pg_dump -Fc ~40-55 s), interleaving captures of each variant, four to
+// six per variant per run, medians. With the baseline from ten samples a
+// second Busy was 1 and Idle 0.5; from a hundred, the baseline stopped
+// coming out low now and then (which had made the controller stricter
+// than its numbers said) and the dump took 0.68-0.77x pg_dump -Fc's time
+// at p99 3.1-4.8x the no-backup p99, so they became 0.75 and 0.375 (0.87x,
+// 3.2x). 0.5 and 0.25 gave 2.7x then but held one capture at its floor
+// for 110 s: with ten samples per Interval, noise alone crossed them.
+// With fifty samples and the CUBIC recovery below, two runs: 0.5/0.25
+// 42 s and 32 s median, the slowest 44.5 s, p99 26.0 ms in both (every
+// capture's p99 22-29 ms); 0.75/0.375 with ten samples 35 s and 31 s,
+// 31.3 and 31.4 ms (up to 57 ms); 0.5/0.25 with ten, one capture 75 s;
+// 0.75/0.375 with fifty, 26.5 ms but one capture at 74 ms. When no sample of a
 // measurement succeeds, the limit holds and the measurement is retried ten
 // Intervals later.
 //
@@ -358,8 +366,8 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 			sum += float64(active)
 			n++
 		}
-		if taken < adaptiveSamples {
-			continue
+		if taken < adaptiveSamples && time.Since(markAt) < c.Interval {
+			continue // a slow database makes slow samples: the Interval still ends on time
 		}
 		mean := sum / float64(max(n, 1))
 		ok := n > 0

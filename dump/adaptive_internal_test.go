@@ -127,7 +127,7 @@ func TestAdaptiveController(t *testing.T) {
 	}
 
 	d := Adaptive{}.withDefaults()
-	if d.Floor != DefaultAdaptiveFloor || d.Start != DefaultAdaptiveStart || d.Ceiling != DefaultAdaptiveCeiling || d.Busy != 0.75 || d.Idle != 0.375 || d.Interval <= 0 ||
+	if d.Floor != DefaultAdaptiveFloor || d.Start != DefaultAdaptiveStart || d.Ceiling != DefaultAdaptiveCeiling || d.Busy != 0.5 || d.Idle != 0.25 || d.Interval <= 0 ||
 		d.Headroom != 0.5 || d.Baseline != 3*time.Second || d.Rebaseline != 5*time.Minute {
 		t.Errorf("defaults: %+v", d)
 	}
