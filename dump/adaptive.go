@@ -68,11 +68,10 @@ const (
 // The load is judged against the application's own level, its baseline:
 // for the first Baseline of the dump (after one Interval to settle) the
 // limit sits at Floor and the mean of a hundred samples per Interval is
-// taken; every Rebaseline it is taken
-// again the same way, so a dump that runs for hours follows the day's
-// load. With the baseline b, the dump is busy at a mean of
-// b x (1 + Headroom) + Busy or more and idle at b x (1 + Headroom/2.5) +
-// Idle or less. For a steady application (fixed throughput), Little's law
+// taken; every Rebaseline it is taken again the same way, so a dump that
+// runs for hours follows the day's load. With the baseline b, the dump
+// is busy at a mean of b x (1 + Headroom) + Busy or more and idle at
+// b x (1 + Headroom/2.5) + Idle or less. For a steady application (fixed throughput), Little's law
 // makes the mean proportional to its latency: with the defaults and a large
 // baseline, the dump slows down once statements take about 1.5 times as
 // long as before it started; the Busy term makes small baselines more
@@ -91,9 +90,10 @@ const (
 // 42 s and 32 s median, the slowest 44.5 s, p99 26.0 ms in both (every
 // capture's p99 22-29 ms); 0.75/0.375 with ten samples 35 s and 31 s,
 // 31.3 and 31.4 ms (up to 57 ms); 0.5/0.25 with ten, one capture 75 s;
-// 0.75/0.375 with fifty, 26.5 ms but one capture at 74 ms. When no sample of a
-// measurement succeeds, the limit holds and the measurement is retried ten
-// Intervals later.
+// 0.75/0.375 with fifty, 26.5 ms but one capture at 74 ms.
+//
+// When no sample of a measurement succeeds, the limit holds and the
+// measurement is retried ten Intervals later.
 //
 // Control is TCP's: slow start, then AIMD. When busy, the limit becomes
 // 0.7 times the rate the dump actually ran at over the last Interval (or
@@ -130,8 +130,8 @@ type Adaptive struct {
 	Blind      int64         // bytes/s while the load has never been measured (queries fail); default 64 MiB/s
 	Ceiling    int64         // bytes/s above which the limit is lifted; default 256 MiB/s
 	Headroom   float64       // how far over its baseline the application's load may rise; default 0.5
-	Busy       float64       // active sessions over the scaled baseline at which the dump slows down; default 0.75
-	Idle       float64       // active sessions over the scaled baseline at which it speeds up; default 0.375
+	Busy       float64       // active sessions over the scaled baseline at which the dump slows down; default 0.5
+	Idle       float64       // active sessions over the scaled baseline at which it speeds up; default 0.25
 	Baseline   time.Duration // how long the baseline is measured, at Floor; default 3s
 	Rebaseline time.Duration // how often it is measured again; default 5m
 	Interval   time.Duration // how often the limit may change; default 1s
