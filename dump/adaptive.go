@@ -71,12 +71,14 @@ const (
 // taken; every Rebaseline it is taken again the same way, so a dump that
 // runs for hours follows the day's load. With the baseline b, the dump
 // is busy at a mean of b x (1 + Headroom) + Busy or more and idle at
-// b x (1 + Headroom/2.5) + Idle or less. For a steady application (fixed throughput), Little's law
-// makes the mean proportional to its latency: with the defaults and a large
-// baseline, the dump slows down once statements take about 1.5 times as
-// long as before it started; the Busy term makes small baselines more
-// tolerant (about 1.8 times as long at 1.5 sessions). On an idle
-// database (b = 0), half a statement in flight on average is busy.
+// b x (1 + Headroom/2.5) + Idle or less. For a steady application
+// (fixed throughput), Little's law makes the mean proportional to its
+// latency: with the defaults and a large baseline, the dump slows down
+// once statements take about 1.5 times as long as before it started;
+// the Busy term makes small baselines more tolerant (about 1.8 times as
+// long at 1.5 sessions). On an idle database (b = 0), half a statement in
+// flight on average is busy.
+//
 // The thresholds were measured against bench/nostall.sh's 30% workload
 // (pg_dump -Fc ~40-55 s), interleaving captures of each variant, four to
 // six per variant per run, medians. With the baseline from ten samples a
