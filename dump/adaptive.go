@@ -30,7 +30,8 @@ const (
 	// pg_dump -Fc's duration; at ten a second the mean of one Interval
 	// varied by 0.25-0.35 sessions on its own, as much as the dump moves
 	// it. Each sample is one read of pg_stat_activity (shared memory, no
-	// locks); at fifty a second they cost the server ~1.5% of a core.
+	// locks); at fifty a second they should cost the server ~1.5% of a
+	// core (half the ~3% measured at a hundred; not measured at fifty).
 	adaptiveSamples = 50
 	// Load samples per Interval while the baseline is measured (the dump
 	// sits at its floor; the queries cost ~3% of a core for those seconds).

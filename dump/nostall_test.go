@@ -367,7 +367,7 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 	a, l, logs := testAdaptive(t, 4*time.Second, 64<<20)
 
 	// Two statements in flight before the dump starts: busy by the
-	// absolute rule (one or more), but only the application's usual level.
+	// absolute rule (half a session or more), but only the application's usual level.
 	stopBefore := busySessions(t, pg, 2)
 	defer stopBefore()
 	stop := watch(t, a, conn)
@@ -378,7 +378,7 @@ func TestAdaptiveRateBaseline(t *testing.T) {
 		t.Fatalf("baseline not measured as 2 active sessions:\n%s", logs)
 	}
 
-	// Five in flight: 2 x 1.5 + 0.75 = 3.75 or more is busy, and the dump is
+	// Five in flight: 2 x 1.5 + 0.5 = 3.5 or more is busy, and the dump is
 	// cut down to the floor against the baseline of 2 (a re-measure
 	// also sets the floor, so the log, not the limit, shows it).
 	stopMore := busySessions(t, pg, 3)
