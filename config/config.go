@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,11 +102,16 @@ func Load() (*Config, error) {
 	v := reflect.ValueOf(&c).Elem()
 	// envconfig stops at the first bad field. Processing each field through a
 	// one-field struct of its own keeps envconfig's parsing and defaults while
-	// collecting every error.
+	// collecting every error. The one-field struct is tagged with the whole
+	// variable name and processed without a prefix: given a prefix and a
+	// tag, envconfig also reads the bare tag name when the prefixed variable
+	// is unset, and an unrelated HTTP_ADDR, SCHEDULE or WEBHOOK_URL in the
+	// environment would configure pgbackups.
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
-		if err := envconfig.Process(Prefix, one.Interface()); err != nil {
+		tag := reflect.StructTag(strings.Replace(string(f.Tag), `envconfig:"`+f.Tag.Get("envconfig")+`"`, `envconfig:"`+VarName(f)+`"`, 1))
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: tag}}))
+		if err := envconfig.Process("", one.Interface()); err != nil {
 			var pe *envconfig.ParseError
 			if errors.As(err, &pe) {
 				err = pe.Err
@@ -419,8 +426,22 @@ func ConnParseError(err error, raw string) error {
 	if raw != "" {
 		msg = strings.ReplaceAll(msg, raw, "<redacted>")
 	}
+	if !strings.Contains(raw, "://") {
+		// A keyword/value string's parser quotes the token it stopped at,
+		// which may be part of a password ("password=two words" gives
+		// missing "=" after "words").
+		msg = quotedRE.ReplaceAllStringFunc(msg, func(q string) string {
+			if u, err := strconv.Unquote(q); err == nil && u != "=" && strings.Contains(raw, u) {
+				return "<redacted>"
+			}
+			return q
+		})
+	}
 	return fmt.Errorf("does not parse (not shown: it may hold a password): %s", msg)
 }
+
+// quotedRE matches a Go-quoted string in an error message.
+var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 func oneOf(v string, allowed ...string) bool {
 	for _, a := range allowed {

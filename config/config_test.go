@@ -41,6 +41,14 @@ func TestRateAndDuration(t *testing.T) {
 	if err := d.Decode("-1m"); err == nil {
 		t.Error("negative duration accepted")
 	}
+	// Plain seconds past time.Duration's range once wrapped around to a
+	// fraction of a second.
+	if err := d.Decode("18446744074"); err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("Decode(18446744074 seconds) = %v (%v), want too long", err, time.Duration(d))
+	}
+	if err := d.Decode("9223372036"); err != nil || time.Duration(d) != 9223372036*time.Second {
+		t.Errorf("Decode(9223372036) = %v, %v", err, time.Duration(d))
+	}
 }
 
 func TestLoadReportsEveryBadVariable(t *testing.T) {
@@ -94,6 +102,48 @@ func TestLoadRejectsBadStorageURLs(t *testing.T) {
 		t.Setenv("PGBACKUPS_STORAGE_URL", ok)
 		if _, err := Load(); err != nil {
 			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
+
+// TestLoadReadsOnlyPrefixedVariables: envconfig falls back to a tag's bare
+// name (HTTP_ADDR for PGBACKUPS_HTTP_ADDR) when the prefixed variable is
+// unset; variables meant for other programs must not configure pgbackups.
+// DATABASE_URL is the one documented fallback.
+func TestLoadReadsOnlyPrefixedVariables(t *testing.T) {
+	t.Setenv("PGBACKUPS_STORAGE_URL", t.TempDir())
+	for name, v := range map[string]string{
+		"HTTP_ADDR": ":9999", "LOG_LEVEL": "INFO", "SCHEDULE": "whenever", "KEEP_DAILY": "many",
+		"WEBHOOK_URL": "http://127.0.0.1:1/other-app", "STORAGE_URL": "ftp://elsewhere", "MAX_RATE": "fast",
+	} {
+		t.Setenv(name, v)
+	}
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("Load read variables without the PGBACKUPS_ prefix: %v", err)
+	}
+	if c.HTTPAddr != ":8080" || c.LogLevel != "info" || c.Schedule != "" || c.KeepDaily != 7 || c.WebhookURL != "" || !c.MaxRate.Auto {
+		t.Errorf("unprefixed variables were used: %+v", c)
+	}
+}
+
+// TestLoadHidesSecretsInParseErrors: fragments of a password or S3
+// credentials that a parser would quote stay out of the error.
+func TestLoadHidesSecretsInParseErrors(t *testing.T) {
+	t.Setenv("PGBACKUPS_DATABASE_URL", "host=db password=first secondhalf dbname=app")
+	t.Setenv("PGBACKUPS_STORAGE_URL", "s3://AKIAEXAMPLEKEY:wJalrSecretValue@my-bucket/backups")
+	_, err := Load()
+	if err == nil {
+		t.Fatal("Load accepted both")
+	}
+	for _, want := range []string{"PGBACKUPS_DATABASE_URL: does not parse", `missing "=" after <redacted>`, "PGBACKUPS_STORAGE_URL: ", "credentials do not belong in the URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	for _, secret := range []string{"secondhalf", "first", "AKIAEXAMPLEKEY", "wJalrSecretValue"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error shows %q:\n%v", secret, err)
 		}
 	}
 }

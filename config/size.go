@@ -140,6 +140,9 @@ func (d *Duration) Decode(v string) error {
 		if n < 0 {
 			return fmt.Errorf("%q: duration cannot be negative", v)
 		}
+		if int64(n) > math.MaxInt64/int64(time.Second) {
+			return fmt.Errorf("%q seconds is too long (at most %d, about 292 years)", v, math.MaxInt64/int64(time.Second))
+		}
 		*d = Duration(time.Duration(n) * time.Second)
 		return nil
 	}
