@@ -148,12 +148,20 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-// List implements storage.Store.
+// List implements storage.Store. A prefix with a slash is looked up in its
+// folder only.
 func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, error) {
+	start := s.Root
+	if i := strings.LastIndex(prefix, "/"); i > 0 && filepath.IsLocal(filepath.FromSlash(prefix[:i])) {
+		start = filepath.Join(s.Root, filepath.FromSlash(prefix[:i]))
+		if _, err := os.Lstat(start); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+	}
 	var objs []storage.Object
-	err := filepath.WalkDir(s.Root, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			return s.walkError(p, d, err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -207,6 +215,24 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// walkError is what a walk of the store does with an error at p: the
+// root's own error ends it, and so does a backup's folder that cannot be
+// read (skipping it would hide the backup from list and retention). An
+// entry removed while the walk ran (a delete beside it) is passed over, and
+// so is a folder pgbackups did not make and may not read: lost+found at the
+// root of a mounted volume, owned by root, must not stop every backup.
+func (s *Store) walkError(p string, d fs.DirEntry, err error) error {
+	switch {
+	case p == s.Root || d == nil:
+		return err
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case errors.Is(err, fs.ErrPermission) && d.IsDir() && !storage.ValidID(d.Name()):
+		return fs.SkipDir
+	}
+	return err
+}
+
 // Location implements storage.Describer.
 func (s *Store) Location(key string) string {
 	if key == "" {
@@ -219,8 +245,11 @@ func (s *Store) Location(key string) string {
 func (s *Store) Temporaries(context.Context) ([]storage.Object, error) {
 	var objs []storage.Object
 	err := filepath.WalkDir(s.Root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
-			return err
+		if err != nil {
+			return s.walkError(p, d, err)
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
