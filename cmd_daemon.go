@@ -137,7 +137,8 @@ func latestCompleted(ctx context.Context, cat storage.Catalog) (storage.Manifest
 		if err != nil && ctx.Err() != nil {
 			return storage.Manifest{}, ctx.Err()
 		}
-		// An unreadable manifest is skipped: `pgbackups list --all` shows it.
+		// An unreadable manifest is skipped here (health): `pgbackups list`
+		// shows it, and `latest` refuses to pass over it.
 		if err == nil && man.OK() {
 			return man, nil
 		}

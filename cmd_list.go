@@ -25,9 +25,25 @@ var listCommand = command{
 		if err := m.setup(ctx); err != nil {
 			return err
 		}
-		ms, err := m.catalog().Manifests(ctx, *all)
+		entries, err := m.catalog().Entries(ctx)
 		if err != nil {
 			return err
+		}
+		// Rows newest first: completed backups (with --all, every manifest),
+		// and manifests that cannot be read, which may be good backups'
+		// and are never left out without a word.
+		var rows []storage.Entry
+		var ms []storage.Manifest
+		for _, e := range entries {
+			switch {
+			case e.Err != nil:
+				fmt.Fprintf(m.Stderr, "warning: %v\n", e.Err)
+			case e.Manifest != nil && (*all || e.Manifest.OK()):
+				ms = append(ms, *e.Manifest)
+			default:
+				continue
+			}
+			rows = append(rows, e)
 		}
 		if *asJSON {
 			if ms == nil {
@@ -37,13 +53,18 @@ var listCommand = command{
 			enc.SetIndent("", "  ")
 			return enc.Encode(ms)
 		}
-		if len(ms) == 0 {
+		if len(rows) == 0 {
 			fmt.Fprintln(m.Stderr, "no backups stored yet; run `pgbackups capture`")
 			return nil
 		}
 		tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tCREATED (UTC)\tDURATION\tDATABASE\tSTORED\tDUMP")
-		for _, man := range ms {
+		for _, e := range rows {
+			man := e.Manifest
+			if man == nil {
+				fmt.Fprintf(tw, "%s\tunreadable\t-\t-\t-\t-\t-\t-\n", e.ID)
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", man.ID, man.Status,
 				man.StartedAt.Local().Format("2006-01-02 15:04:05 MST"),
 				man.StartedAt.UTC().Format(time.RFC3339),

@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgbackups/pgbackups/daemon"
 	"github.com/pgbackups/pgbackups/internal/testenv"
 	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
 )
 
 // binary is the pgbackups binary built once for the end-to-end tests.
@@ -137,12 +139,53 @@ func TestUsage(t *testing.T) {
 		{[]string{"capture", "--help"}, exitOK, "usage: pgbackups capture"},
 		{[]string{"help"}, exitOK, "Commands:"},
 		{[]string{"help", "config"}, exitOK, "PGBACKUPS_DATABASE_URL"},
+		{[]string{"help", "list"}, exitOK, "usage: pgbackups list"},
+		{[]string{"help", "--help"}, exitOK, "Commands:"}, // once a stack overflow
+		{[]string{"-h", "-h"}, exitOK, "Commands:"},
 		{[]string{"version"}, exitOK, ", go1."},
 	} {
 		r := run(t, []string{store}, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, output lacks %q or code != %d:\n%s%s", tc.args, r.code, tc.want, tc.code, r.stdout, r.stderr)
 		}
+	}
+}
+
+// TestUnreadableManifest: a newer backup whose manifest cannot be read is
+// listed (not silently left out), and "latest" refuses to pass over it to
+// an older backup; the older one is still there by its id.
+func TestUnreadableManifest(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"PGBACKUPS_STORAGE_URL=" + dir}
+	st, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now().UTC()
+	good, bad := storage.NewID(now.Add(-2*time.Hour)), storage.NewID(now.Add(-time.Hour))
+	if err := (storage.Catalog{Store: st}).WriteManifest(ctx, storage.Manifest{ID: good, Status: storage.StatusCompleted,
+		Database: "app", StartedAt: now.Add(-2 * time.Hour), FinishedAt: now.Add(-2*time.Hour + time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, storage.ManifestKey(bad), strings.NewReader(`{"id": "`+bad+`", "status": "compl`)); err != nil {
+		t.Fatal(err)
+	}
+
+	r := run(t, env, "list")
+	if r.code != exitOK || !strings.Contains(r.stdout, bad+"  unreadable") || !strings.Contains(r.stdout, good+"  completed") ||
+		!strings.Contains(r.stderr, "warning: backup "+bad+": manifest is corrupt") {
+		t.Errorf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := listJSON(t, env); len(got) != 1 || got[0].ID != good {
+		t.Errorf("list --json = %+v, want just %s", got, good)
+	}
+	r = run(t, env, "info", "latest")
+	if r.code == exitOK || !strings.Contains(r.stderr, "latest: backup "+bad+": manifest is corrupt") || !strings.Contains(r.stderr, "name a backup id") {
+		t.Errorf("info latest: exit %d, want an error naming %s\n%s%s", r.code, bad, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "info", good); r.code != exitOK || !strings.Contains(r.stdout, good) {
+		t.Errorf("info %s: exit %d\n%s%s", good, r.code, r.stdout, r.stderr)
 	}
 }
 

@@ -235,14 +235,21 @@ func (c Catalog) Manifests(ctx context.Context, all bool) ([]Manifest, error) {
 // completed backup.
 func (c Catalog) Resolve(ctx context.Context, ref string) (Manifest, error) {
 	if ref == "" || ref == "latest" {
-		ms, err := c.Manifests(ctx, false)
+		entries, err := c.Entries(ctx)
 		if err != nil {
 			return Manifest{}, err
 		}
-		if len(ms) == 0 {
-			return Manifest{}, ErrNoBackups
+		for _, e := range entries {
+			if e.Err != nil {
+				// Newer than any completed backup, and maybe one itself:
+				// passing over it would silently restore an older one.
+				return Manifest{}, fmt.Errorf("latest: %w; name a backup id to use an older one", e.Err)
+			}
+			if e.Manifest != nil && e.Manifest.OK() {
+				return *e.Manifest, nil
+			}
 		}
-		return ms[0], nil
+		return Manifest{}, ErrNoBackups
 	}
 	return c.Manifest(ctx, ref)
 }
