@@ -56,8 +56,14 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 			d.sdnotify(sdnotify.Status(fmt.Sprintf("last backup %s ok; next %s", o.man.ID, next.Format(time.RFC3339))))
 			return
 		case resultSkipped:
-			d.followOther(stop, tick, next)
-			return
+			if !d.followOther(stop, tick, next) {
+				return
+			}
+			// The holder let go without a backup (it was a prune, or its
+			// backup failed): this run is still owed. A skip is not a
+			// failed attempt, so the retry budget is untouched.
+			attempt--
+			continue
 		}
 		retryAt, giveUp := d.retryPlan(attempt, tick, next, pause, o.finished.Sub(o.started))
 		if stop.Err() != nil {
@@ -195,29 +201,51 @@ func (d *Daemon) retention(ctx context.Context, log *slog.Logger) {
 
 // followOther runs after a run was skipped because another process held
 // the lock: it watches storage for that process's backup, so this daemon's
-// /healthz reports it rather than going overdue. It gives up before the
-// next scheduled run, or when the daemon stops.
-func (d *Daemon) followOther(stop context.Context, tick, next time.Time) {
-	if d.opts.Latest == nil {
-		return
-	}
+// /healthz reports it rather than going overdue. It reports true when the
+// lock came free with no newer backup in storage (the holder was a prune,
+// or its backup failed and it is not retrying yet): the run should be
+// attempted again. It gives up, reporting false, once the holder's backup
+// is seen, before the next scheduled run, or when the daemon stops.
+func (d *Daemon) followOther(stop context.Context, tick, next time.Time) (again bool) {
 	every := d.opts.FollowInterval
 	for {
 		if !next.IsZero() && !d.now().Add(every).Before(next) {
-			return
+			return false
 		}
 		if !sleep(stop, every) {
-			return
+			return false
 		}
-		ctx, cancel := context.WithTimeout(stop, latestTimeout)
-		m, err := d.opts.Latest(ctx)
-		cancel()
-		if err == nil && m.FinishedAt.After(tick) {
-			d.recordSuccess(m, "storage")
-			d.log.Info("the lock holder completed a backup", "backup", m.ID)
-			return
+		if d.opts.Latest != nil {
+			ctx, cancel := context.WithTimeout(stop, latestTimeout)
+			m, err := d.opts.Latest(ctx)
+			cancel()
+			if err == nil && m.FinishedAt.After(tick) {
+				d.recordSuccess(m, "storage")
+				d.log.Info("the lock holder completed a backup", "backup", m.ID)
+				return false
+			}
+		}
+		if d.lockFree(stop) {
+			d.log.Info("the lock holder let go of the lock without a newer backup in storage; backing up now")
+			return true
 		}
 	}
+}
+
+// lockFree reports whether the backup lock can be taken now; it is
+// released again at once.
+func (d *Daemon) lockFree(ctx context.Context) bool {
+	if d.opts.Lock == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
+	defer cancel()
+	_, release, err := d.opts.Lock.Hold(ctx)
+	if err != nil {
+		return false // still held, or the database is unreachable: keep following
+	}
+	release()
+	return true
 }
 
 // logProgress logs the running backup's bytes and rate every

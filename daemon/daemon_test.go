@@ -347,11 +347,17 @@ func TestRetryMaxZeroNeverRetries(t *testing.T) {
 }
 
 // heldLock is a Locker another process holds.
-type heldLock struct{ calls atomic.Int32 }
+// heldLock is held by pid 4242 for its first heldFor calls (0: always).
+type heldLock struct {
+	calls   atomic.Int32
+	heldFor int32
+}
 
-func (l *heldLock) Hold(context.Context) (context.Context, func(), error) {
-	l.calls.Add(1)
-	return nil, nil, &HeldError{PID: 4242, Application: "pgbackups"}
+func (l *heldLock) Hold(ctx context.Context) (context.Context, func(), error) {
+	if n := l.calls.Add(1); l.heldFor == 0 || n <= l.heldFor {
+		return nil, nil, &HeldError{PID: 4242, Application: "pgbackups"}
+	}
+	return ctx, func() {}, nil
 }
 
 // TestSkippedRun: the lock is held elsewhere, so the run is skipped (not a
@@ -381,8 +387,8 @@ func TestSkippedRun(t *testing.T) {
 	}()
 	ctx := context.Background()
 	d.runScheduled(ctx, ctx, tick)
-	if fc.count() != 0 || lock.calls.Load() != 1 {
-		t.Errorf("capture called %d times, lock %d; want 0 and 1", fc.count(), lock.calls.Load())
+	if fc.count() != 0 || lock.calls.Load() < 1 {
+		t.Errorf("capture called %d times, lock %d; want 0 and at least 1", fc.count(), lock.calls.Load())
 	}
 	if got := counter(t, d, `pgbackups_backups_total{result="skipped"}`); got != 1 {
 		t.Errorf("skipped counter %v", got)
@@ -399,6 +405,43 @@ func TestSkippedRun(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "another pgbackups holds the lock (pid 4242") {
 		t.Errorf("the skip is not logged with the holder's pid:\n%s", logs)
+	}
+}
+
+// TestSkippedRunLockFreed: the lock holder lets go without a backup (a
+// prune held it, or its backup failed): the skipped run is attempted
+// again, not lost until the next scheduled run.
+func TestSkippedRunLockFreed(t *testing.T) {
+	fc := &failingCapture{}
+	lock := &heldLock{heldFor: 3} // the run's attempt and two looks while following
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 0 * * *"),
+		Capture:  fc.capture,
+		Lock:     lock,
+		Latest: func(context.Context) (storage.Manifest, error) {
+			return storage.Manifest{}, storage.ErrNoBackups // the holder stores nothing
+		},
+		FollowInterval: 20 * time.Millisecond,
+	})
+	// Without the second attempt the run would follow storage until the
+	// next midnight: stopping after ten seconds bounds the test.
+	stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d.runScheduled(stop, context.Background(), d.now())
+	if fc.count() != 1 {
+		t.Fatalf("capture called %d times after the lock came free; want 1", fc.count())
+	}
+	if got := counter(t, d, `pgbackups_backups_total{result="success"}`); got != 1 {
+		t.Errorf("success counter %v, want 1", got)
+	}
+	if got := counter(t, d, `pgbackups_backups_total{result="skipped"}`); got != 1 {
+		t.Errorf("skipped counter %v, want 1 (looking at the lock is no skip)", got)
+	}
+	if code, body := getHealth(t, d.Handler()); code != 200 || body.LastSuccess == nil || body.LastSuccess.By != "this daemon" {
+		t.Errorf("/healthz %d, last_success %+v", code, body.LastSuccess)
+	}
+	if !strings.Contains(logs.String(), "let go of the lock without a newer backup") {
+		t.Errorf("the second attempt is not explained in the log:\n%s", logs)
 	}
 }
 
