@@ -94,24 +94,33 @@ func (m *Main) Close() {
 	m.closers = nil
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
 // Run executes args (without the program name) and returns the exit status.
 func (m *Main) Run(ctx context.Context, args []string) int {
 	name := "daemon"
 	if len(args) > 0 {
 		name, args = args[0], args[1:]
 	}
-	switch name {
-	case "help", "-h", "-help", "--help":
+	switch {
+	case isHelp(name):
 		if len(args) > 0 && args[0] == "config" {
 			writeConfigReference(m.Stdout)
 			return exitOK
 		}
-		if len(args) > 0 {
+		if len(args) > 0 && !isHelp(args[0]) { // help help is the usage, not a loop
 			return m.Run(ctx, []string{args[0], "--help"})
 		}
 		m.usage(m.Stdout)
 		return exitOK
-	case "-v", "--version":
+	case name == "-v" || name == "--version":
 		name = "version"
 	}
 	var cmd *command
