@@ -91,7 +91,7 @@ func (c Conn) forChild(dir string) (out childArgs, err error) {
 	var files []string
 	out.cleanup = func() {
 		for _, f := range files {
-			os.Remove(f)
+			removeTemp(f)
 		}
 	}
 	defer func() {
@@ -160,11 +160,11 @@ func writeSecretFile(dir, content string) (string, error) {
 	}
 	if _, err := f.WriteString(content); err != nil {
 		f.Close()
-		os.Remove(f.Name())
+		removeTemp(f.Name())
 		return "", err
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
+		removeTemp(f.Name())
 		return "", err
 	}
 	return f.Name(), nil

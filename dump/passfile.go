@@ -3,10 +3,12 @@ package dump
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -17,7 +19,11 @@ import (
 // dump. Two exits skip that: a second signal (main.go exits at once) and a
 // crash or SIGKILL. Each such file is named after the pid that wrote it, so
 // the first can remove this process's own on the way out, and the next start
-// can remove those of processes that are gone.
+// can remove those of processes that are gone. The pid alone cannot say
+// that where $TMPDIR is shared with another PID namespace (two containers
+// mounting one volume, each with its own pid 1), so each file is also
+// locked (flock) by its process while in use, and a locked file is never
+// removed.
 
 const (
 	passfilePrefix = "pgbackups-pgpass-"
@@ -31,15 +37,76 @@ var tempPrefixes = []string{passfilePrefix, restorePrefix}
 var processStart = time.Now()
 
 // createPassfile creates an empty 0600 passfile in dir, named for this
-// process.
+// process and locked until removeTemp.
 func createPassfile(dir string) (*os.File, error) {
-	return os.CreateTemp(dir, fmt.Sprintf("%s%d-*", passfilePrefix, os.Getpid()))
+	return createLocked(dir, fmt.Sprintf("%s%d-*", passfilePrefix, os.Getpid()))
 }
 
 // createRestoreTemp creates the temporary archive of a parallel restore of
-// backup id in dir, named for this process.
+// backup id in dir, named for this process and locked until removeTemp.
 func createRestoreTemp(dir, id string) (*os.File, error) {
-	return os.CreateTemp(dir, fmt.Sprintf("%s%d-%s-*.dump", restorePrefix, os.Getpid(), id))
+	return createLocked(dir, fmt.Sprintf("%s%d-%s-*.dump", restorePrefix, os.Getpid(), id))
+}
+
+// locks holds, by file name, the descriptors whose flock marks this
+// process's temporary files as in use.
+var locks sync.Map
+
+// creatingPrefix names a temporary file before it is locked: the sweep
+// does not look at it, so it never sees the file unlocked.
+const creatingPrefix = ".creating-"
+
+// createLocked creates a 0600 file in dir named after pattern (as
+// os.CreateTemp), holding a shared flock on it until removeTemp. The lock
+// is on a descriptor of its own, so the caller may close the returned file.
+func createLocked(dir, pattern string) (*os.File, error) {
+	tmp, err := os.CreateTemp(dir, creatingPrefix+pattern)
+	if err != nil {
+		return nil, err
+	}
+	defer tmp.Close()
+	name := filepath.Join(filepath.Dir(tmp.Name()), strings.TrimPrefix(filepath.Base(tmp.Name()), creatingPrefix))
+	lock, err := os.Open(tmp.Name())
+	if err == nil {
+		if err = syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+			lock.Close()
+		}
+	}
+	if err == nil {
+		if err = os.Rename(tmp.Name(), name); err != nil {
+			lock.Close()
+		}
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return nil, err
+	}
+	locks.Store(name, lock)
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		removeTemp(name)
+		return nil, err
+	}
+	return f, nil
+}
+
+// removeTemp removes a file createLocked made, and drops its lock.
+func removeTemp(name string) {
+	os.Remove(name)
+	if lock, ok := locks.LoadAndDelete(name); ok {
+		lock.(*os.File).Close()
+	}
+}
+
+// inUse reports whether some process holds a lock on the temporary file p,
+// or it cannot be looked at (another user's: not ours to remove).
+func inUse(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist)
+	}
+	defer f.Close() // drops the lock taken here
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
 }
 
 // tempFilePID is the pid in the name of a passfile or restore archive, or 0
@@ -93,9 +160,9 @@ func RemoveTempFiles() {
 
 // SweepStaleTempFiles removes the passfiles and restore archives of
 // pgbackups processes that no longer exist (killed, crashed, or exited on a
-// second signal before RemoveTempFiles) and returns how many it removed. A file whose pid is
-// alive, or belongs to a process we may not signal, is left alone: it may
-// be in use.
+// second signal before RemoveTempFiles) and returns how many it removed. A
+// file that is locked, whose pid is alive, or that belongs to a process we
+// may not signal, is left alone: it may be in use.
 //
 // A file named for this very pid is stale too when it is older than this
 // process: in a container, pgbackups is often pid 1 again after a restart
@@ -104,7 +171,7 @@ func SweepStaleTempFiles() int {
 	n := 0
 	for _, p := range tempFiles() {
 		pid := tempFilePID(filepath.Base(p))
-		if pid == 0 {
+		if pid == 0 || inUse(p) {
 			continue
 		}
 		if pid == os.Getpid() {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,5 +111,56 @@ func TestSweepStaleTempFilesOfProcessesThatAreGone(t *testing.T) {
 		if !exists(p) {
 			t.Errorf("%s was removed", filepath.Base(p))
 		}
+	}
+}
+
+// TestSweepLeavesLockedTempFiles: where $TMPDIR is shared with another PID
+// namespace, a live process's pid can look gone from here (or be our own
+// pid 1); its lock on the file says the file is in use.
+func TestSweepLeavesLockedTempFiles(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	p := passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-42", gone.Process.Pid))
+	holder, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	if n := SweepStaleTempFiles(); n != 0 || !exists(p) {
+		t.Errorf("SweepStaleTempFiles removed %d: a locked file of a pid not seen here", n)
+	}
+	holder.Close()
+	if n := SweepStaleTempFiles(); n != 1 || exists(p) {
+		t.Errorf("SweepStaleTempFiles removed %d once unlocked, want 1", n)
+	}
+
+	// This process's own files are locked from before they have their
+	// name until removeTemp.
+	f, err := createPassfile(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if !inUse(f.Name()) {
+		t.Errorf("%s is not locked", filepath.Base(f.Name()))
+	}
+	if err := os.Chtimes(f.Name(), processStart.Add(-time.Hour), processStart.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if SweepStaleTempFiles(); !exists(f.Name()) {
+		t.Error("the sweep removed a file this process has in use")
+	}
+	removeTemp(f.Name())
+	if exists(f.Name()) || inUse(f.Name()) {
+		t.Error("removeTemp left the file or its lock")
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("left in TMPDIR: %v", left)
 	}
 }

@@ -356,7 +356,7 @@ func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args
 		return ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs: %w", err)
 	}
 	res.TempFile = f.Name()
-	defer os.Remove(f.Name())
+	defer removeTemp(f.Name())
 	log.Info("parallel restore needs a seekable archive: decompressing to a temporary file, removed afterwards",
 		"path", f.Name(), "bytes", o.Manifest.DumpBytes, "jobs", o.Jobs)
 	scan := startArchiveScan()
