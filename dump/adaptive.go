@@ -139,6 +139,9 @@ type Adaptive struct {
 	Rebaseline time.Duration // how often it is measured again; default 5m
 	Interval   time.Duration // how often the limit may change; default 1s
 	Logger     *slog.Logger
+
+	// sample stands in for the load query in tests (nil: the query).
+	sample func(context.Context) (int, error)
 }
 
 // withDefaults fills zero fields.
@@ -265,6 +268,10 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 	log := orDiscard(c.Logger).With("backup", r.ID, "monitor", "adaptive_rate")
 	obs := &observer{conn: r.Conn, log: log, what: "adaptive rate"}
 	defer obs.close(ctx)
+	sample := obs.load
+	if c.sample != nil {
+		sample = c.sample
+	}
 
 	tick := time.NewTicker(c.Interval / adaptiveSamples)
 	defer tick.Stop()
@@ -311,7 +318,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		// A sample may take at most an Interval: a hung query or connect
 		// must not keep the dump at its floor while measuring.
 		sctx, cancel := context.WithTimeout(ctx, c.Interval)
-		active, err := obs.load(sctx)
+		active, err := sample(sctx)
 		cancel()
 		if ctx.Err() != nil {
 			return nil

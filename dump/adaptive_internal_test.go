@@ -1,6 +1,8 @@
 package dump
 
 import (
+	"context"
+	"math"
 	"testing"
 	"time"
 )
@@ -133,5 +135,51 @@ func TestAdaptiveController(t *testing.T) {
 	}
 	if w := (Adaptive{Busy: 0.4}).withDefaults(); w.Idle >= w.Busy {
 		t.Errorf("idle %.2f not below busy %.2f", w.Idle, w.Busy)
+	}
+}
+
+// TestAdaptiveSlowSamples: on a loaded server the load query answers
+// slowly, and fifty samples can take longer than an Interval. The Interval
+// still ends on time, so the controller acts once per Interval rather than
+// once per fifty samples. Here each sample takes a tenth of an Interval
+// (fifty would take five Intervals) and the application is busy
+// throughout: a cut per Interval takes the limit to 0.7^n of the start
+// within n Intervals, a cut per fifty samples to about 0.7^(n/5).
+func TestAdaptiveSlowSamples(t *testing.T) {
+	const (
+		interval = 100 * time.Millisecond
+		slow     = interval / 10
+		start    = 1 << 20
+	)
+	lim := NewLimiter(0)
+	busyFrom := time.Now().Add(interval + interval) // after the baseline: its Interval to settle, and Baseline
+	a := &Adaptive{
+		Limiter: lim, Floor: 1 << 10, Start: start, Interval: interval, Baseline: interval,
+		sample: func(ctx context.Context) (int, error) {
+			if time.Now().Before(busyFrom) {
+				return 0, nil // an idle baseline
+			}
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(slow):
+			}
+			return 10, nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Watch(ctx, Running{ID: "slow-samples"}) }()
+	// Twelve Intervals after the baseline: with an Interval's timing (a
+	// tenth of one added by the sample that crosses its end) ten or more
+	// cuts; counted in samples, two.
+	time.Sleep(2*interval + 12*interval)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	if got, want := lim.Limit(), int64(start*math.Pow(0.7, 6)); got > want {
+		t.Errorf("limit %s after twelve busy Intervals of slow samples; want at most %s (six cuts of 0.7): the Interval waits for its fifty samples",
+			rateString(got), rateString(want))
 	}
 }
