@@ -47,6 +47,8 @@ type Pruned struct {
 
 // PruneResult is what Prune did.
 type PruneResult struct {
+	// Removed lists what was removed (with DryRun, what would be): a
+	// deletion that failed is in the error instead.
 	Removed []Pruned
 	// Kept lists the retention decision for every backup kept, with why.
 	Kept []schedule.Decision
@@ -105,12 +107,16 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		}
 		res.Removed = append(res.Removed, pruned(byID[d.ID], reason, d.Time))
 	}
+	var errs []error
 	var temps temporaryStore
 	if ts, ok := cat.Store.(temporaryStore); ok {
 		temps = ts
+		// Best effort: a store that cannot list its unfinished writes (an
+		// S3 policy without s3:ListBucketMultipartUploads, a server that
+		// does not implement it) must not stop retention.
 		objs, err := ts.Temporaries(ctx)
 		if err != nil {
-			return res, fmt.Errorf("prune: list temporary files: %w", err)
+			errs = append(errs, fmt.Errorf("prune: list unfinished writes: %w", err))
 		}
 		for _, o := range objs {
 			if o.Modified.Before(cutoff) {
@@ -119,12 +125,14 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		}
 	}
 	if o.DryRun {
-		return res, nil
+		return res, errors.Join(errs...)
 	}
-	var errs []error
-	for _, p := range res.Removed {
+	// From here Removed says what was removed, not what was meant to be.
+	planned := res.Removed
+	res.Removed = nil
+	for _, p := range planned {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return res, errors.Join(append(errs, err)...)
 		}
 		var err error
 		if p.ID != "" {
@@ -134,7 +142,9 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, fmt.Errorf("prune %s%s: %w", p.ID, p.Key, err))
+			continue
 		}
+		res.Removed = append(res.Removed, p)
 	}
 	return res, errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -186,4 +187,62 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// flakyStore is a file store that cannot list unfinished writes (an S3
+// policy without s3:ListBucketMultipartUploads) and may not delete one
+// backup's objects.
+type flakyStore struct {
+	*file.Store
+	undeletable string // a backup id
+}
+
+func (s flakyStore) Temporaries(context.Context) ([]storage.Object, error) {
+	return nil, errors.New("ListMultipartUploads: AccessDenied")
+}
+
+func (s flakyStore) Delete(ctx context.Context, key string) error {
+	if strings.HasPrefix(key, s.undeletable+"/") {
+		return errors.New("DeleteObject: AccessDenied")
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+// TestPruneReportsWhatItRemoved: unfinished writes that cannot be listed do
+// not stop retention, and a deletion that fails is an error, not "removed".
+func TestPruneReportsWhatItRemoved(t *testing.T) {
+	ctx := context.Background()
+	fs, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var ids []string
+	for day := range 4 {
+		at := now.Add(-time.Duration(day) * 24 * time.Hour)
+		id := storage.NewID(at)
+		if err := (storage.Catalog{Store: fs}).WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: at, FinishedAt: at.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	cat := storage.Catalog{Store: flakyStore{Store: fs, undeletable: ids[2]}}
+	res, err := storage.Prune(ctx, cat, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Location: time.UTC, Now: now, Grace: time.Hour})
+	if err == nil || !strings.Contains(err.Error(), "list unfinished writes") || !strings.Contains(err.Error(), "prune "+ids[2]) {
+		t.Errorf("Prune error = %v, want the listing and %s's deletion named", err, ids[2])
+	}
+	var removed []string
+	for _, p := range res.Removed {
+		removed = append(removed, p.ID)
+	}
+	if want := []string{ids[1], ids[3]}; !slices.Equal(removed, want) {
+		t.Errorf("Removed = %v, want %v (not %s, whose deletion failed)", removed, want, ids[2])
+	}
+	left, err := cat.Manifests(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 2 || left[0].ID != ids[0] || left[1].ID != ids[2] {
+		t.Errorf("left %v, want %s and %s", left, ids[0], ids[2])
+	}
 }
