@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -69,7 +70,8 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 				Grace:    cfg.OrphanGrace.D(),
 			}, m.log.With("component", "retention"))
 		},
-		Latest: func(ctx context.Context) (storage.Manifest, error) { return latestCompleted(ctx, cat) },
+		Latest:       func(ctx context.Context) (storage.Manifest, error) { return latestCompleted(ctx, cat) },
+		LatestFailed: func(ctx context.Context) (storage.Manifest, error) { return latestFailed(ctx, cat) },
 		// The lock is taken on DATABASE_URL, the primary, even when
 		// PGBACKUPS_DUMP_URL sends pg_dump to a replica: every daemon
 		// backing up this database sees the primary's lock table.
@@ -116,13 +118,33 @@ func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log
 	return len(res.Removed), err
 }
 
-// latestCompleted returns the newest completed backup, reading manifests
-// newest first and stopping at the first good one (Catalog.Resolve reads
-// them all).
+// latestCompleted returns the newest completed backup.
 func latestCompleted(ctx context.Context, cat storage.Catalog) (storage.Manifest, error) {
+	good, _, err := newestOutcomes(ctx, cat)
+	return good, err
+}
+
+// latestFailed returns the newest failed backup if it is newer than every
+// completed one, else an error wrapping storage.ErrNoBackups.
+func latestFailed(ctx context.Context, cat storage.Catalog) (storage.Manifest, error) {
+	_, failed, err := newestOutcomes(ctx, cat)
+	if err != nil && !errors.Is(err, storage.ErrNoBackups) {
+		return storage.Manifest{}, err
+	}
+	if failed == nil {
+		return storage.Manifest{}, storage.ErrNoBackups
+	}
+	return *failed, nil
+}
+
+// newestOutcomes reads manifests newest first, stopping at the first
+// completed one (Catalog.Resolve reads them all): that backup (or an error
+// wrapping storage.ErrNoBackups), and the newest failed one if it came
+// after.
+func newestOutcomes(ctx context.Context, cat storage.Catalog) (good storage.Manifest, failed *storage.Manifest, err error) {
 	objs, err := cat.Store.List(ctx, "")
 	if err != nil {
-		return storage.Manifest{}, err
+		return storage.Manifest{}, nil, err
 	}
 	var ids []string
 	for _, o := range objs {
@@ -135,13 +157,17 @@ func latestCompleted(ctx context.Context, cat storage.Catalog) (storage.Manifest
 	for _, id := range ids {
 		man, err := cat.Manifest(ctx, id)
 		if err != nil && ctx.Err() != nil {
-			return storage.Manifest{}, ctx.Err()
+			return storage.Manifest{}, nil, ctx.Err()
 		}
 		// An unreadable manifest is skipped here (health): `pgbackups list`
 		// shows it, and `latest` refuses to pass over it.
-		if err == nil && man.OK() {
-			return man, nil
+		switch {
+		case err != nil:
+		case man.OK():
+			return man, failed, nil
+		case failed == nil && man.Status == storage.StatusFailed:
+			failed = &man
 		}
 	}
-	return storage.Manifest{}, storage.ErrNoBackups
+	return storage.Manifest{}, failed, storage.ErrNoBackups
 }

@@ -1169,8 +1169,10 @@ func TestKubernetesSidecar(t *testing.T) {
 			if named[p] != "" {
 				p = named[p]
 			}
-			if path != "/healthz" || p != port {
-				t.Errorf("%s: %s GET %s on port %s, want /healthz on %s", where, probe, path, p, port)
+			// /livez: /healthz is 503 after a failed backup, and a restart
+			// then would kill its retries.
+			if path != "/livez" || p != port {
+				t.Errorf("%s: %s GET %s on port %s, want /livez on %s", where, probe, path, p, port)
 			}
 		}
 		// A sidecar's readiness is the pod's: a failed backup must not take

@@ -31,6 +31,7 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 	}
 	defer d.inflight.Done()
 	tick := d.now()
+	d.state.ticked(tick)
 	d.mu.Lock()
 	expected := d.nextRun
 	d.nextRun = d.opts.Schedule.Next(tick)
@@ -49,9 +50,16 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 	next := d.opts.Schedule.Next(tick)
 	pause := d.opts.Retry.Backoff
+	var followed bool // the run was skipped once: storage is looked at under the lock
 	for attempt := 1; ; attempt++ {
-		o := d.attempt(bctx, attempt)
+		var since time.Time
+		if followed {
+			since = tick
+		}
+		o := d.attempt(bctx, attempt, since)
 		switch o.result {
+		case resultFollowed:
+			return
 		case resultSuccess:
 			d.sdnotify(sdnotify.Status(fmt.Sprintf("last backup %s ok; next %s", o.man.ID, next.Format(time.RFC3339))))
 			return
@@ -63,6 +71,7 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 			// backup failed): this run is still owed. A skip is not a
 			// failed attempt, so the retry budget is untouched.
 			attempt--
+			followed = true
 			continue
 		}
 		retryAt, giveUp := d.retryPlan(attempt, tick, next, pause, o.finished.Sub(o.started))
@@ -109,8 +118,11 @@ func (d *Daemon) retryPlan(attempt int, tick, next time.Time, pause, took time.D
 }
 
 // attempt takes the lock, backs up, and applies retention. A run whose lock
-// another process holds is skipped, not failed.
-func (d *Daemon) attempt(ctx context.Context, n int) outcome {
+// another process holds is skipped, not failed. With since set (the run was
+// skipped before and the lock has come free), storage is looked at once
+// more under the lock: a backup the holder stored after since, and listed
+// between the follower's last look and its release, is this run's.
+func (d *Daemon) attempt(ctx context.Context, n int, since time.Time) outcome {
 	o := outcome{started: d.now()}
 	log := d.log.With("attempt", n)
 	if d.opts.Lock != nil {
@@ -128,6 +140,17 @@ func (d *Daemon) attempt(ctx context.Context, n int) outcome {
 		}
 		defer release()
 		ctx = locked
+		if !since.IsZero() && d.opts.Latest != nil {
+			lctx, cancel := context.WithTimeout(ctx, latestTimeout)
+			m, err := d.opts.Latest(lctx)
+			cancel()
+			if err == nil && m.FinishedAt.After(since) {
+				d.recordSuccess(m, "storage")
+				d.log.Info("the lock holder completed a backup", "backup", m.ID)
+				o.result, o.man, o.finished = resultFollowed, m, d.now()
+				return o
+			}
+		}
 	}
 
 	d.pinger.ping("start", "start")

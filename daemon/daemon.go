@@ -52,6 +52,11 @@ type Options struct {
 	// restart keeps the last success, and after a run it skipped, to see
 	// the backup the lock holder took. Nil: neither.
 	Latest func(ctx context.Context) (storage.Manifest, error)
+	// LatestFailed returns the newest failed backup in storage if it is
+	// newer than every completed one, or an error wrapping
+	// storage.ErrNoBackups. The daemon reads it at start-up, so a restart
+	// does not turn a failing backup healthy. Nil: not read.
+	LatestFailed func(ctx context.Context) (storage.Manifest, error)
 	// Lock keeps backups of one database from overlapping across
 	// processes. Nil: only this process's own runs are serialized.
 	Lock Locker
@@ -149,10 +154,11 @@ func New(o Options) (*Daemon, error) {
 	return d, nil
 }
 
-// Handler serves GET /healthz and GET /metrics.
+// Handler serves GET /healthz, GET /livez and GET /metrics.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.serveHealth)
+	mux.HandleFunc("GET /livez", d.serveLive)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{
 		Registry:          d.metrics.reg,
 		EnableOpenMetrics: true,
@@ -351,8 +357,9 @@ func (d *Daemon) sdnotify(states ...string) {
 	}
 }
 
-// loadLatest reads the newest completed backup from storage, so a restarted
-// daemon reports the last success it did not take itself.
+// loadLatest reads the newest completed backup from storage, and a failed
+// one after it, so a restarted daemon reports the last outcome it did not
+// see itself.
 func (d *Daemon) loadLatest(ctx context.Context) {
 	if d.opts.Latest == nil {
 		return
@@ -369,6 +376,20 @@ func (d *Daemon) loadLatest(ctx context.Context) {
 		d.recordSuccess(m, "storage")
 		d.log.Info("newest completed backup in storage", "backup", m.ID, "finished_at", m.FinishedAt.Format(time.RFC3339))
 	}
+	if d.opts.LatestFailed == nil {
+		return
+	}
+	f, err := d.opts.LatestFailed(ctx)
+	if err != nil {
+		return // none, or unknown: the success above stands
+	}
+	at := f.FinishedAt
+	if at.IsZero() {
+		at = f.StartedAt
+	}
+	d.state.failed(&Failure{At: at, Error: f.Error})
+	d.metrics.lastFailure.Set(float64(at.UnixNano()) / 1e9)
+	d.log.Warn("the newest backup in storage failed; /healthz reports it until a backup succeeds", "backup", f.ID, "err", f.Error)
 }
 
 // gocronLogger hands gocron's logs to slog, its start-up chatter at debug.

@@ -137,7 +137,8 @@ func TestHealthTransitions(t *testing.T) {
 		return body
 	}
 
-	// Just started, nothing due yet: healthy for one interval plus grace.
+	// Just started, nothing due yet: healthy until the first run (11:00)
+	// plus the grace.
 	body := step(start, 200, StatusOK)
 	if body.NextRun == nil || *body.NextRun != "2026-03-01T11:00:00Z" || body.Schedule != "0 * * * *" || body.TimeZone != "UTC" {
 		t.Errorf("next_run %v, schedule %q, zone %q", body.NextRun, body.Schedule, body.TimeZone)
@@ -145,18 +146,19 @@ func TestHealthTransitions(t *testing.T) {
 	if body.LastSuccess != nil || body.LastFailure != nil {
 		t.Errorf("fresh daemon reports %+v %+v", body.LastSuccess, body.LastFailure)
 	}
-	step(start.Add(70*time.Minute), 200, StatusOK)
-	step(start.Add(71*time.Minute), 503, StatusOverdue)
+	step(start.Add(40*time.Minute), 200, StatusOK)
+	step(start.Add(40*time.Minute+time.Second), 503, StatusOverdue)
 
-	// A success makes it healthy again, for interval + grace from then.
+	// A success makes it healthy again, until the run after it (12:00)
+	// plus the grace.
 	ok1 := start.Add(72 * time.Minute)
 	d.recordSuccess(manifest("20260301-114000-aaaa", ok1, time.Minute), "this daemon")
 	body = step(ok1, 200, StatusOK)
 	if body.LastSuccess == nil || body.LastSuccess.ID != "20260301-114000-aaaa" || body.LastSuccess.By != "this daemon" {
 		t.Errorf("last_success %+v", body.LastSuccess)
 	}
-	step(ok1.Add(70*time.Minute), 200, StatusOK)
-	step(ok1.Add(70*time.Minute+time.Second), 503, StatusOverdue)
+	step(ok1.Add(28*time.Minute), 200, StatusOK)
+	step(ok1.Add(28*time.Minute+time.Second), 503, StatusOverdue)
 
 	// A failure after the success: failing at once, whatever the window.
 	fail := ok1.Add(5 * time.Minute)
@@ -192,24 +194,131 @@ func TestHealthWithoutSchedule(t *testing.T) {
 	}
 }
 
-// A daemon across DST: the window is the schedule's longest gap (25h on
-// the fall-back day for a daily LA backup) plus the grace.
-func TestHealthWindowUsesScheduleInterval(t *testing.T) {
-	s := mustParse(t, "02:00 America/Los_Angeles")
-	if s.Interval() != 25*time.Hour {
-		t.Fatalf("interval %s", s.Interval())
+// TestStartupReadsAFailureAfterTheLastSuccess: a daemon restarted after a
+// failed backup (a liveness probe, a node drain) reports it, rather than
+// the older success, until a backup succeeds.
+func TestStartupReadsAFailureAfterTheLastSuccess(t *testing.T) {
+	ok := manifest("20260301-020000-good", time.Date(2026, 3, 1, 2, 1, 0, 0, time.UTC), time.Minute)
+	failed := storage.Manifest{ID: "20260302-020000-fail", Status: storage.StatusFailed, Error: "pg_dump: server closed the connection",
+		StartedAt: time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC), FinishedAt: time.Date(2026, 3, 2, 2, 0, 5, 0, time.UTC)}
+	clock := &fakeClock{t: time.Date(2026, 3, 2, 2, 30, 0, 0, time.UTC)}
+	d, logs := newDaemon(t, Options{
+		Schedule:     mustParse(t, "02:00 UTC"),
+		Capture:      func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest:       func(context.Context) (storage.Manifest, error) { return ok, nil },
+		LatestFailed: func(context.Context) (storage.Manifest, error) { return failed, nil },
+		Now:          clock.Now,
+	})
+	d.loadLatest(context.Background())
+	code, body := getHealth(t, d.Handler())
+	if code != 503 || body.Status != StatusFailing || body.LastFailure == nil || body.LastFailure.Error != failed.Error || body.LastSuccess == nil || body.LastSuccess.ID != ok.ID {
+		t.Errorf("/healthz after a restart: %d %+v (failure %+v, success %+v)", code, body.Status, body.LastFailure, body.LastSuccess)
 	}
-	start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-	clock := &fakeClock{t: start}
-	d, _ := newDaemon(t, Options{Schedule: s, Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil }, HealthGrace: time.Hour, Now: clock.Now})
-	clock.Set(start.Add(26 * time.Hour))
+	if got := counter(t, d, "pgbackups_last_failure_timestamp_seconds"); got != float64(failed.FinishedAt.Unix()) {
+		t.Errorf("last failure timestamp %v", got)
+	}
+	if !strings.Contains(logs.String(), "the newest backup in storage failed") {
+		t.Errorf("not logged:\n%s", logs)
+	}
+	// The next success heals it.
+	d.recordSuccess(manifest("20260302-030000-next", clock.Now(), time.Minute), "this daemon")
 	if code, _ := getHealth(t, d.Handler()); code != 200 {
-		t.Errorf("at 26h: %d, want 200", code)
+		t.Errorf("/healthz %d after a success", code)
 	}
-	clock.Set(start.Add(26*time.Hour + time.Second))
-	if code, body := getHealth(t, d.Handler()); code != 503 || !strings.Contains(body.Reason, "PGBACKUPS_HEALTH_GRACE") {
-		t.Errorf("past 26h: %d %q, want 503 overdue", code, body.Reason)
+}
+
+// TestLiveness: /livez is about the daemon, not its backups: 200 while a
+// failing backup makes /healthz 503, 503 when a scheduled run is ten
+// minutes late to start with nothing running.
+func TestLiveness(t *testing.T) {
+	start := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	clock := &fakeClock{t: start}
+	d, _ := newDaemon(t, Options{
+		Schedule:    mustParse(t, "0 * * * *"),
+		Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		HealthGrace: 10 * time.Minute,
+		Now:         clock.Now,
+	})
+	live := func(at time.Time, want int) {
+		t.Helper()
+		clock.Set(at)
+		rec := httptest.NewRecorder()
+		d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/livez", nil))
+		var body map[string]string
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatalf("/livez body: %v\n%s", err, rec.Body)
+		}
+		if rec.Code != want || (want == 503) != strings.Contains(body["reason"], "scheduler is stuck") {
+			t.Errorf("at %s: /livez %d %v, want %d", at.Format(time.TimeOnly), rec.Code, body, want)
+		}
 	}
+	d.failed(context.Background(), outcome{started: start}, 1, errors.New("pre-flight: connection refused"))
+	if code, _ := getHealth(t, d.Handler()); code != 503 {
+		t.Fatalf("/healthz %d after a failure, want 503", code)
+	}
+	live(start, 200)
+	due := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)
+	live(due.Add(livenessSlack), 200)
+	live(due.Add(livenessSlack+time.Second), 503)
+	d.state.ticked(due)
+	live(due.Add(livenessSlack+time.Second), 200)
+	live(due.Add(time.Hour+livenessSlack+time.Second), 503) // the 12:00 run never started
+	d.state.begin(due.Add(time.Hour), 1)                    // ... unless the one before still runs
+	live(due.Add(5*time.Hour), 200)
+}
+
+// TestHealthDeadline: overdue is judged against the run due after the
+// last success (daily in Los Angeles here, across the fall-back), and a
+// backup still running, here or in the process that took the run, is not
+// overdue until the run after it is due.
+func TestHealthDeadline(t *testing.T) {
+	s := mustParse(t, "02:00 America/Los_Angeles")
+	start := time.Date(2026, 10, 31, 12, 0, 0, 0, time.UTC) // 05:00 PDT
+	due := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)    // 02:00 PST, after the fall-back
+	next := due.Add(24 * time.Hour)
+	newD := func() (*Daemon, *fakeClock) {
+		clock := &fakeClock{t: start}
+		d, _ := newDaemon(t, Options{Schedule: s, Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil }, HealthGrace: time.Hour, Now: clock.Now})
+		return d, clock
+	}
+	check := func(d *Daemon, clock *fakeClock, at time.Time, want int) {
+		t.Helper()
+		clock.Set(at)
+		code, body := getHealth(t, d.Handler())
+		if code != want {
+			t.Errorf("at %s: %d %q (%s), want %d", at.Format(time.RFC3339), code, body.Status, body.Reason, want)
+		}
+		if want == 503 && (body.Status != StatusOverdue || !strings.Contains(body.Reason, "PGBACKUPS_HEALTH_GRACE") || !strings.Contains(body.Reason, "due at ")) {
+			t.Errorf("at %s: %q %q, want overdue naming the due run", at.Format(time.RFC3339), body.Status, body.Reason)
+		}
+	}
+
+	d, clock := newD()
+	check(d, clock, due.Add(time.Hour), 200)
+	check(d, clock, due.Add(time.Hour+time.Second), 503)
+
+	// The due run is under way and takes longer than the grace: fine until
+	// the next run is due, plus the grace.
+	d.state.begin(due, 1)
+	check(d, clock, due.Add(time.Hour+time.Second), 200)
+	check(d, clock, next.Add(time.Hour), 200)
+	check(d, clock, next.Add(time.Hour+time.Second), 503)
+	// It succeeds: due again at the next run.
+	d.state.end()
+	d.recordSuccess(manifest("20261101-100000-aaaa", due.Add(150*time.Minute), 150*time.Minute), "this daemon")
+	check(d, clock, next.Add(time.Hour), 200)
+	check(d, clock, next.Add(time.Hour+time.Second), 503)
+
+	// Another process took the due run (this one skipped it): the same.
+	d, clock = newD()
+	d.state.skipped(&Skip{At: due, Reason: "another pgbackups holds the lock"})
+	check(d, clock, due.Add(time.Hour+time.Second), 200)
+	check(d, clock, next.Add(time.Hour+time.Second), 503)
+
+	// A backup that started before the due run and still runs is late.
+	d, clock = newD()
+	d.state.begin(due.Add(-time.Hour), 1)
+	check(d, clock, due.Add(time.Hour+time.Second), 503)
 }
 
 func TestRetryPlan(t *testing.T) {
@@ -442,6 +551,39 @@ func TestSkippedRunLockFreed(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "let go of the lock without a newer backup") {
 		t.Errorf("the second attempt is not explained in the log:\n%s", logs)
+	}
+}
+
+// TestSkippedRunHolderStoredLate: the holder's backup is listed just after
+// the follower's last look, and the lock is free by its next: the follower
+// looks at storage once more under the lock and takes no second backup.
+func TestSkippedRunHolderStoredLate(t *testing.T) {
+	fc := &failingCapture{}
+	lock := &heldLock{heldFor: 1}
+	tick := time.Now()
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 0 * * *"),
+		Capture:  fc.capture,
+		Lock:     lock,
+		Latest: func(context.Context) (storage.Manifest, error) {
+			if lock.calls.Load() < 3 { // before the attempt under the lock
+				return storage.Manifest{}, storage.ErrNoBackups
+			}
+			return manifest("20260301-020000-hold", time.Now(), time.Second), nil
+		},
+		FollowInterval: 20 * time.Millisecond,
+	})
+	stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d.runScheduled(stop, context.Background(), tick)
+	if fc.count() != 0 {
+		t.Errorf("capture called %d times: a second backup of the run the holder took", fc.count())
+	}
+	if code, body := getHealth(t, d.Handler()); code != 200 || body.LastSuccess == nil || body.LastSuccess.ID != "20260301-020000-hold" {
+		t.Errorf("/healthz %d, last_success %+v", code, body.LastSuccess)
+	}
+	if !strings.Contains(logs.String(), "the lock holder completed a backup") {
+		t.Errorf("not logged:\n%s", logs)
 	}
 }
 

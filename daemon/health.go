@@ -95,7 +95,8 @@ type state struct {
 	failure  *Failure
 	skip     *Skip
 	running  *Running
-	warnings []string // from the last success: the size guard's, for one
+	warnings []string  // from the last success: the size guard's, for one
+	tick     time.Time // when the scheduler last started a run
 }
 
 func newState(s *schedule.Schedule, grace time.Duration, start time.Time, version string) *state {
@@ -135,6 +136,35 @@ func (s *state) begin(at time.Time, attempt int) {
 	s.running = &Running{StartedAt: at, Attempt: attempt}
 }
 
+func (s *state) ticked(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tick = at
+}
+
+// livenessSlack is how late a scheduled run may start before /livez says
+// the scheduler is stuck.
+const livenessSlack = 10 * time.Minute
+
+// alive reports whether the daemon works at now, whatever its backups'
+// outcome: its state answers (a deadlock would hang the request instead)
+// and, when nothing runs, the scheduler started the last run that was due.
+func (s *state) alive(now time.Time) (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sched == nil || s.running != nil {
+		return true, ""
+	}
+	ref := s.start
+	if s.tick.After(ref) {
+		ref = s.tick
+	}
+	if due := s.sched.Next(ref); !due.IsZero() && now.Sub(due) > livenessSlack {
+		return false, fmt.Sprintf("the scheduled run due at %s has not started: the scheduler is stuck", due.UTC().Format(time.RFC3339))
+	}
+	return true, ""
+}
+
 func (s *state) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -150,10 +180,14 @@ func (s *state) lastSuccess() *Success {
 // evaluate decides the health at now:
 //   - no schedule: ok (nothing is due, ever);
 //   - the newest outcome is a failure: failing;
-//   - no success within the schedule's interval plus the grace, counted
-//     from the later of start-up and the last success: overdue. A daemon
-//     that just started gets a whole interval before it is judged, so a
-//     restart does not turn a stale storage into a restart loop;
+//   - the run due after the last success (after start-up, if that is
+//     later) has not produced a success within the grace: overdue. A
+//     daemon that just started is judged at its first run, so a restart
+//     does not turn a stale storage into a restart loop. While that run
+//     is still going here, or another process took it (the run was
+//     skipped), the deadline moves to the run after it: a long backup is
+//     not overdue while it runs, but one still running when the next is
+//     due is;
 //   - otherwise ok.
 func (s *state) evaluate(now time.Time) (status, reason string) {
 	if s.sched == nil {
@@ -162,18 +196,23 @@ func (s *state) evaluate(now time.Time) (status, reason string) {
 	if f := s.failure; f != nil && (s.success == nil || f.At.After(s.success.FinishedAt)) {
 		return StatusFailing, "the last backup failed"
 	}
-	ref := s.start
-	if s.success != nil && s.success.FinishedAt.After(ref) {
-		ref = s.success.FinishedAt
+	base, since := s.start, "start-up at "+s.start.UTC().Format(time.RFC3339)
+	if s.success != nil && s.success.StartedAt.After(base) {
+		base, since = s.success.StartedAt, "the last success (started "+s.success.StartedAt.UTC().Format(time.RFC3339)+")"
 	}
-	window := s.sched.Interval() + s.grace
-	if now.Sub(ref) > window {
-		since := "start-up at " + s.start.UTC().Format(time.RFC3339)
-		if s.success != nil {
-			since = "the last success at " + s.success.FinishedAt.UTC().Format(time.RFC3339)
+	due := s.sched.Next(base)
+	if due.IsZero() {
+		return StatusOK, ""
+	}
+	deadline := due.Add(s.grace)
+	if (s.running != nil && !s.running.StartedAt.Before(due)) || (s.skip != nil && !s.skip.At.Before(due)) {
+		if next := s.sched.Next(due); !next.IsZero() {
+			deadline = next.Add(s.grace)
 		}
-		return StatusOverdue, fmt.Sprintf("no backup succeeded in %s since %s (the schedule's longest gap %s plus PGBACKUPS_HEALTH_GRACE %s)",
-			now.Sub(ref).Round(time.Second), since, s.sched.Interval(), s.grace)
+	}
+	if now.After(deadline) {
+		return StatusOverdue, fmt.Sprintf("no backup succeeded since %s: the run due at %s is late by %s (PGBACKUPS_HEALTH_GRACE %s)",
+			since, due.UTC().Format(time.RFC3339), now.Sub(due).Round(time.Second), s.grace)
 	}
 	return StatusOK, ""
 }
@@ -217,6 +256,24 @@ func (s *state) healthy(now time.Time) bool {
 }
 
 // serveHealth is GET /healthz: 200 when ok, else 503, with the JSON body.
+// serveLive is /livez, for a liveness probe: 200 while the daemon works,
+// whether or not its backups succeed (/healthz says that). Restarting a
+// daemon because the database is down would only kill its retries.
+func (d *Daemon) serveLive(w http.ResponseWriter, r *http.Request) {
+	ok, reason := d.state.alive(d.now())
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	body := map[string]string{"status": "alive"}
+	code := http.StatusOK
+	if !ok {
+		body, code = map[string]string{"status": "stuck", "reason": reason}, http.StatusServiceUnavailable
+	}
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		json.NewEncoder(w).Encode(body)
+	}
+}
+
 func (d *Daemon) serveHealth(w http.ResponseWriter, r *http.Request) {
 	h := d.state.snapshot(d.now(), d.progress.Load())
 	w.Header().Set("Content-Type", "application/json")

@@ -12,6 +12,9 @@ const (
 	resultSuccess = "success"
 	resultFailure = "failure"
 	resultSkipped = "skipped" // another process held the lock
+	// Not a metric label: a run taken over from a lock holder that turned
+	// out, once the lock was held, to have stored a backup after all.
+	resultFollowed = "followed"
 )
 
 // metrics live on the daemon's own registry: nothing global, so tests can
