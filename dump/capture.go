@@ -117,7 +117,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	if err != nil {
 		return storage.Manifest{}, err
 	}
-	pgDump, err := FindTool(ctx, "pg_dump", o.PgBinDir, info.Major())
+	pgDump, err := FindDumpTool(ctx, "pg_dump", o.PgBinDir, info.Major())
 	if err != nil {
 		return storage.Manifest{}, err
 	}

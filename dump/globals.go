@@ -38,7 +38,7 @@ func captureGlobals(ctx context.Context, o CaptureOptions, m *storage.Manifest, 
 	if err != nil {
 		return err
 	}
-	tool, err := FindTool(ctx, "pg_dumpall", o.PgBinDir, major)
+	tool, err := FindDumpTool(ctx, "pg_dumpall", o.PgBinDir, major)
 	if err != nil {
 		return err
 	}

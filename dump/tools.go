@@ -73,11 +73,26 @@ func toolVersion(ctx context.Context, path string) (Tool, error) {
 }
 
 // FindTool finds the first program called name, in the search order of
-// candidateDirs, whose major version is at least minMajor: pg_dump refuses
-// to dump a newer server, and an older pg_restore cannot read a newer
-// archive. When none fits, the error lists what was found and what to
-// install.
+// candidateDirs, whose major version is at least minMajor: an older
+// pg_restore cannot read a newer archive. When none fits, the error lists
+// what was found and what to install.
 func FindTool(ctx context.Context, name, binDir string, minMajor int) (Tool, error) {
+	return findTool(ctx, name, binDir, minMajor, false)
+}
+
+// FindDumpTool finds the pg_dump (or pg_dumpall) for a server of major
+// version serverMajor: the one in binDir if it fits, else the server's own
+// major version, else the oldest newer one. pg_dump refuses to dump a
+// newer server, and it writes archives in its own version's format: pg_dump
+// 17's cannot be read by pg_restore 16, so the newest installed pg_dump
+// would make every download of a 16 server's backup unreadable to the
+// server's own pg_restore.
+func FindDumpTool(ctx context.Context, name, binDir string, serverMajor int) (Tool, error) {
+	return findTool(ctx, name, binDir, serverMajor, true)
+}
+
+func findTool(ctx context.Context, name, binDir string, minMajor int, closest bool) (Tool, error) {
+	var best Tool
 	seen := map[string]bool{}
 	var found []string
 	for _, dir := range candidateDirs(binDir) {
@@ -99,9 +114,18 @@ func FindTool(ctx context.Context, name, binDir string, minMajor int) (Tool, err
 			continue
 		}
 		if t.Major >= minMajor {
-			return t, nil
+			if !closest || dir == binDir || t.Major == minMajor {
+				return t, nil
+			}
+			if best.Path == "" || t.Major < best.Major {
+				best = t
+			}
+			continue
 		}
 		found = append(found, fmt.Sprintf("%s is %s", p, t.Version))
+	}
+	if best.Path != "" {
+		return best, nil
 	}
 	what := "none found"
 	if len(found) > 0 {

@@ -50,6 +50,25 @@ func TestFindToolPrefersBinDirAndExplainsMisfits(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
+	// For dumping, the server's own version when installed (its archive
+	// is one the server's pg_restore reads), else the oldest newer one;
+	// PG_BIN_DIR still first.
+	fakeTool(t, filepath.Join(root, "13", "bin"), "pg_dump", "13.4")
+	for _, d := range []string{"15", "17"} {
+		os.MkdirAll(filepath.Join(root, d, "bin"), 0o755)
+		fakeTool(t, filepath.Join(root, d, "bin"), "pg_dump", d+".1")
+	}
+	for server, want := range map[int]int{13: 13, 15: 15, 16: 16, 17: 17} {
+		if tool, err := FindDumpTool(ctx, "pg_dump", "", server); err != nil || tool.Major != want {
+			t.Errorf("FindDumpTool for a %d server = %+v, %v; want %d", server, tool, err, want)
+		}
+	}
+	if tool, err := FindDumpTool(ctx, "pg_dump", "", 14); err != nil || tool.Major != 15 {
+		t.Errorf("FindDumpTool for a 14 server (no 14 installed) = %+v, %v; want 15, the oldest newer", tool, err)
+	}
+	if tool, err := FindDumpTool(ctx, "pg_dump", own, 13); err != nil || tool.Major != 14 {
+		t.Errorf("FindDumpTool with PG_BIN_DIR = %+v, %v; want its 14", tool, err)
+	}
 }
 
 // Every candidate pg_dump on the search path is run with --version, so
