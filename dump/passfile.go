@@ -186,5 +186,15 @@ func SweepStaleTempFiles() int {
 			}
 		}
 	}
+	// A process that died between creating a file and naming it left it
+	// empty under its first name; a minute is ample for the rename.
+	for _, prefix := range tempPrefixes {
+		names, _ := filepath.Glob(filepath.Join(os.TempDir(), creatingPrefix+prefix+"*"))
+		for _, p := range names {
+			if info, err := os.Stat(p); err == nil && time.Since(info.ModTime()) > time.Minute && !inUse(p) && os.Remove(p) == nil {
+				n++
+			}
+		}
+	}
 	return n
 }

@@ -132,9 +132,16 @@ func TestSweepLeavesLockedTempFiles(t *testing.T) {
 	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_SH); err != nil {
 		t.Fatal(err)
 	}
-	if n := SweepStaleTempFiles(); n != 0 || !exists(p) {
-		t.Errorf("SweepStaleTempFiles removed %d: a locked file of a pid not seen here", n)
+	// Files a process left before naming them: removed once old.
+	unnamedOld := passfileIn(t, tmp, ".creating-pgbackups-pgpass-42-1")
+	unnamedNew := passfileIn(t, tmp, ".creating-pgbackups-restore-42-2")
+	if err := os.Chtimes(unnamedOld, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
 	}
+	if n := SweepStaleTempFiles(); n != 1 || !exists(p) || exists(unnamedOld) || !exists(unnamedNew) {
+		t.Errorf("SweepStaleTempFiles removed %d: want only the old unnamed file, not a locked file of a pid not seen here", n)
+	}
+	os.Remove(unnamedNew)
 	holder.Close()
 	if n := SweepStaleTempFiles(); n != 1 || exists(p) {
 		t.Errorf("SweepStaleTempFiles removed %d once unlocked, want 1", n)

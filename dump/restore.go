@@ -311,7 +311,7 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 	case readErr != nil:
 		return sum, fmt.Errorf("%w (pg_restore was stopped; the target database may be partly restored)", readErr)
 	case waitErr != nil:
-		return sum, childError("pg_restore", waitErr, stderr)
+		return sum, partly(childError("pg_restore", waitErr, stderr))
 	case writeErr != nil:
 		// pg_restore finished without reading everything: finish reading
 		// so the checksums still prove the archive.
@@ -370,9 +370,16 @@ func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args
 	}
 	cmd, stderr := command(ctx, pgRestore.Path, append(args, "--jobs="+strconv.Itoa(o.Jobs), f.Name()), env)
 	if err := forkthread.Run(cmd); err != nil {
-		return sum, childError("pg_restore", err, stderr)
+		return sum, partly(childError("pg_restore", err, stderr))
 	}
 	return sum, nil
+}
+
+// partly notes on a failed pg_restore that the target may hold part of the
+// backup: --exit-on-error stops at the first failing statement, and what
+// ran before it stays.
+func partly(err error) error {
+	return fmt.Errorf("%w (pg_restore stopped at the first error and does not undo what it restored before it: the target database may be partly restored)", err)
 }
 
 // VerifyOptions configures a verification.
