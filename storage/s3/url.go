@@ -15,9 +15,10 @@ func ParseURL(raw string) (bucket, prefix string, err error) {
 		return "", "", fmt.Errorf("s3: parse url %q: want s3://bucket[/prefix]", raw)
 	}
 	bucket, prefix, _ = strings.Cut(rest, "/")
-	if strings.Contains(bucket, "@") {
-		// Not echoed: what precedes the @ is likely a key and a secret.
-		return "", "", errors.New("s3: parse url: credentials do not belong in the URL (it is not shown); set PGBACKUPS_S3_ACCESS_KEY_ID and PGBACKUPS_S3_SECRET_ACCESS_KEY, or use the AWS credential chain")
+	if strings.ContainsAny(bucket, "@:") {
+		// Likely key:secret@bucket (the bucket is "key:" when the secret
+		// holds a slash): not echoed.
+		return "", "", errors.New("s3: parse url (not shown): a bucket name holds no '@' or ':', and credentials do not belong in the URL; set PGBACKUPS_S3_ACCESS_KEY_ID and PGBACKUPS_S3_SECRET_ACCESS_KEY, or use the AWS credential chain")
 	}
 	if err := validBucket(bucket); err != nil {
 		return "", "", fmt.Errorf("s3: parse url %q: %w", raw, err)

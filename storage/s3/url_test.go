@@ -28,6 +28,8 @@ func TestParseURL(t *testing.T) {
 		{raw: "s3://ab", err: "3 to 63 characters"},
 		{raw: "s3://" + strings.Repeat("a", 64), err: "3 to 63 characters"},
 		{raw: "s3://My-Bucket", err: "lowercase letters, digits, dots and hyphens"},
+		{raw: "s3://AKIAKEY:wJalr@my-bucket/p", err: "credentials do not belong in the URL"},
+		{raw: "s3://AKIAKEY:/wJalr@my-bucket/p", err: "credentials do not belong in the URL"}, // the bucket is "AKIAKEY:"
 		{raw: "s3://my_bucket", err: "lowercase letters, digits, dots and hyphens"},
 		{raw: "s3://my bucket", err: "lowercase letters, digits, dots and hyphens"},
 		{raw: "s3://-bucket", err: "begin and end with a letter or digit"},
@@ -45,6 +47,8 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("ParseURL(%q) error = %v, want it to mention %q", tc.raw, err, tc.err)
 		case bucket != tc.bucket || prefix != tc.prefix:
 			t.Errorf("ParseURL(%q) = %q, %q, want %q, %q", tc.raw, bucket, prefix, tc.bucket, tc.prefix)
+		case err != nil && strings.Contains(err.Error(), "wJalr"):
+			t.Errorf("ParseURL(%q) error shows the secret: %v", tc.raw, err)
 		}
 	}
 }
