@@ -41,7 +41,7 @@ type Config struct {
 	S3SecretAccessKey string `envconfig:"S3_SECRET_ACCESS_KEY" secret:"true" desc:"Static S3 secret key, paired with S3_ACCESS_KEY_ID."`
 
 	CompressionLevel int    `envconfig:"COMPRESSION_LEVEL" default:"1" desc:"zstd level 1-22 (default 1: in bench/capture.sh it stored within 1% of level 3's size, 20% faster); klauspost/compress maps it to fastest (1), default (2-5), better (6-10) or best (11+)."`
-	PgBinDir         string `envconfig:"PG_BIN_DIR" desc:"Directory searched first for pg_dump/pg_restore; then /usr/lib/postgresql/*/bin newest first, then PATH."`
+	PgBinDir         string `envconfig:"PG_BIN_DIR" desc:"Directory searched first for pg_dump/pg_restore; then /usr/lib/postgresql/*/bin and PATH (pg_dump: the server's major version, else the oldest newer one; pg_restore: the newest)."`
 	Globals          bool   `envconfig:"GLOBALS" default:"true" desc:"Also store pg_dumpall --globals-only (roles, tablespaces) next to each dump."`
 
 	Schedule      string   `envconfig:"SCHEDULE" desc:"When the daemon backs up: '02:00 America/Los_Angeles', '02:00,14:00 CET', or cron '0 */6 * * *' (CRON_TZ= prefix allowed). Unset: no scheduled backups."`
@@ -55,8 +55,8 @@ type Config struct {
 	RetryMaxTime  Duration `envconfig:"RETRY_MAX_TIME" default:"2h" desc:"Give up retrying after this long."`
 	WebhookURL    string   `envconfig:"WEBHOOK_URL" secret:"true" desc:"POSTed a JSON event on backup success and failure."`
 	PingURL       string   `envconfig:"PING_URL" secret:"true" desc:"healthchecks.io-style base URL: GET URL/start, URL on success, URL/fail on failure."`
-	HTTPAddr      string   `envconfig:"HTTP_ADDR" default:":8080" desc:"Address of /healthz and /metrics; 'off' disables."`
-	HealthGrace   Duration `envconfig:"HEALTH_GRACE" default:"1h" desc:"/healthz turns 503 when no backup succeeded within the schedule's interval plus this."`
+	HTTPAddr      string   `envconfig:"HTTP_ADDR" default:":8080" desc:"Address of /healthz, /livez and /metrics; 'off' disables."`
+	HealthGrace   Duration `envconfig:"HEALTH_GRACE" default:"1h" desc:"/healthz turns 503 (overdue) when the run due after the last success has not succeeded within this of its time (a backup still running gets until the next run plus this)."`
 	ShutdownGrace Duration `envconfig:"SHUTDOWN_GRACE" default:"30s" desc:"On SIGTERM, how long an in-flight backup may finish before it is aborted."`
 	LogFormat     string   `envconfig:"LOG_FORMAT" default:"auto" desc:"auto (text on a terminal, JSON otherwise), text or json."`
 	LogLevel      string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error."`
