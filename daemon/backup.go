@@ -140,16 +140,9 @@ func (d *Daemon) attempt(ctx context.Context, n int, since time.Time) outcome {
 		}
 		defer release()
 		ctx = locked
-		if !since.IsZero() && d.opts.Latest != nil {
-			lctx, cancel := context.WithTimeout(ctx, latestTimeout)
-			m, err := d.opts.Latest(lctx)
-			cancel()
-			if err == nil && m.FinishedAt.After(since) {
-				d.recordSuccess(m, "storage")
-				d.log.Info("the lock holder completed a backup", "backup", m.ID)
-				o.result, o.man, o.finished = resultFollowed, m, d.now()
-				return o
-			}
+		if !since.IsZero() && d.holderStored(ctx, since) {
+			o.result, o.finished = resultFollowed, d.now()
+			return o
 		}
 	}
 
@@ -238,21 +231,32 @@ func (d *Daemon) followOther(stop context.Context, tick, next time.Time) (again 
 		if !sleep(stop, every) {
 			return false
 		}
-		if d.opts.Latest != nil {
-			ctx, cancel := context.WithTimeout(stop, latestTimeout)
-			m, err := d.opts.Latest(ctx)
-			cancel()
-			if err == nil && m.FinishedAt.After(tick) {
-				d.recordSuccess(m, "storage")
-				d.log.Info("the lock holder completed a backup", "backup", m.ID)
-				return false
-			}
+		if d.holderStored(stop, tick) {
+			return false
 		}
 		if d.lockFree(stop) {
 			d.log.Info("the lock holder let go of the lock without a newer backup in storage; backing up now")
 			return true
 		}
 	}
+}
+
+// holderStored reports whether storage holds a backup finished after
+// since, which another process took while this one skipped the run; it
+// becomes the last success.
+func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
+	if d.opts.Latest == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
+	defer cancel()
+	m, err := d.opts.Latest(ctx)
+	if err != nil || !m.FinishedAt.After(since) {
+		return false
+	}
+	d.recordSuccess(m, "storage")
+	d.log.Info("the lock holder completed a backup", "backup", m.ID)
+	return true
 }
 
 // lockFree reports whether the backup lock can be taken now; it is

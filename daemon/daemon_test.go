@@ -115,10 +115,10 @@ func getHealth(t *testing.T, h http.Handler) (int, Health) {
 	return rec.Code, body
 }
 
-// TestHealthTransitions walks /healthz through its states on a fake clock:
-// hourly backups, 10 minutes of grace.
-func TestHealthTransitions(t *testing.T) {
-	start := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+// hourlyDaemon is a daemon backing up hourly with 10 minutes of grace, on
+// a fake clock started at start.
+func hourlyDaemon(t *testing.T, start time.Time) (*Daemon, *fakeClock) {
+	t.Helper()
 	clock := &fakeClock{t: start}
 	d, _ := newDaemon(t, Options{
 		Schedule:    mustParse(t, "0 * * * *"),
@@ -126,6 +126,14 @@ func TestHealthTransitions(t *testing.T) {
 		HealthGrace: 10 * time.Minute,
 		Now:         clock.Now,
 	})
+	return d, clock
+}
+
+// TestHealthTransitions walks /healthz through its states on a fake clock:
+// hourly backups, 10 minutes of grace.
+func TestHealthTransitions(t *testing.T) {
+	start := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	d, clock := hourlyDaemon(t, start)
 	h := d.Handler()
 	step := func(at time.Time, wantCode int, wantStatus string) Health {
 		t.Helper()
@@ -232,13 +240,7 @@ func TestStartupReadsAFailureAfterTheLastSuccess(t *testing.T) {
 // minutes late to start with nothing running.
 func TestLiveness(t *testing.T) {
 	start := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
-	clock := &fakeClock{t: start}
-	d, _ := newDaemon(t, Options{
-		Schedule:    mustParse(t, "0 * * * *"),
-		Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
-		HealthGrace: 10 * time.Minute,
-		Now:         clock.Now,
-	})
+	d, clock := hourlyDaemon(t, start)
 	live := func(at time.Time, want int) {
 		t.Helper()
 		clock.Set(at)
