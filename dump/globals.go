@@ -161,6 +161,13 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]b
 // connection doing the restore. Each pair becomes a DO block that creates
 // and alters the role only when it does not exist, and otherwise leaves it
 // as it is with a NOTICE. Every other line passes through unchanged.
+//
+// pg_dumpall names every attribute, NOSUPERUSER included, and only a
+// superuser may name SUPERUSER, REPLICATION or BYPASSRLS either way: as
+// the CREATEROLE user of a managed service the ALTER would fail and, in one
+// block, take the CREATE with it. So an ALTER refused for want of privilege
+// is retried without those attributes, with a WARNING naming any that were
+// meant to be granted.
 func RewriteGlobals(sql []byte) []byte {
 	var out bytes.Buffer
 	lines := strings.SplitAfter(string(sql), "\n")
@@ -177,13 +184,57 @@ func RewriteGlobals(sql []byte) []byte {
 		}
 		create := strings.TrimRight(lines[i], "\r\n")
 		literal := "'" + strings.ReplaceAll(name, "'", "''") + "'"
-		body := fmt.Sprintf("BEGIN\n\tIF to_regrole(%s) IS NULL THEN\n\t\t%s\n\t\t%s\n\tELSE\n\t\tRAISE NOTICE 'role %% already exists: kept as it is', %s;\n\tEND IF;\nEND\n",
-			literal, create, alter, literal)
+		apply := "\t\t" + alter + "\n"
+		if lesser, dropped := withoutSuperuserAttributes(alter, name); lesser != alter {
+			fallback := "\t\t\tNULL;\n"
+			if lesser != "" {
+				fallback = "\t\t\t" + lesser + "\n"
+			}
+			if dropped != "" {
+				fallback += fmt.Sprintf("\t\t\tRAISE WARNING 'role %%: created without %s (only a superuser may grant them)', %s;\n", dropped, literal)
+			}
+			apply = "\t\tBEGIN\n\t\t\t" + alter + "\n\t\tEXCEPTION WHEN insufficient_privilege THEN\n" + fallback + "\t\tEND;\n"
+		}
+		body := fmt.Sprintf("BEGIN\n\tIF to_regrole(%s) IS NULL THEN\n\t\t%s\n%s\tELSE\n\t\tRAISE NOTICE 'role %% already exists: kept as it is', %s;\n\tEND IF;\nEND\n",
+			literal, create, apply, literal)
 		tag := dollarTag(body)
 		fmt.Fprintf(&out, "DO %s\n%s%s;\n", tag, body, tag)
 		i++
 	}
 	return out.Bytes()
+}
+
+// superuserAttributes are the role attributes only a superuser may name.
+var superuserAttributes = map[string]bool{
+	"SUPERUSER": true, "NOSUPERUSER": true, "REPLICATION": true, "NOREPLICATION": true, "BYPASSRLS": true, "NOBYPASSRLS": true,
+}
+
+// withoutSuperuserAttributes returns pg_dumpall's "ALTER ROLE name WITH
+// ...;" without superuserAttributes ("" when nothing is left), and the
+// ones of them that grant something (SUPERUSER, REPLICATION, BYPASSRLS),
+// space-separated. The attribute keywords come before the first quoted
+// value (PASSWORD, VALID UNTIL), which is kept as it is.
+func withoutSuperuserAttributes(alter, name string) (lesser, dropped string) {
+	prefix := "ALTER ROLE " + name + " WITH "
+	rest := strings.TrimSuffix(strings.TrimPrefix(alter, prefix), ";")
+	words, quoted := rest, ""
+	if i := strings.IndexByte(rest, '\''); i >= 0 {
+		words, quoted = rest[:i], rest[i:]
+	}
+	var kept, granted []string
+	for _, w := range strings.Fields(words) {
+		switch {
+		case !superuserAttributes[w]:
+			kept = append(kept, w)
+		case !strings.HasPrefix(w, "NO"):
+			granted = append(granted, w)
+		}
+	}
+	attrs := strings.TrimSpace(strings.Join(kept, " ") + " " + quoted)
+	if attrs == "" {
+		return "", strings.Join(granted, " ")
+	}
+	return prefix + attrs + ";", strings.Join(granted, " ")
 }
 
 // createRoleName returns the (quoted as needed) role name of a
@@ -232,7 +283,10 @@ func applyGlobals(ctx context.Context, target Conn, pgBinDir string, sql []byte)
 		args = append(args, "--dbname="+child.dbname)
 	}
 	cmd, stderr := command(ctx, psql.Path, args, child.env)
-	cmd.Stdin = bytes.NewReader(RewriteGlobals(sql))
+	// An error's CONTEXT line quotes the statement, and a role's carries
+	// its password hash: psql is told not to show it.
+	script := append([]byte("\\set SHOW_CONTEXT never\n"), RewriteGlobals(sql)...)
+	cmd.Stdin = bytes.NewReader(script)
 	cmd.Stdout = io.Discard
 	if err := forkthread.Run(cmd); err != nil {
 		return nil, childError("psql (globals)", err, stderr)
@@ -245,8 +299,23 @@ func applyGlobals(ctx context.Context, target Conn, pgBinDir string, sql []byte)
 			if i := strings.Index(line, ": "); strings.HasPrefix(line, "psql:") && i > 0 {
 				line = strings.TrimSpace(line[i+2:])
 			}
-			notes = append(notes, line)
+			notes = append(notes, redactPassword(line))
 		}
 	}
 	return notes, nil
+}
+
+// redactPassword hides the value after PASSWORD in a message that quotes a
+// role's statement anyway.
+func redactPassword(line string) string {
+	i := strings.Index(line, "PASSWORD '")
+	if i < 0 {
+		return line
+	}
+	rest := line[i+len("PASSWORD '"):]
+	end := strings.IndexByte(rest, '\'')
+	if end < 0 {
+		return line[:i] + "PASSWORD [redacted]"
+	}
+	return line[:i] + "PASSWORD [redacted]" + rest[end+1:]
 }

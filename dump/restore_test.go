@@ -235,8 +235,14 @@ GRANT app_owner TO "Odd ""Role""" GRANTED BY postgres;
 `
 	out := string(dump.RewriteGlobals([]byte(in)))
 	for _, want := range []string{
-		"DO $pgbackups$\nBEGIN\n\tIF to_regrole('app_owner') IS NULL THEN\n\t\tCREATE ROLE app_owner;\n\t\tALTER ROLE app_owner WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi';\n\tELSE\n\t\tRAISE NOTICE 'role % already exists: kept as it is', 'app_owner';\n\tEND IF;\nEND\n$pgbackups$;\n",
-		`IF to_regrole('"Odd ""Role"""') IS NULL THEN`,
+		// Refused for want of privilege (a managed service's CREATEROLE
+		// user may not name NOSUPERUSER): again without it.
+		"DO $pgbackups$\nBEGIN\n\tIF to_regrole('app_owner') IS NULL THEN\n\t\tCREATE ROLE app_owner;\n" +
+			"\t\tBEGIN\n\t\t\tALTER ROLE app_owner WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi';\n" +
+			"\t\tEXCEPTION WHEN insufficient_privilege THEN\n\t\t\tALTER ROLE app_owner WITH INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi';\n\t\tEND;\n" +
+			"\tELSE\n\t\tRAISE NOTICE 'role % already exists: kept as it is', 'app_owner';\n\tEND IF;\nEND\n$pgbackups$;\n",
+		// Nothing only a superuser may name: as pg_dumpall wrote it.
+		"\t\tCREATE ROLE \"Odd \"\"Role\"\"\";\n\t\tALTER ROLE \"Odd \"\"Role\"\"\" WITH NOLOGIN;\n\tELSE",
 		// Unpaired lines pass through untouched.
 		"CREATE ROLE o'brien;\nALTER ROLE other WITH LOGIN;\nCREATE ROLE lonely;\nCOMMENT ON ROLE app_owner IS 'owns $pgbackups$ things';\nGRANT app_owner",
 	} {
@@ -289,6 +295,52 @@ GRANT fresh_role TO keeper;
 	c.Close(ctx)
 	if got := pg.QueryString(t, "postgres", `SELECT string_agg(r.rolname, ',') FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles u ON u.oid = a.member WHERE u.rolname = 'keeper'`); got != "fresh_role" {
 		t.Fatalf("keeper is member of %q, want fresh_role", got)
+	}
+}
+
+// TestApplyGlobalsAsNonSuperuser: the CREATEROLE user of a managed
+// service gets the backup's roles, with their passwords, without the
+// attributes only a superuser may grant (and a warning saying which), and
+// no message shows a password hash.
+func TestApplyGlobalsAsNonSuperuser(t *testing.T) {
+	pg := testenv.NewCluster(t)
+	ctx := context.Background()
+	pg.Exec(t, "postgres", `CREATE ROLE restorer LOGIN CREATEROLE CREATEDB PASSWORD 'restorer-pw'`)
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE t (a int); INSERT INTO t VALUES (1)`)
+	st := fileStore(t)
+	o := options(t, pg, src, st)
+	o.SkipGlobals = true
+	m, err := dump.Capture(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hash = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVka2V5:c2VydmVya2V5"
+	m.GlobalsKey, m.GlobalsSHA256 = putGlobals(t, st, m.ID, `CREATE ROLE app_user;
+ALTER ROLE app_user WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS PASSWORD '`+hash+`';
+CREATE ROLE replicator;
+ALTER ROLE replicator WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN REPLICATION NOBYPASSRLS PASSWORD '`+hash+`';
+CREATE ROLE refused;
+ALTER ROLE refused WITH SUPERUSER;
+ALTER ROLE app_user SET search_path TO 'x';
+ALTER ROLE restorer WITH PASSWORD '`+hash+`' SUPERUSER;
+`)
+	pg.Exec(t, "postgres", `CREATE DATABASE nonsuper_target OWNER restorer`)
+	res, err := dump.Restore(ctx, dump.RestoreOptions{
+		Store: st, Manifest: m, Target: conn(t, pg.URLAs("restorer", "restorer-pw", "nonsuper_target")), PgBinDir: pg.BinDir, WithGlobals: true, NoOwner: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(res.GlobalsNotes, "\n")
+	if got := pg.QueryString(t, "postgres", `SELECT string_agg(rolname || ':' || rolcanlogin || ':' || rolreplication || ':' || (rolpassword IS NOT NULL), ' ' ORDER BY rolname) FROM pg_authid WHERE rolname IN ('app_user', 'replicator', 'refused')`); got != "app_user:true:false:true refused:false:false:false replicator:true:false:true" {
+		t.Errorf("roles as created: %q\nnotes:\n%s", got, notes)
+	}
+	if !strings.Contains(notes, "role replicator: created without REPLICATION") || !strings.Contains(notes, "role refused: created without SUPERUSER") {
+		t.Errorf("no warning names the attributes left out:\n%s", notes)
+	}
+	if strings.Contains(notes, "c2VydmVya2V5") || !strings.Contains(notes, "ERROR") {
+		t.Errorf("notes show a password hash, or the refused ALTER of restorer is not reported:\n%s", notes)
 	}
 }
 
