@@ -28,9 +28,11 @@ func main() {
 		// invisible, a temporary file is never listed, and pg_dump dies with
 		// us (Pdeathsig).
 		<-ctx.Done()
-		stop()
+		// Listened for before stop() restores the default action, which
+		// would otherwise kill us without removing the passfiles.
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+		stop()
 		<-again
 		fmt.Fprintln(os.Stderr, "pgbackups: second signal, exiting now")
 		// os.Exit skips deferred calls: the passfiles handed to children
