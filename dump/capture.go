@@ -143,7 +143,9 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		if standby, err = checkStandby(ctx, o.Conn, info, *o.DumpConn, pgDump, log); err != nil {
 			return storage.Manifest{}, err
 		}
-		m.Source = "standby"
+		// The manifest describes the server the archive came from.
+		m.Source, m.Host = "standby", o.DumpConn.String()
+		m.ServerVersion, m.ServerVersionNum = standby.info.Version, standby.info.VersionNum
 	}
 	if w := SizeWarning(info.SizeBytes, o.LogicalLimit); w != "" {
 		log.Warn("database is over PGBACKUPS_LOGICAL_LIMIT; use physical backups", "database_bytes", info.SizeBytes, "logical_limit", o.LogicalLimit)

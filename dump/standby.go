@@ -71,7 +71,7 @@ func checkStandby(ctx context.Context, primary Conn, pinfo ServerInfo, dc Conn, 
 	if lagAge != nil {
 		attrs = append(attrs, "last_replayed_commit_age", fmt.Sprintf("%.1fs", *lagAge))
 	}
-	src := &standbySource{conn: dc, log: log}
+	src := &standbySource{conn: dc, log: log, info: s}
 	if src.conflicts, err = conflictCount(ctx, sc); err != nil {
 		return nil, fmt.Errorf("standby: pre-flight on %s: %s", dc, Redact(err, dc))
 	}
@@ -90,6 +90,7 @@ func errString(err error, c Conn) string {
 type standbySource struct {
 	conn      Conn
 	log       *slog.Logger
+	info      ServerInfo // the standby's version (a minor upgrade may reach it first)
 	conflicts int64 // pg_stat_database_conflicts total when the dump started
 }
 

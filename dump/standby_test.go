@@ -81,8 +81,8 @@ func TestCaptureFromStandby(t *testing.T) {
 	if sawConn != dc.String() {
 		t.Errorf("monitors were pointed at %s, want the standby %s", sawConn, dc)
 	}
-	if m.Source != "standby" {
-		t.Errorf("manifest source %q, want standby", m.Source)
+	if m.Source != "standby" || m.Host != dc.String() || m.ServerVersion == "" {
+		t.Errorf("manifest source %q, host %q, server %q; want standby, %s and its version", m.Source, m.Host, m.ServerVersion, dc)
 	}
 	if len(logs.lines("dumping from a standby")) != 1 || len(logs.lines("replay_lag_bytes")) != 1 {
 		t.Errorf("standby and its lag not logged:\n%s", logs)
