@@ -81,6 +81,7 @@ func (m *Main) captureOptions(conn dump.Conn, ns *dump.NoStall) (dump.CaptureOpt
 		PgBinDir:         m.cfg.PgBinDir,
 		CompressionLevel: m.cfg.CompressionLevel,
 		LockWaitTimeout:  m.cfg.LockWaitTimeout.D(),
+		StallTimeout:     m.cfg.StallTimeout.D(),
 		Logger:           m.log.With("component", "capture"),
 		Version:          version,
 		SkipGlobals:      !m.cfg.Globals,

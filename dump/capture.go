@@ -31,6 +31,7 @@ type CaptureOptions struct {
 	PgBinDir         string        // searched first for pg_dump
 	CompressionLevel int           // zstd level 1-22
 	LockWaitTimeout  time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
+	StallTimeout     time.Duration // abort when no dump byte has moved for this long, through to the upload's end; 0 never
 	Logger           *slog.Logger
 	Version          string // pgbackups' version, recorded in the manifest
 
@@ -330,6 +331,9 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 		src = io.TeeReader(src, observe)
 	}
 	counted := &countReader{r: src, h: dumpHash, progress: o.Progress}
+	if o.StallTimeout > 0 {
+		defer watchStall(ctx, cancelCause, o.StallTimeout, &counted.moved)()
+	}
 
 	produced := make(chan error, 1)
 	go func() {
@@ -386,6 +390,11 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 		return res, prodErr
 	}
 	if err != nil {
+		if cause := context.Cause(parent); parent.Err() != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+			// A monitor or the stall watch stopped the upload after
+			// pg_dump had finished: its reason, not the upload's.
+			return res, fmt.Errorf("aborted: %w (store: %v)", cause, err)
+		}
 		return res, fmt.Errorf("store: %w", err)
 	}
 	if n != stored.n {
@@ -409,6 +418,7 @@ type countReader struct {
 	h        hash.Hash
 	n        int64
 	progress *atomic.Int64
+	moved    atomic.Int64 // n, for the stall watch
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
@@ -416,11 +426,53 @@ func (c *countReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.h.Write(p[:n])
 		c.n += int64(n)
+		c.moved.Store(c.n)
 		if c.progress != nil {
 			c.progress.Store(c.n)
 		}
 	}
 	return n, err
+}
+
+// errStalled is the cause of a backup aborted by watchStall.
+var errStalled = errors.New("no progress")
+
+// watchStall aborts the dump when moved has not changed for timeout: pg_dump
+// wrote nothing, or storage took nothing so pg_dump could not write (an S3
+// endpoint that accepts connections and never answers would otherwise hold
+// the dump, its snapshot and the backup lock forever). The clock runs until
+// stop is called, so a hung upload completion counts too.
+func watchStall(ctx context.Context, abort context.CancelCauseFunc, timeout time.Duration, moved *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		every := min(timeout/4, 10*time.Second)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		last, since := moved.Load(), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n := moved.Load(); n != last {
+				last, since = n, time.Now()
+				continue
+			}
+			if time.Since(since) >= timeout {
+				abort(fmt.Errorf("%w for %s (PGBACKUPS_STALL_TIMEOUT) at %d dump bytes: pg_dump produced no output and storage took none; a hung storage endpoint or a dump source gone silent",
+					errStalled, timeout, last))
+				return
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // hashWriter counts and hashes what it writes to w.

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -307,6 +309,53 @@ func TestCaptureFailures(t *testing.T) {
 		assertFailedRecorded(t, st, m, "cancel")
 	})
 
+	t.Run("storage stalls", func(t *testing.T) {
+		// A real S3 server behind a proxy that stops forwarding: connections
+		// stay open and nothing answers, as with a wedged gateway.
+		srv := testenv.S3(t)
+		proxy := freezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+		st, err := s3.New(context.Background(), s3.Options{
+			Bucket: srv.Bucket, Prefix: "stall", Region: srv.Region, Endpoint: "http://" + proxy.addr,
+			AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PartSize: 5 << 20, Concurrency: 2,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := options(t, pg, db, st)
+		o.StallTimeout = 2 * time.Second
+		started := make(chan struct{})
+		o.Throttle = slowThrottle(started)
+		done := make(chan error, 1)
+		var m storage.Manifest
+		go func() {
+			var err error
+			m, err = dump.Capture(context.Background(), o)
+			done <- err
+		}()
+		var progress atomic.Int64
+		o.Progress = &progress
+		<-started
+		proxy.frozen.Store(true)
+		// Once no byte has moved for longer than the stall timeout, the
+		// backup must have been aborted: storage comes back (so recording
+		// the failure does not wait out its own timeout), and without the
+		// abort the upload would now simply complete.
+		last, since := progress.Load(), time.Now()
+		for time.Since(since) < 4*time.Second {
+			time.Sleep(100 * time.Millisecond)
+			if n := progress.Load(); n != last {
+				last, since = n, time.Now()
+			}
+		}
+		proxy.frozen.Store(false)
+		err = <-done
+		if err == nil || !strings.Contains(err.Error(), "no progress for 2s (PGBACKUPS_STALL_TIMEOUT)") {
+			t.Fatalf("err = %v, want the stall named", err)
+		}
+		assertNothingListed(t, st, m)
+		assertFailedRecorded(t, st, m, "no progress")
+	})
+
 	t.Run("database unreachable", func(t *testing.T) {
 		st := fileStore(t)
 		conn, err := dump.ParseConn("postgres://app:hunter2-secret@127.0.0.1:1/nosuchdb?sslmode=disable&connect_timeout=3")
@@ -345,6 +394,60 @@ func assertNoMultipart(t *testing.T, srv testenv.S3Server) {
 	if len(ups.Uploads) != 0 {
 		t.Fatalf("%d multipart uploads left in progress", len(ups.Uploads))
 	}
+}
+
+// proxy forwards TCP to an address until frozen, then holds every
+// connection open without moving a byte.
+type proxy struct {
+	addr   string
+	frozen atomic.Bool
+}
+
+func freezingProxy(t *testing.T, upstream string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &proxy{addr: ln.Addr().String()}
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			for p.frozen.Load() {
+				time.Sleep(20 * time.Millisecond)
+			}
+			n, err := src.Read(buf)
+			for p.frozen.Load() {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(u, c)
+			go pipe(c, u)
+		}
+	}()
+	return p
 }
 
 // failingStore breaks the data upload after some bytes, like a disk filling

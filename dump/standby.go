@@ -91,7 +91,7 @@ type standbySource struct {
 	conn      Conn
 	log       *slog.Logger
 	info      ServerInfo // the standby's version (a minor upgrade may reach it first)
-	conflicts int64 // pg_stat_database_conflicts total when the dump started
+	conflicts int64      // pg_stat_database_conflicts total when the dump started
 }
 
 // conflictCount is how many queries the standby has cancelled, or sessions
