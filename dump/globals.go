@@ -261,6 +261,9 @@ func dollarTag(body string) string {
 	return tag
 }
 
+// globalsMessagesBytes bounds psql's messages kept while applying globals.
+const globalsMessagesBytes = 1 << 20
+
 // applyGlobals runs the (rewritten) globals SQL on the target's cluster
 // through psql. ON_ERROR_STOP stays off: a statement the target refuses (a
 // tablespace whose directory does not exist there, a superuser-only
@@ -283,6 +286,10 @@ func applyGlobals(ctx context.Context, target Conn, pgBinDir string, sql []byte)
 		args = append(args, "--dbname="+child.dbname)
 	}
 	cmd, stderr := command(ctx, psql.Path, args, child.env)
+	// Its messages are the notes, one NOTICE per role kept: a cluster with
+	// hundreds of roles would push the ERRORs out of the usual tail.
+	stderr = newTailBuffer(globalsMessagesBytes)
+	cmd.Stderr = stderr
 	// An error's CONTEXT line quotes the statement, and a role's carries
 	// its password hash: psql is told not to show it.
 	script := append([]byte("\\set SHOW_CONTEXT never\n"), RewriteGlobals(sql)...)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -295,6 +296,39 @@ GRANT fresh_role TO keeper;
 	c.Close(ctx)
 	if got := pg.QueryString(t, "postgres", `SELECT string_agg(r.rolname, ',') FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles u ON u.oid = a.member WHERE u.rolname = 'keeper'`); got != "fresh_role" {
 		t.Fatalf("keeper is member of %q, want fresh_role", got)
+	}
+}
+
+// TestApplyGlobalsKeepsEveryMessage: a target with hundreds of the
+// backup's roles answers each with a NOTICE; an ERROR before them is still
+// among the notes.
+func TestApplyGlobalsKeepsEveryMessage(t *testing.T) {
+	pg := testenv.NewCluster(t)
+	ctx := context.Background()
+	pg.Exec(t, "postgres", `DO $$ BEGIN FOR i IN 1..300 LOOP EXECUTE format('CREATE ROLE many_%s', i); END LOOP; END $$`)
+	src := pg.CreateDB(t)
+	st := fileStore(t)
+	o := options(t, pg, src, st)
+	o.SkipGlobals = true
+	m, err := dump.Capture(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var globals strings.Builder
+	globals.WriteString("CREATE TABLESPACE early OWNER postgres LOCATION '/nonexistent/pgbackups-early';\n")
+	for i := 1; i <= 300; i++ {
+		fmt.Fprintf(&globals, "CREATE ROLE many_%d;\nALTER ROLE many_%d WITH NOLOGIN;\n", i, i)
+	}
+	m.GlobalsKey, m.GlobalsSHA256 = putGlobals(t, st, m.ID, globals.String())
+	res, err := dump.Restore(ctx, dump.RestoreOptions{
+		Store: st, Manifest: m, Target: conn(t, pg.URL(pg.CreateDB(t))), PgBinDir: pg.BinDir, WithGlobals: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(res.GlobalsNotes, "\n")
+	if !strings.Contains(notes, "/nonexistent/pgbackups-early") || strings.Count(notes, "already exists: kept as it is") != 300 {
+		t.Errorf("notes lack the first ERROR or some of the 300 NOTICEs (%d notes):\n%.2000s", len(res.GlobalsNotes), notes)
 	}
 }
 
