@@ -32,6 +32,7 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 	defer d.inflight.Done()
 	tick := d.now()
 	d.state.ticked(tick)
+	defer func() { d.state.ranUntil(d.now()) }()
 	d.mu.Lock()
 	expected := d.nextRun
 	d.nextRun = d.opts.Schedule.Next(tick)
@@ -235,15 +236,25 @@ func (d *Daemon) followOther(stop context.Context, tick, next time.Time) (again 
 			return false
 		}
 		if d.lockFree(stop) {
+			if s := d.state.lastSuccess(); s != nil && !next.IsZero() && !d.now().Add(time.Duration(s.Duration*float64(time.Second))).Before(next) {
+				d.log.Warn("the lock holder let go of the lock without a newer backup, too late for this run: a backup taking as long as the last would run into the next scheduled run",
+					"next_run", next.Format(time.RFC3339))
+				return false
+			}
 			d.log.Info("the lock holder let go of the lock without a newer backup in storage; backing up now")
 			return true
 		}
 	}
 }
 
-// holderStored reports whether storage holds a backup finished after
-// since, which another process took while this one skipped the run; it
-// becomes the last success.
+// followSkew is how much earlier than this daemon's tick another
+// replica's backup of the same run may start: their clocks and schedulers
+// differ by a little.
+const followSkew = time.Minute
+
+// holderStored reports whether storage holds a backup started for the run
+// at since (by another process, while this one skipped it); it becomes the
+// last success.
 func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	if d.opts.Latest == nil {
 		return false
@@ -251,7 +262,9 @@ func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
 	m, err := d.opts.Latest(ctx)
-	if err != nil || !m.FinishedAt.After(since) {
+	// Started for this run: a backup of the run before that finished after
+	// since (it overran, and its daemon skipped this run) is not it.
+	if err != nil || m.StartedAt.Before(since.Add(-followSkew)) {
 		return false
 	}
 	d.recordSuccess(m, "storage")
@@ -259,14 +272,18 @@ func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	return true
 }
 
-// lockFree reports whether the backup lock can be taken now; it is
-// released again at once.
+// lockFree reports whether the backup lock is free now: looked up where the
+// Locker can, else taken and released again at once.
 func (d *Daemon) lockFree(ctx context.Context) bool {
 	if d.opts.Lock == nil {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
+	if p, ok := d.opts.Lock.(lockProber); ok {
+		free, err := p.Free(ctx)
+		return err == nil && free
+	}
 	_, release, err := d.opts.Lock.Hold(ctx)
 	if err != nil {
 		return false // still held, or the database is unreachable: keep following

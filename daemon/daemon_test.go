@@ -263,9 +263,17 @@ func TestLiveness(t *testing.T) {
 	live(due.Add(livenessSlack), 200)
 	live(due.Add(livenessSlack+time.Second), 503)
 	d.state.ticked(due)
+	live(due.Add(5*time.Hour), 200) // a run under way (retention, retries, following) is no stuck scheduler
+	d.state.ranUntil(due.Add(time.Minute))
 	live(due.Add(livenessSlack+time.Second), 200)
 	live(due.Add(time.Hour+livenessSlack+time.Second), 503) // the 12:00 run never started
-	d.state.begin(due.Add(time.Hour), 1)                    // ... unless the one before still runs
+	// A run that overran the next (the 12:00 one, dropped by the
+	// scheduler, ended 13:15): the next due is 14:00, not 13:00.
+	d.state.ticked(due.Add(time.Hour))
+	d.state.ranUntil(due.Add(2*time.Hour + 15*time.Minute))
+	live(due.Add(2*time.Hour+50*time.Minute), 200)
+	live(due.Add(3*time.Hour+livenessSlack+time.Second), 503)
+	d.state.begin(due.Add(3*time.Hour), 1) // a backup running outside a scheduled run (none here, but running)
 	live(due.Add(5*time.Hour), 200)
 }
 
@@ -587,6 +595,42 @@ func TestSkippedRunHolderStoredLate(t *testing.T) {
 	if !strings.Contains(logs.String(), "the lock holder completed a backup") {
 		t.Errorf("not logged:\n%s", logs)
 	}
+}
+
+// TestSkippedRunFollowLimits: the backup of the run before, which overran
+// into this one, is not this run's; and a lock that comes free too late for
+// a backup as long as the last is left to the next run.
+func TestSkippedRunFollowLimits(t *testing.T) {
+	tick := time.Now()
+	overrun := manifest("20260301-010000-prev", tick.Add(time.Minute), time.Hour) // started an hour before the tick
+	t.Run("overrun backup", func(t *testing.T) {
+		d, _ := newDaemon(t, Options{
+			Schedule: mustParse(t, "0 0 * * *"), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
+			Latest:         func(context.Context) (storage.Manifest, error) { return overrun, nil },
+			FollowInterval: 20 * time.Millisecond,
+		})
+		stop, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		d.runScheduled(stop, context.Background(), tick)
+		if s := d.state.lastSuccess(); s != nil {
+			t.Errorf("last success %s: the run before's backup counted as this run's", s.ID)
+		}
+	})
+	t.Run("too late", func(t *testing.T) {
+		fc := &failingCapture{}
+		d, logs := newDaemon(t, Options{
+			Schedule: mustParse(t, "0 0 * * *"), Capture: fc.capture, Lock: &heldLock{heldFor: 1},
+			Latest:         func(context.Context) (storage.Manifest, error) { return storage.Manifest{}, storage.ErrNoBackups },
+			FollowInterval: 20 * time.Millisecond,
+		})
+		d.recordSuccess(manifest("20260201-000000-long", tick.Add(-time.Hour), 48*time.Hour), "this daemon")
+		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d.runScheduled(stop, context.Background(), tick)
+		if fc.count() != 0 || !strings.Contains(logs.String(), "too late for this run") {
+			t.Errorf("capture called %d times; log:\n%s", fc.count(), logs)
+		}
+	})
 }
 
 // counter reads one sample from /metrics.
@@ -995,9 +1039,18 @@ func TestAdvisoryLock(t *testing.T) {
 		t.Fatal("LockKey does not tell locations apart, or minds a trailing slash")
 	}
 	a, b := AdvisoryLock{Conn: conn, Key: key}, AdvisoryLock{Conn: conn, Key: key}
+	if free, err := b.Free(ctx); err != nil || !free {
+		t.Fatalf("Free before anyone holds it = %v, %v", free, err)
+	}
 	release, err := a.TryLock(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if free, err := b.Free(ctx); err != nil || free {
+		t.Fatalf("Free while held = %v, %v", free, err)
+	}
+	if free, err := (AdvisoryLock{Conn: conn, Key: LockKey("s3://bucket/other", db)}).Free(ctx); err != nil || !free {
+		t.Fatalf("Free of another key while this one is held = %v, %v", free, err)
 	}
 	holder := pg.QueryString(t, db, fmt.Sprintf(
 		"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %d", uint32(uint64(key))))
@@ -1019,6 +1072,9 @@ func TestAdvisoryLock(t *testing.T) {
 	}
 	other()
 	release()
+	if free, err := b.Free(ctx); err != nil || !free {
+		t.Fatalf("Free after release = %v, %v", free, err)
+	}
 	release2, err := b.TryLock(ctx)
 	if err != nil {
 		t.Fatalf("after release: %v", err)

@@ -97,6 +97,8 @@ type state struct {
 	running  *Running
 	warnings []string  // from the last success: the size guard's, for one
 	tick     time.Time // when the scheduler last started a run
+	inRun    bool      // a scheduled run (retention, retries, following included) is under way
+	runEnd   time.Time // when the last scheduled run ended
 }
 
 func newState(s *schedule.Schedule, grace time.Duration, start time.Time, version string) *state {
@@ -139,7 +141,13 @@ func (s *state) begin(at time.Time, attempt int) {
 func (s *state) ticked(at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tick = at
+	s.tick, s.inRun = at, true
+}
+
+func (s *state) ranUntil(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runEnd, s.inRun = at, false
 }
 
 // livenessSlack is how late a scheduled run may start before /livez says
@@ -148,16 +156,20 @@ const livenessSlack = 10 * time.Minute
 
 // alive reports whether the daemon works at now, whatever its backups'
 // outcome: its state answers (a deadlock would hang the request instead)
-// and, when nothing runs, the scheduler started the last run that was due.
+// and, when no scheduled run is under way, the scheduler started the first
+// run due after the last one ended (runs due while one was under way are
+// dropped, not late).
 func (s *state) alive(now time.Time) (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sched == nil || s.running != nil {
+	if s.sched == nil || s.running != nil || s.inRun {
 		return true, ""
 	}
 	ref := s.start
-	if s.tick.After(ref) {
-		ref = s.tick
+	for _, t := range []time.Time{s.tick, s.runEnd} {
+		if t.After(ref) {
+			ref = t
+		}
 	}
 	if due := s.sched.Next(ref); !due.IsZero() && now.Sub(due) > livenessSlack {
 		return false, fmt.Sprintf("the scheduled run due at %s has not started: the scheduler is stuck", due.UTC().Format(time.RFC3339))

@@ -25,6 +25,12 @@ type Locker interface {
 	Hold(ctx context.Context) (held context.Context, release func(), err error)
 }
 
+// lockProber is a Locker that can tell whether the lock is free without
+// taking it.
+type lockProber interface {
+	Free(ctx context.Context) (bool, error)
+}
+
 // ErrLockLost is the cause a held lock's context carries when the session
 // holding the lock went away.
 var ErrLockLost = errors.New("the backup lock was lost (its database session ended); another pgbackups may take it")
@@ -122,6 +128,27 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 		wg.Wait()
 		release()
 	}, nil
+}
+
+// Free implements lockProber: it reports whether nobody holds the lock,
+// from pg_locks, without taking it (taking it, even for a moment, would
+// make a capture arriving then skip).
+func (l AdvisoryLock) Free(ctx context.Context) (bool, error) {
+	conn, err := dump.Connect(ctx, l.Conn)
+	if err != nil {
+		return false, fmt.Errorf("lock: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	err = conn.QueryRow(ctx, `
+		SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND classid = $1::bigint::oid AND objid = $2::bigint::oid`, int64(uint32(uint64(l.Key)>>32)), int64(uint32(uint64(l.Key)))).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("lock: pg_locks on %s: %s", l.Conn, dump.Redact(err, l.Conn))
+	}
+	return n == 0, nil
 }
 
 // TryLock takes the lock without watching it: for short critical sections.
