@@ -151,11 +151,13 @@ func tempFiles() []string {
 // for an exit that skips deferred calls. A child that has not connected yet
 // then fails to; one that has is unaffected.
 func RemoveTempFiles() {
-	for _, p := range tempFiles() {
-		if tempFilePID(filepath.Base(p)) == os.Getpid() {
-			os.Remove(p)
-		}
-	}
+	// The names this process made, not every name carrying its pid: where
+	// TMPDIR is shared across PID namespaces, another container's pid 1
+	// writes names like ours.
+	locks.Range(func(name, _ any) bool {
+		os.Remove(name.(string))
+		return true
+	})
 }
 
 // SweepStaleTempFiles removes the passfiles and restore archives of

@@ -53,6 +53,8 @@ func TestRemoveTempFilesRemovesThisProcessOwn(t *testing.T) {
 	}
 	archive.Close()
 	other := passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-123", os.Getpid()+1))
+	// Our pid in the name, but another PID namespace's process wrote it.
+	namesake := passfileIn(t, tmp, fmt.Sprintf("pgbackups-pgpass-%d-456", os.Getpid()))
 	unrelated := passfileIn(t, tmp, "unrelated")
 
 	RemoveTempFiles()
@@ -62,7 +64,7 @@ func TestRemoveTempFilesRemovesThisProcessOwn(t *testing.T) {
 	if exists(archive.Name()) {
 		t.Error("RemoveTempFiles left this process's restore archive")
 	}
-	if !exists(other) || !exists(unrelated) {
+	if !exists(other) || !exists(unrelated) || !exists(namesake) {
 		t.Error("RemoveTempFiles removed a file that is not this process's")
 	}
 }
