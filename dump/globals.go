@@ -163,11 +163,12 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]b
 // as it is with a NOTICE. Every other line passes through unchanged.
 //
 // pg_dumpall names every attribute, NOSUPERUSER included, and only a
-// superuser may name SUPERUSER, REPLICATION or BYPASSRLS either way: as
-// the CREATEROLE user of a managed service the ALTER would fail and, in one
-// block, take the CREATE with it. So an ALTER refused for want of privilege
-// is retried without those attributes, with a WARNING naming any that were
-// meant to be granted.
+// superuser may name SUPERUSER, REPLICATION or BYPASSRLS either way (from
+// PostgreSQL 16 CREATEDB and CREATEROLE need the restoring role to have
+// them): as the CREATEROLE user of a managed service the ALTER would fail
+// and, in one block, take the CREATE with it. So an ALTER refused for want
+// of privilege is retried without those attributes, with a WARNING naming
+// any that were meant to be granted.
 func RewriteGlobals(sql []byte) []byte {
 	var out bytes.Buffer
 	lines := strings.SplitAfter(string(sql), "\n")
@@ -191,7 +192,7 @@ func RewriteGlobals(sql []byte) []byte {
 				fallback = "\t\t\t" + lesser + "\n"
 			}
 			if dropped != "" {
-				fallback += fmt.Sprintf("\t\t\tRAISE WARNING 'role %%: created without %s (only a superuser may grant them)', %s;\n", dropped, literal)
+				fallback += fmt.Sprintf("\t\t\tRAISE WARNING 'role %%: created without %s (this role may not grant them)', %s;\n", dropped, literal)
 			}
 			apply = "\t\tBEGIN\n\t\t\t" + alter + "\n\t\tEXCEPTION WHEN insufficient_privilege THEN\n" + fallback + "\t\tEND;\n"
 		}
@@ -204,9 +205,13 @@ func RewriteGlobals(sql []byte) []byte {
 	return out.Bytes()
 }
 
-// superuserAttributes are the role attributes only a superuser may name.
+// superuserAttributes are the role attributes a CREATEROLE user may be
+// refused naming: SUPERUSER, REPLICATION and BYPASSRLS need a superuser,
+// and from PostgreSQL 16 CREATEDB and CREATEROLE (either way) need the
+// restoring role to have them itself.
 var superuserAttributes = map[string]bool{
 	"SUPERUSER": true, "NOSUPERUSER": true, "REPLICATION": true, "NOREPLICATION": true, "BYPASSRLS": true, "NOBYPASSRLS": true,
+	"CREATEDB": true, "NOCREATEDB": true, "CREATEROLE": true, "NOCREATEROLE": true,
 }
 
 // withoutSuperuserAttributes returns pg_dumpall's "ALTER ROLE name WITH
