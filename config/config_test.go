@@ -63,6 +63,7 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 	t.Setenv("PGBACKUPS_ORPHAN_GRACE", "30m")
 	t.Setenv("PGBACKUPS_RETRY_BACKOFF", "0")
 	t.Setenv("PGBACKUPS_RETRY_MAX_TIME", "0s")
+	t.Setenv("PGBACKUPS_STALL_TIMEOUT", "30s")
 	_, err := Load()
 	if err == nil {
 		t.Fatal("Load accepted a bad environment")
@@ -73,6 +74,7 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 		"PGBACKUPS_SCHEDUEL: unknown variable; did you mean PGBACKUPS_SCHEDULE?",
 		"PGBACKUPS_DATABASE_URL: does not parse", "PGBACKUPS_DUMP_URL: does not parse",
 		"PGBACKUPS_ORPHAN_GRACE: 30m0s is under 1h", "PGBACKUPS_RETRY_BACKOFF: must be positive", "PGBACKUPS_RETRY_MAX_TIME: must be positive",
+		"PGBACKUPS_STALL_TIMEOUT: 30s is under 1m",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
