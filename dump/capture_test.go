@@ -397,7 +397,9 @@ func assertNoMultipart(t *testing.T, srv testenv.S3Server) {
 }
 
 // proxy forwards TCP to an address until frozen, then holds every
-// connection open without moving a byte.
+// connection open without moving a byte; once thawed, those connections
+// are dropped (what the client gave up on is not delivered late) and new
+// ones are forwarded.
 type proxy struct {
 	addr   string
 	frozen atomic.Bool
@@ -411,16 +413,26 @@ func freezingProxy(t *testing.T, upstream string) *proxy {
 	}
 	t.Cleanup(func() { ln.Close() })
 	p := &proxy{addr: ln.Addr().String()}
+	// wait sits out a freeze and reports whether there was one.
+	wait := func() bool {
+		froze := false
+		for p.frozen.Load() {
+			froze = true
+			time.Sleep(20 * time.Millisecond)
+		}
+		return froze
+	}
 	pipe := func(dst, src net.Conn) {
 		defer dst.Close()
+		defer src.Close()
 		buf := make([]byte, 32<<10)
 		for {
-			for p.frozen.Load() {
-				time.Sleep(20 * time.Millisecond)
+			if wait() {
+				return
 			}
 			n, err := src.Read(buf)
-			for p.frozen.Load() {
-				time.Sleep(20 * time.Millisecond)
+			if wait() {
+				return
 			}
 			if n > 0 {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
