@@ -18,6 +18,7 @@ import (
 	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/internal/testenv"
 	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
 )
 
 func conn(t *testing.T, raw string) dump.Conn {
@@ -262,16 +263,7 @@ func TestApplyGlobalsTolerance(t *testing.T) {
 	pg := testenv.NewCluster(t)
 	ctx := context.Background()
 	pg.Exec(t, "postgres", `CREATE ROLE keeper LOGIN PASSWORD 'keeper-pw-1'`)
-	src := pg.CreateDB(t)
-	pg.Exec(t, src, `CREATE TABLE t (a int); INSERT INTO t VALUES (1)`)
-	st := fileStore(t)
-	o := options(t, pg, src, st)
-	o.SkipGlobals = true
-	m, err := dump.Capture(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.GlobalsKey, m.GlobalsSHA256 = putGlobals(t, st, m.ID, `CREATE ROLE keeper;
+	st, m := withGlobals(t, pg, `CREATE ROLE keeper;
 ALTER ROLE keeper WITH NOLOGIN PASSWORD 'other-cluster-pw';
 CREATE ROLE fresh_role;
 ALTER ROLE fresh_role WITH NOLOGIN;
@@ -299,6 +291,23 @@ GRANT fresh_role TO keeper;
 	}
 }
 
+// withGlobals captures a small database of pg without its globals, and
+// stores sql as the backup's globals instead.
+func withGlobals(t *testing.T, pg *testenv.Postgres, sql string) (*file.Store, storage.Manifest) {
+	t.Helper()
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE t (a int); INSERT INTO t VALUES (1)`)
+	st := fileStore(t)
+	o := options(t, pg, src, st)
+	o.SkipGlobals = true
+	m, err := dump.Capture(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.GlobalsKey, m.GlobalsSHA256 = putGlobals(t, st, m.ID, sql)
+	return st, m
+}
+
 // TestApplyGlobalsKeepsEveryMessage: a target with hundreds of the
 // backup's roles answers each with a NOTICE; an ERROR before them is still
 // among the notes.
@@ -306,20 +315,12 @@ func TestApplyGlobalsKeepsEveryMessage(t *testing.T) {
 	pg := testenv.NewCluster(t)
 	ctx := context.Background()
 	pg.Exec(t, "postgres", `DO $$ BEGIN FOR i IN 1..300 LOOP EXECUTE format('CREATE ROLE many_%s', i); END LOOP; END $$`)
-	src := pg.CreateDB(t)
-	st := fileStore(t)
-	o := options(t, pg, src, st)
-	o.SkipGlobals = true
-	m, err := dump.Capture(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var globals strings.Builder
 	globals.WriteString("CREATE TABLESPACE early OWNER postgres LOCATION '/nonexistent/pgbackups-early';\n")
 	for i := 1; i <= 300; i++ {
 		fmt.Fprintf(&globals, "CREATE ROLE many_%d;\nALTER ROLE many_%d WITH NOLOGIN;\n", i, i)
 	}
-	m.GlobalsKey, m.GlobalsSHA256 = putGlobals(t, st, m.ID, globals.String())
+	st, m := withGlobals(t, pg, globals.String())
 	res, err := dump.Restore(ctx, dump.RestoreOptions{
 		Store: st, Manifest: m, Target: conn(t, pg.URL(pg.CreateDB(t))), PgBinDir: pg.BinDir, WithGlobals: true,
 	})
@@ -340,17 +341,8 @@ func TestApplyGlobalsAsNonSuperuser(t *testing.T) {
 	pg := testenv.NewCluster(t)
 	ctx := context.Background()
 	pg.Exec(t, "postgres", `CREATE ROLE restorer LOGIN CREATEROLE CREATEDB PASSWORD 'restorer-pw'`)
-	src := pg.CreateDB(t)
-	pg.Exec(t, src, `CREATE TABLE t (a int); INSERT INTO t VALUES (1)`)
-	st := fileStore(t)
-	o := options(t, pg, src, st)
-	o.SkipGlobals = true
-	m, err := dump.Capture(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const hash = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVka2V5:c2VydmVya2V5"
-	m.GlobalsKey, m.GlobalsSHA256 = putGlobals(t, st, m.ID, `CREATE ROLE app_user;
+	st, m := withGlobals(t, pg, `CREATE ROLE app_user;
 ALTER ROLE app_user WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS PASSWORD '`+hash+`';
 CREATE ROLE replicator;
 ALTER ROLE replicator WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN REPLICATION NOBYPASSRLS PASSWORD '`+hash+`';
