@@ -238,7 +238,7 @@ func (m *Main) setup(ctx context.Context) error {
 	if n := dump.SweepStaleTempFiles(); n > 0 {
 		m.log.Info("removed temporary files (passfiles, restore archives) left by pgbackups processes that are gone", "count", n, "dir", os.TempDir())
 	}
-	store, err := openStore(ctx, cfg)
+	store, err := openStore(ctx, cfg, m.cmd.name == "capture" || m.cmd.name == "daemon")
 	if err != nil {
 		return err
 	}
@@ -263,8 +263,10 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// openStore opens the backend PGBACKUPS_STORAGE_URL names.
-func openStore(ctx context.Context, cfg *config.Config) (storage.Store, error) {
+// openStore opens the backend PGBACKUPS_STORAGE_URL names. A local
+// directory is created only when create is set (capture and the daemon
+// write backups); the commands that read them want it to exist.
+func openStore(ctx context.Context, cfg *config.Config, create bool) (storage.Store, error) {
 	raw := cfg.StorageURL
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -292,11 +294,20 @@ func openStore(ctx context.Context, cfg *config.Config) (storage.Store, error) {
 			return nil, err
 		}
 		return st, nil
-	case "file":
+	case "file", "":
 		// config.Validate rejected file URLs with a host or no path.
-		return file.New(u.Path)
-	case "":
-		return file.New(filepath.Clean(raw))
+		dir := u.Path
+		if u.Scheme == "" {
+			dir = filepath.Clean(raw)
+		}
+		if create {
+			return file.New(dir)
+		}
+		st, err := file.Open(dir)
+		if err != nil {
+			return nil, configError{fmt.Errorf("PGBACKUPS_STORAGE_URL: %w", err)}
+		}
+		return st, nil
 	}
 	return nil, configError{fmt.Errorf("PGBACKUPS_STORAGE_URL: unsupported scheme %q", u.Scheme)}
 }

@@ -54,6 +54,9 @@ func (m *Main) resolve(ctx context.Context, pos []string) (storage.Manifest, err
 	if len(pos) > 0 {
 		ref = pos[0]
 	}
+	if ref != "latest" && !storage.ValidID(ref) {
+		return storage.Manifest{}, usagef("%q is not a backup id (they look like 20261125-020000-k3f9; try `pgbackups list`), nor latest", ref)
+	}
 	man, err := m.catalog().Resolve(ctx, ref)
 	if errors.Is(err, storage.ErrNoBackups) {
 		return man, fmt.Errorf("no completed backup in %s; `pgbackups list --all` shows failed ones, `pgbackups capture` takes one", m.root())

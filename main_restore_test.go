@@ -456,7 +456,7 @@ func TestRestoreCommandsRejectBadInput(t *testing.T) {
 			check(exitFailure, "no such backup", "", "download", unknown, "-o", t.TempDir()+"/x.dump")
 			check(exitFailure, "no such backup", "", "restore", unknown, "--to", pg.URL(target), "--confirm", target)
 			check(exitFailure, "no such backup", "", "verify", unknown)
-			check(exitFailure, "not a backup id", "", "info", "yesterday")
+			check(exitUsage, "not a backup id", "", "info", "yesterday") // a usage error, as delete's
 			check(exitUsage, "--confirm "+target, "", "restore", id, "--to", pg.URL(target))
 			check(exitUsage, "does not match the target database", "", "restore", id, "--to", pg.URL(target), "--confirm", src)
 			check(exitUsage, "--to DATABASE_URL is required", "", "restore", id, "--confirm", target)

@@ -143,10 +143,29 @@ func TestUsage(t *testing.T) {
 		{[]string{"help", "--help"}, exitOK, "Commands:"}, // once a stack overflow
 		{[]string{"-h", "-h"}, exitOK, "Commands:"},
 		{[]string{"version"}, exitOK, ", go1."},
+		{[]string{"info", "2026-11-28"}, exitUsage, `"2026-11-28" is not a backup id`},
+		{[]string{"download", "../../etc/passwd"}, exitUsage, "is not a backup id"},
 	} {
 		r := run(t, []string{store}, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, output lacks %q or code != %d:\n%s%s", tc.args, r.code, tc.want, tc.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestReadCommandsNeedTheStore: a mistyped local storage path is an
+// error for the commands that read backups (not an empty store, and not
+// created); capture creates it.
+func TestReadCommandsNeedTheStore(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "typo")
+	env := []string{"PGBACKUPS_STORAGE_URL=" + missing}
+	for _, args := range [][]string{{"list"}, {"info", "latest"}, {"prune", "--dry-run"}, {"verify", "latest"}} {
+		r := run(t, env, args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, missing+" does not exist") || strings.Contains(r.stdout+r.stderr, "no backups stored yet") {
+			t.Errorf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		if _, err := os.Stat(missing); err == nil {
+			t.Fatalf("%v created %s", args, missing)
 		}
 	}
 }

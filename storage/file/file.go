@@ -45,6 +45,26 @@ func New(dir string) (*Store, error) {
 	return &Store{Root: abs}, nil
 }
 
+// Open returns a Store rooted at dir, which must exist: for commands that
+// read backups, where a mistyped path must not look like an empty store.
+func Open(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file: %s: %w", dir, err)
+	}
+	st, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("file: %s does not exist: no backup was ever stored there (a mistyped path?)", abs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("file: %s is not a directory", abs)
+	}
+	return &Store{Root: abs}, nil
+}
+
 // path maps a key to a file, refusing keys that would escape Root.
 func (s *Store) path(key string) (string, error) {
 	clean := filepath.Clean("/" + key)
