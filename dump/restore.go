@@ -221,6 +221,17 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if !o.Clean {
+		// pg_restore would stop at the first object that exists, after
+		// restoring what came before it: refuse before touching anything.
+		n, err := relations(ctx, o.Target)
+		if err != nil {
+			return fail(err)
+		}
+		if n > 0 {
+			return fail(fmt.Errorf("the target database is not empty (%d relations); nothing was changed: restore into a new database, or add --clean to replace the objects the backup holds", n))
+		}
+	}
 	if o.WithGlobals {
 		notes, err := applyGlobals(ctx, o.Target, o.PgBinDir, globals)
 		res.GlobalsNotes = notes
@@ -551,9 +562,22 @@ func (t *tocLines) Write(p []byte) (int, error) {
 
 // requireEmpty refuses a scratch database that already holds tables.
 func requireEmpty(ctx context.Context, c Conn) error {
-	conn, err := Connect(ctx, c)
+	n, err := relations(ctx, c)
 	if err != nil {
 		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%s is not empty (%d relations): --restore-to needs an empty scratch database, e.g. createdb pgbackups_verify", c, n)
+	}
+	return nil
+}
+
+// relations counts the tables, views, sequences and foreign tables of c's
+// database outside the system schemas.
+func relations(ctx context.Context, c Conn) (int, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return 0, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var n int
@@ -561,10 +585,7 @@ func requireEmpty(ctx context.Context, c Conn) error {
 		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`).Scan(&n)
 	if err != nil {
-		return fmt.Errorf("check %s is empty: %s", c, Redact(err, c))
+		return 0, fmt.Errorf("check %s is empty: %s", c, Redact(err, c))
 	}
-	if n > 0 {
-		return fmt.Errorf("%s is not empty (%d relations): --restore-to needs an empty scratch database, e.g. createdb pgbackups_verify", c, n)
-	}
-	return nil
+	return n, nil
 }

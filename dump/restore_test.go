@@ -83,12 +83,16 @@ func TestRestoreAndVerify(t *testing.T) {
 				t.Fatalf("parallel restore differs:\n%s", d)
 			}
 
-			// Over a database that already holds the objects: refused by
-			// pg_restore with a hint, then replaced with Clean.
+			// Over a database that already holds the objects: refused
+			// before anything is changed, then replaced with Clean.
+			before := pg.TableChecksums(t, streamed)
 			_, err = dump.Restore(ctx, opts(streamed))
-			if err == nil || !strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "--clean") ||
-				!strings.Contains(err.Error(), "may be partly restored") {
+			if err == nil || !strings.Contains(err.Error(), "is not empty") || !strings.Contains(err.Error(), "--clean") ||
+				!strings.Contains(err.Error(), "nothing was changed") {
 				t.Fatalf("restore over a full database: %v", err)
+			}
+			if d := testenv.DiffChecksums(before, pg.TableChecksums(t, streamed)); d != "" {
+				t.Fatalf("the refused restore changed the target:\n%s", d)
 			}
 			pg.Exec(t, streamed, `DELETE FROM billing.invoices WHERE id > 10; CREATE TABLE public.extra (x int)`)
 			o = opts(streamed)
@@ -288,6 +292,27 @@ GRANT fresh_role TO keeper;
 	c.Close(ctx)
 	if got := pg.QueryString(t, "postgres", `SELECT string_agg(r.rolname, ',') FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles u ON u.oid = a.member WHERE u.rolname = 'keeper'`); got != "fresh_role" {
 		t.Fatalf("keeper is member of %q, want fresh_role", got)
+	}
+}
+
+// TestRestoreStoppedByAStatement: pg_restore stops at the first failing
+// statement (here the owner of a table, a role the target cluster does
+// not have) and what it restored before stays: the error says so.
+func TestRestoreStoppedByAStatement(t *testing.T) {
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	pg.Exec(t, "postgres", `DO $$ BEGIN CREATE ROLE partly_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+	pg.Exec(t, src, `CREATE TABLE a (x int); INSERT INTO a VALUES (1); CREATE TABLE b (y int); ALTER TABLE b OWNER TO partly_owner`)
+	st := fileStore(t)
+	m, err := dump.Capture(context.Background(), options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.NewCluster(t) // no partly_owner there
+	target := other.CreateDB(t)
+	_, err = dump.Restore(context.Background(), dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, other.URL(target)), PgBinDir: pg.BinDir})
+	if err == nil || !strings.Contains(err.Error(), "partly_owner") || !strings.Contains(err.Error(), "may be partly restored") {
+		t.Fatalf("restore with a missing owner: %v, want pg_restore's error and that the target may be partly restored", err)
 	}
 }
 
