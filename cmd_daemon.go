@@ -110,7 +110,11 @@ func storageLocation(st storage.Store, raw string) string {
 func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log *slog.Logger) (int, error) {
 	res, err := storage.Prune(ctx, cat, o)
 	for _, p := range res.Removed {
-		log.Info("retention removed", "backup", p.ID, "key", p.Key, "reason", p.Reason, "bytes", p.Bytes)
+		what := slog.String("backup", p.ID)
+		if p.ID == "" {
+			what = slog.String("key", p.Key) // an unfinished write
+		}
+		log.Info("retention removed", what, "reason", p.Reason, "bytes", p.Bytes)
 	}
 	for _, e := range res.Unreadable {
 		log.Warn("retention left alone a backup whose manifest is unreadable", "backup", e.ID, "err", e.Err)
@@ -154,19 +158,34 @@ func newestOutcomes(ctx context.Context, cat storage.Catalog) (good storage.Mani
 		}
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
-	for _, id := range ids {
-		man, err := cat.Manifest(ctx, id)
-		if err != nil && ctx.Err() != nil {
-			return storage.Manifest{}, nil, ctx.Err()
+	// A second at a time (ids order backups to the second; within one,
+	// start times do), newest first.
+	for len(ids) > 0 {
+		n := 1
+		for n < len(ids) && ids[n][:len("20060102-150405")] == ids[0][:len("20060102-150405")] {
+			n++
 		}
-		// An unreadable manifest is skipped here (health): `pgbackups list`
-		// shows it, and `latest` refuses to pass over it.
-		switch {
-		case err != nil:
-		case man.OK():
-			return man, failed, nil
-		case failed == nil && man.Status == storage.StatusFailed:
-			failed = &man
+		var group []storage.Manifest
+		for _, id := range ids[:n] {
+			man, err := cat.Manifest(ctx, id)
+			if err != nil && ctx.Err() != nil {
+				return storage.Manifest{}, nil, ctx.Err()
+			}
+			// An unreadable manifest is skipped here (health): `pgbackups
+			// list` shows it, and `latest` refuses to pass over it.
+			if err == nil {
+				group = append(group, man)
+			}
+		}
+		ids = ids[n:]
+		sort.SliceStable(group, func(i, j int) bool { return group[i].StartedAt.After(group[j].StartedAt) })
+		for _, man := range group {
+			switch {
+			case man.OK():
+				return man, failed, nil
+			case failed == nil && man.Status == storage.StatusFailed:
+				failed = &man
+			}
 		}
 	}
 	return storage.Manifest{}, failed, storage.ErrNoBackups

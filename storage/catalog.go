@@ -212,8 +212,26 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 		}
 		out = append(out, *e)
 	}
+	// Ids order backups to the second; within one, the random suffix
+	// would decide, so there the manifests' start times do (as retention's).
+	sort.SliceStable(out, func(i, j int) bool { return newer(out[i], out[j]) })
 	return out, nil
 }
+
+// newer orders entries newest first: by the second in their ids, then by
+// start time where both have a manifest, then by id.
+func newer(a, b Entry) bool {
+	if a.ID[:idSecond] != b.ID[:idSecond] {
+		return a.ID > b.ID
+	}
+	if a.Manifest != nil && b.Manifest != nil && !a.Manifest.StartedAt.Equal(b.Manifest.StartedAt) {
+		return a.Manifest.StartedAt.After(b.Manifest.StartedAt)
+	}
+	return a.ID > b.ID
+}
+
+// idSecond is the length of an id's time part, "20060102-150405".
+const idSecond = len("20060102-150405")
 
 // Manifests returns every readable manifest, newest first. With all false
 // only completed backups are returned.
