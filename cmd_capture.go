@@ -31,8 +31,8 @@ var captureCommand = command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stderr, "backup %s of %s: %s dump, %s stored, %s\n", man.ID, man.Database,
-			config.HumanBytes(man.DumpBytes), config.HumanBytes(man.StoredBytes), man.Duration().Round(1e6))
+		fmt.Fprintf(m.Stderr, "backup %s of %s: %s dump, %s stored in %s, %s\n", man.ID, man.Database,
+			config.HumanBytes(man.DumpBytes), config.HumanBytes(man.StoredBytes), m.root(), man.Duration().Round(1e6))
 		fmt.Fprintln(m.Stdout, man.ID)
 		return nil
 	},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -150,8 +151,16 @@ func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
 	for _, e := range res.Unreadable {
 		fmt.Fprintf(m.Stderr, "left alone: %s has a manifest that cannot be read (%v); inspect it, then `pgbackups delete %s --confirm %s`\n", e.ID, e.Err, e.ID, e.ID)
 	}
-	fmt.Fprintf(m.Stderr, "%s %d items (%s), kept %d backups\n", verb, n, config.HumanBytes(bytes), len(res.Kept))
+	fmt.Fprintf(m.Stderr, "%s %s (%s), kept %s\n", verb, plural(n, "item"), config.HumanBytes(bytes), plural(len(res.Kept), "backup"))
 	if !dryRun {
 		m.log.Info("prune completed", "removed", n, "bytes", bytes, "kept", len(res.Kept))
 	}
+}
+
+// plural is "1 item" or "2 items".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -65,7 +65,7 @@ func printSchedule(m *Main, s *schedule.Schedule, from time.Time, n int) {
 	if n == 0 {
 		return
 	}
-	fmt.Fprintf(m.Stdout, "next %d runs:\n", n)
+	fmt.Fprintf(m.Stdout, "next %s:\n", plural(n, "run"))
 	for _, t := range s.NextN(from, n) {
 		fmt.Fprintf(m.Stdout, "  %s  %s %s\n", t.Format(time.RFC3339), t.Format("Mon"), t.Format("MST"))
 	}

@@ -32,7 +32,7 @@ const Prefix = "PGBACKUPS"
 type Config struct {
 	DatabaseURL string `envconfig:"DATABASE_URL" secret:"true" desc:"PostgreSQL URL or keyword/value DSN of the database to back up. Falls back to DATABASE_URL, then libpq's PGHOST/PGUSER/PGDATABASE/... variables."`
 	DumpURL     string `envconfig:"DUMP_URL" secret:"true" desc:"Optional URL of a read replica to run pg_dump against; pre-flight, locks and bookkeeping still use DATABASE_URL."`
-	StorageURL  string `envconfig:"STORAGE_URL" desc:"Where backups live: s3://bucket/prefix or file:///path or a plain path. Unset: $STATE_DIRECTORY, /var/lib/pgbackups if writable, else ~/.local/share/pgbackups."`
+	StorageURL  string `envconfig:"STORAGE_URL" desc:"Where backups live: s3://bucket/prefix or file:///path or a plain path. Unset: $STATE_DIRECTORY, /var/lib/pgbackups if it exists and is writable, else $XDG_DATA_HOME/pgbackups or ~/.local/share/pgbackups."`
 
 	S3PathStyle       *bool  `envconfig:"S3_PATH_STYLE" desc:"Path-style S3 addressing (bucket in the path). Default true when a custom endpoint (AWS_ENDPOINT_URL_S3) is set."`
 	S3PartSize        Size   `envconfig:"S3_PART_SIZE" default:"8MiB" desc:"Multipart upload part size; grows with the database size so a 5 TiB dump fits S3's 10,000 parts (concurrency then drops to keep memory within S3_PART_SIZE x S3_CONCURRENCY)."`
@@ -117,6 +117,16 @@ func Load() (*Config, error) {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
+			var ne *strconv.NumError
+			if errors.As(err, &ne) {
+				err = fmt.Errorf("%q is not a whole number", ne.Num)
+				if errors.Is(ne.Err, strconv.ErrRange) {
+					err = fmt.Errorf("%q is out of range", ne.Num)
+				}
+				if f.Type.Kind() == reflect.Bool {
+					err = fmt.Errorf("%q is not true or false", ne.Num)
+				}
+			}
 			errs = append(errs, FieldError{Var: VarName(f), Err: err})
 			continue
 		}
@@ -197,10 +207,21 @@ func unknownVars(environ []string) Errors {
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, Prefix+"_") && !known[name] && !strings.HasPrefix(name, Prefix+"_TEST_") {
-			errs = append(errs, FieldError{name, fmt.Errorf("unknown variable%s", suggest(name, known))})
+			hint := suggest(name, known)
+			if sdk, ok := awsVariables[strings.TrimPrefix(name, Prefix+"_")]; ok {
+				hint = "; the AWS SDK's own " + sdk + " sets that"
+			}
+			errs = append(errs, FieldError{name, fmt.Errorf("unknown variable%s", hint)})
 		}
 	}
 	return errs
+}
+
+// awsVariables are S3 settings pgbackups leaves to the AWS SDK, by the
+// names a user might guess for them.
+var awsVariables = map[string]string{
+	"S3_ENDPOINT": "AWS_ENDPOINT_URL_S3", "S3_ENDPOINT_URL": "AWS_ENDPOINT_URL_S3", "ENDPOINT_URL": "AWS_ENDPOINT_URL_S3",
+	"S3_REGION": "AWS_REGION", "REGION": "AWS_REGION", "AWS_REGION": "AWS_REGION", "S3_SESSION_TOKEN": "AWS_SESSION_TOKEN",
 }
 
 // suggest names the known variable closest to a typo, if one is close.

@@ -29,7 +29,7 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 	if !d.enter() {
 		return
 	}
-	defer d.inflight.Done()
+	defer d.leave()
 	tick := d.now()
 	d.state.ticked(tick)
 	defer func() { d.state.ranUntil(d.now()) }()

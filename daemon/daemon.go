@@ -112,6 +112,7 @@ type Daemon struct {
 	mu       sync.Mutex
 	stopping bool           // no new backup starts
 	inflight sync.WaitGroup // the scheduled run in progress, retries included
+	active   int            // runs entered and not yet left (under mu): inflight's count
 	nextRun  time.Time      // the run expected after the current one
 }
 
@@ -316,14 +317,13 @@ func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, error) {
 func (d *Daemon) stopBackups(cancel context.CancelCauseFunc) {
 	d.mu.Lock()
 	d.stopping = true
+	idle := d.active == 0
 	d.mu.Unlock()
+	if idle {
+		return // and none can start now
+	}
 	done := make(chan struct{})
 	go func() { d.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-		return
-	default:
-	}
 	grace := d.opts.ShutdownGrace
 	d.log.Info("waiting for the scheduled run in progress to finish", "shutdown_grace", grace.String())
 	t := time.NewTimer(grace)
@@ -345,7 +345,16 @@ func (d *Daemon) enter() bool {
 		return false
 	}
 	d.inflight.Add(1)
+	d.active++
 	return true
+}
+
+// leave ends what enter began.
+func (d *Daemon) leave() {
+	d.mu.Lock()
+	d.active--
+	d.mu.Unlock()
+	d.inflight.Done()
 }
 
 func (d *Daemon) sdnotify(states ...string) {

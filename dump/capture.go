@@ -179,7 +179,9 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	}
 	m.Status = storage.StatusFailed
 	m.Error = err.Error()
-	m.DataKey, m.SHA256, m.DumpSHA256 = "", "", ""
+	// Nothing of it is kept (its objects are removed below, or left to
+	// prune): StoredBytes would read as space in use.
+	m.DataKey, m.SHA256, m.DumpSHA256, m.StoredBytes = "", "", "", 0
 	m.GlobalsKey, m.GlobalsSHA256, m.Tables, m.TableCountMethod = "", "", nil, ""
 	// Record the failure even when ctx was cancelled (SIGTERM): the operator
 	// should find out why a backup is missing. Best effort: storage may be
