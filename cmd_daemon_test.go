@@ -57,24 +57,16 @@ func TestNewestOutcomes(t *testing.T) {
 	if m, err := latestCompleted(ctx, cat); err != nil || m.ID != good {
 		t.Errorf("latestCompleted = %s, %v", m.ID, err)
 	}
-}
 
-// TestNewestOutcomesSameSecond: within one second the start times decide,
-// not the ids' random suffixes.
-func TestNewestOutcomesSameSecond(t *testing.T) {
-	ctx := context.Background()
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := storage.Catalog{Store: st}
-	at := time.Date(2026, 11, 28, 4, 17, 35, 0, time.UTC)
-	for id, started := range map[string]time.Time{"20261128-041735-zzzz": at, "20261128-041735-aaaa": at.Add(900 * time.Millisecond)} {
+	// Two backups within one second: their start times decide, not the
+	// ids' random suffixes.
+	at := time.Date(2026, 3, 5, 12, 30, 0, 0, time.UTC)
+	for id, started := range map[string]time.Time{"20260305-123000-zzzz": at, "20260305-123000-aaaa": at.Add(900 * time.Millisecond)} {
 		if err := cat.WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: started, FinishedAt: started.Add(50 * time.Millisecond)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if m, err := latestCompleted(ctx, cat); err != nil || m.ID != "20261128-041735-aaaa" {
-		t.Errorf("latestCompleted = %s, %v; want the one started later", m.ID, err)
+	if m, err := latestCompleted(ctx, cat); err != nil || m.ID != "20260305-123000-aaaa" {
+		t.Errorf("latestCompleted = %s, %v; want the one of the same second started later", m.ID, err)
 	}
 }
