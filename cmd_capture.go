@@ -58,7 +58,7 @@ func (m *Main) capture(ctx context.Context) (storage.Manifest, error) {
 	case errors.As(err, &held):
 		return storage.Manifest{}, fmt.Errorf("not starting a second backup: %w", err)
 	case err != nil:
-		return storage.Manifest{}, err // "lock: connect to ..."
+		return storage.Manifest{}, err // "backup lock: connect to ..."
 	}
 	defer release()
 	man, err := dump.Capture(locked, o)

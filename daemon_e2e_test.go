@@ -221,7 +221,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, h = p.waitHealth("503 after the database stopped", 10*time.Second, func(code int, h daemon.Health) bool { return code == 503 })
-	if h.Status != daemon.StatusFailing || h.LastFailure == nil || !strings.Contains(h.LastFailure.Error, "lock: connect to") {
+	if h.Status != daemon.StatusFailing || h.LastFailure == nil || !strings.Contains(h.LastFailure.Error, "backup lock: connect to") {
 		t.Errorf("/healthz = %+v", h.LastFailure)
 	}
 	if p.metrics()[`pgbackups_backups_total{result="failure"}`] < 1 {

@@ -395,7 +395,7 @@ func TestCaptureLockConnectErrorIsNotASecondBackup(t *testing.T) {
 		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
 	}
 	r := run(t, env, "capture")
-	if r.code != exitFailure || strings.Contains(r.stderr, "second backup") || !strings.Contains(r.stderr, "lock: connect to database \"appdb\"") {
+	if r.code != exitFailure || strings.Contains(r.stderr, "second backup") || !strings.Contains(r.stderr, "backup lock: connect to database \"appdb\"") {
 		t.Fatalf("exit %d, want 1 with a backup lock error that is not about a second backup:\n%s", r.code, r.stderr)
 	}
 }

@@ -1085,7 +1085,7 @@ func TestAdvisoryLock(t *testing.T) {
 	// and never shows the password.
 	bad := mustConn(t, strings.Replace(pg.URL(db), fmt.Sprintf(":%d/", pg.Port), ":1/", 1))
 	_, err = AdvisoryLock{Conn: bad, Key: key}.TryLock(ctx)
-	if err == nil || errors.As(err, &held) || !strings.HasPrefix(err.Error(), "lock: connect to") || strings.Contains(err.Error(), pg.Password) {
+	if err == nil || errors.As(err, &held) || !strings.HasPrefix(err.Error(), "backup lock: connect to") || strings.Contains(err.Error(), pg.Password) {
 		t.Errorf("unreachable server: %v", err)
 	}
 }

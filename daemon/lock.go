@@ -136,7 +136,7 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 func (l AdvisoryLock) Free(ctx context.Context) (bool, error) {
 	conn, err := dump.Connect(ctx, l.Conn)
 	if err != nil {
-		return false, fmt.Errorf("lock: %w", err)
+		return false, fmt.Errorf("backup lock: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var n int
@@ -146,7 +146,7 @@ func (l AdvisoryLock) Free(ctx context.Context) (bool, error) {
 		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		  AND classid = $1::bigint::oid AND objid = $2::bigint::oid`, int64(uint32(uint64(l.Key)>>32)), int64(uint32(uint64(l.Key)))).Scan(&n)
 	if err != nil {
-		return false, fmt.Errorf("lock: pg_locks on %s: %s", l.Conn, dump.Redact(err, l.Conn))
+		return false, fmt.Errorf("backup lock: pg_locks on %s: %s", l.Conn, dump.Redact(err, l.Conn))
 	}
 	return n == 0, nil
 }
@@ -160,7 +160,7 @@ func (l AdvisoryLock) TryLock(ctx context.Context) (func(), error) {
 func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 	conn, err := dump.Connect(ctx, l.Conn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock: %w", err)
+		return nil, nil, fmt.Errorf("backup lock: %w", err)
 	}
 	closeConn := func() {
 		// Closing the session releases its advisory locks. Bounded, and not
@@ -172,7 +172,7 @@ func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 	var ok bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&ok); err != nil {
 		closeConn()
-		return nil, nil, fmt.Errorf("lock: pg_try_advisory_lock on %s: %s", l.Conn, dump.Redact(err, l.Conn))
+		return nil, nil, fmt.Errorf("backup lock: pg_try_advisory_lock on %s: %s", l.Conn, dump.Redact(err, l.Conn))
 	}
 	if !ok {
 		held := &HeldError{}
