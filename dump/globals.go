@@ -185,17 +185,7 @@ func RewriteGlobals(sql []byte) []byte {
 		}
 		create := strings.TrimRight(lines[i], "\r\n")
 		literal := "'" + strings.ReplaceAll(name, "'", "''") + "'"
-		apply := "\t\t" + alter + "\n"
-		if lesser, dropped := withoutSuperuserAttributes(alter, name); lesser != alter {
-			fallback := "\t\t\tNULL;\n"
-			if lesser != "" {
-				fallback = "\t\t\t" + lesser + "\n"
-			}
-			if dropped != "" {
-				fallback += fmt.Sprintf("\t\t\tRAISE WARNING 'role %%: created without %s (this role may not grant them)', %s;\n", dropped, literal)
-			}
-			apply = "\t\tBEGIN\n\t\t\t" + alter + "\n\t\tEXCEPTION WHEN insufficient_privilege THEN\n" + fallback + "\t\tEND;\n"
-		}
+		apply := alterWithFallbacks(alter, name, literal, "\t\t", attributeSteps)
 		body := fmt.Sprintf("BEGIN\n\tIF to_regrole(%s) IS NULL THEN\n\t\t%s\n%s\tELSE\n\t\tRAISE NOTICE 'role %% already exists: kept as it is', %s;\n\tEND IF;\nEND\n",
 			literal, create, apply, literal)
 		tag := dollarTag(body)
@@ -205,21 +195,59 @@ func RewriteGlobals(sql []byte) []byte {
 	return out.Bytes()
 }
 
-// superuserAttributes are the role attributes a CREATEROLE user may be
-// refused naming: SUPERUSER, REPLICATION and BYPASSRLS need a superuser,
-// and from PostgreSQL 16 CREATEDB and CREATEROLE (either way) need the
-// restoring role to have them itself.
-var superuserAttributes = map[string]bool{
-	"SUPERUSER": true, "NOSUPERUSER": true, "REPLICATION": true, "NOREPLICATION": true, "BYPASSRLS": true, "NOBYPASSRLS": true,
-	"CREATEDB": true, "NOCREATEDB": true, "CREATEROLE": true, "NOCREATEROLE": true,
+// attributeSteps are the role attributes a CREATEROLE user may be refused
+// naming, left out a step at a time: SUPERUSER, REPLICATION and BYPASSRLS
+// always need a superuser; from PostgreSQL 16, CREATEDB and CREATEROLE
+// (either way) need the restoring role to have them itself, while older
+// versions let a CREATEROLE user grant them, so they are kept unless the
+// first retry is refused too.
+var attributeSteps = []map[string]bool{
+	{"SUPERUSER": true, "NOSUPERUSER": true, "REPLICATION": true, "NOREPLICATION": true, "BYPASSRLS": true, "NOBYPASSRLS": true},
+	{"CREATEDB": true, "NOCREATEDB": true, "CREATEROLE": true, "NOCREATEROLE": true},
 }
 
-// withoutSuperuserAttributes returns pg_dumpall's "ALTER ROLE name WITH
-// ...;" without superuserAttributes ("" when nothing is left), and the
-// ones of them that grant something (SUPERUSER, REPLICATION, BYPASSRLS),
-// space-separated. The attribute keywords come before the first quoted
-// value (PASSWORD, VALID UNTIL), which is kept as it is.
-func withoutSuperuserAttributes(alter, name string) (lesser, dropped string) {
+// alterWithFallbacks is alter, and if it is refused for want of privilege,
+// alter without the attributes of the next step (and so on), with a
+// WARNING naming any left out that were meant to be granted.
+func alterWithFallbacks(alter, name, literal, indent string, steps []map[string]bool) string {
+	return fallbackStep(alter, name, literal, indent, steps, nil)
+}
+
+// fallbackStep renders stmt (run at indent) guarded by the remaining
+// steps; warned lists what earlier steps left out that was to be granted.
+func fallbackStep(stmt, name, literal, indent string, steps []map[string]bool, warned []string) string {
+	warn := func(at string, warned []string) string {
+		if len(warned) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%sRAISE WARNING 'role %%: created without %s (this role may not grant them)', %s;\n", at, strings.Join(warned, " "), literal)
+	}
+	mine := warned
+	for len(steps) > 0 {
+		lesser, dropped := withoutAttributes(stmt, name, steps[0])
+		steps = steps[1:]
+		if lesser == stmt {
+			continue // nothing of this step named: on to the next
+		}
+		if dropped != "" {
+			warned = append(warned[:len(warned):len(warned)], dropped)
+		}
+		next := indent + "\tNULL;\n" + warn(indent+"\t", warned)
+		if lesser != "" {
+			next = fallbackStep(lesser, name, literal, indent+"\t", steps, warned)
+		}
+		return indent + "BEGIN\n" + indent + "\t" + stmt + "\n" + warn(indent+"\t", mine) +
+			indent + "EXCEPTION WHEN insufficient_privilege THEN\n" + next + indent + "END;\n"
+	}
+	return indent + stmt + "\n" + warn(indent, mine)
+}
+
+// withoutAttributes returns pg_dumpall's "ALTER ROLE name WITH ...;"
+// without the attributes in drop ("" when nothing is left), and the ones
+// of them that grant something (not NO...), space-separated. The attribute
+// keywords come before the first quoted value (PASSWORD, VALID UNTIL),
+// which is kept as it is.
+func withoutAttributes(alter, name string, drop map[string]bool) (lesser, dropped string) {
 	prefix := "ALTER ROLE " + name + " WITH "
 	rest := strings.TrimSuffix(strings.TrimPrefix(alter, prefix), ";")
 	words, quoted := rest, ""
@@ -229,7 +257,7 @@ func withoutSuperuserAttributes(alter, name string) (lesser, dropped string) {
 	var kept, granted []string
 	for _, w := range strings.Fields(words) {
 		switch {
-		case !superuserAttributes[w]:
+		case !drop[w]:
 			kept = append(kept, w)
 		case !strings.HasPrefix(w, "NO"):
 			granted = append(granted, w)

@@ -581,9 +581,14 @@ func relations(ctx context.Context, c Conn) (int, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var n int
+	// An extension's own relations (PostGIS's spatial_ref_sys, a view of
+	// pg_stat_statements, often there from template1) are not data: the
+	// dump's CREATE EXTENSION IF NOT EXISTS leaves them be.
 	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`).Scan(&n)
+		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+		  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+			WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("check %s is empty: %s", c, Redact(err, c))
 	}
