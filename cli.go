@@ -304,6 +304,9 @@ func openStore(ctx context.Context, cfg *config.Config, create bool) (storage.St
 			return file.New(dir)
 		}
 		st, err := file.Open(dir)
+		if err != nil && os.Getenv("PGBACKUPS_STORAGE_URL") == "" {
+			err = fmt.Errorf("unset, so the default local directory is used (%w); set PGBACKUPS_STORAGE_URL to where the backups are", err)
+		}
 		if err != nil {
 			return nil, configError{fmt.Errorf("PGBACKUPS_STORAGE_URL: %w", err)}
 		}

@@ -123,7 +123,7 @@ func Load() (*Config, error) {
 				if errors.Is(ne.Err, strconv.ErrRange) {
 					err = fmt.Errorf("%q is out of range", ne.Num)
 				}
-				if f.Type.Kind() == reflect.Bool {
+				if f.Type.Kind() == reflect.Bool || f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Bool {
 					err = fmt.Errorf("%q is not true or false", ne.Num)
 				}
 			}

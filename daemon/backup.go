@@ -247,13 +247,8 @@ func (d *Daemon) followOther(stop context.Context, tick, next time.Time) (again 
 	}
 }
 
-// followSkew is how much earlier than this daemon's tick another
-// replica's backup of the same run may start: their clocks and schedulers
-// differ by a little.
-const followSkew = time.Minute
-
-// holderStored reports whether storage holds a backup started for the run
-// at since (by another process, while this one skipped it); it becomes the
+// holderStored reports whether storage holds a backup another process
+// finished for the run at since, while this one skipped it; it becomes the
 // last success.
 func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	if d.opts.Latest == nil {
@@ -262,9 +257,13 @@ func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
 	m, err := d.opts.Latest(ctx)
-	// Started for this run: a backup of the run before that finished after
-	// since (it overran, and its daemon skipped this run) is not it.
-	if err != nil || m.StartedAt.Before(since.Add(-followSkew)) {
+	if err != nil || !m.FinishedAt.After(since) {
+		return false
+	}
+	// Not the run before's, which overran into this one (its daemon then
+	// skipped this run): a backup started at that run's time is that run's.
+	// One started later (a manual capture just before this run) counts.
+	if gap := d.opts.Schedule.Interval(); gap > 0 && m.StartedAt.Before(since.Add(-gap/2)) {
 		return false
 	}
 	d.recordSuccess(m, "storage")

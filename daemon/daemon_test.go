@@ -602,7 +602,7 @@ func TestSkippedRunHolderStoredLate(t *testing.T) {
 // a backup as long as the last is left to the next run.
 func TestSkippedRunFollowLimits(t *testing.T) {
 	tick := time.Now()
-	overrun := manifest("20260301-010000-prev", tick.Add(time.Minute), time.Hour) // started an hour before the tick
+	overrun := manifest("20260301-010000-prev", tick.Add(time.Minute), 24*time.Hour) // the daily run before's, a day long
 	t.Run("overrun backup", func(t *testing.T) {
 		d, _ := newDaemon(t, Options{
 			Schedule: mustParse(t, "0 0 * * *"), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
@@ -614,6 +614,20 @@ func TestSkippedRunFollowLimits(t *testing.T) {
 		d.runScheduled(stop, context.Background(), tick)
 		if s := d.state.lastSuccess(); s != nil {
 			t.Errorf("last success %s: the run before's backup counted as this run's", s.ID)
+		}
+	})
+	t.Run("manual capture just before", func(t *testing.T) {
+		manual := manifest("20260301-015500-hand", tick.Add(15*time.Minute), 20*time.Minute) // started 5 min before the tick
+		d, _ := newDaemon(t, Options{
+			Schedule: mustParse(t, "0 0 * * *"), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
+			Latest:         func(context.Context) (storage.Manifest, error) { return manual, nil },
+			FollowInterval: 20 * time.Millisecond,
+		})
+		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.runScheduled(stop, context.Background(), tick)
+		if s := d.state.lastSuccess(); s == nil || s.ID != manual.ID {
+			t.Errorf("last success %+v: a capture that held the lock across the run's time is this run's backup", s)
 		}
 	})
 	t.Run("too late", func(t *testing.T) {

@@ -218,13 +218,17 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 	return out, nil
 }
 
-// newer orders entries newest first: by the second in their ids, then by
-// start time where both have a manifest, then by id.
+// newer orders entries newest first: by the second in their ids; within
+// one, those with a manifest first, by start time; then by id. (A total
+// order: mixing start times and ids among the same entries would not be.)
 func newer(a, b Entry) bool {
 	if a.ID[:idSecond] != b.ID[:idSecond] {
 		return a.ID > b.ID
 	}
-	if a.Manifest != nil && b.Manifest != nil && !a.Manifest.StartedAt.Equal(b.Manifest.StartedAt) {
+	if (a.Manifest != nil) != (b.Manifest != nil) {
+		return a.Manifest != nil
+	}
+	if a.Manifest != nil && !a.Manifest.StartedAt.Equal(b.Manifest.StartedAt) {
 		return a.Manifest.StartedAt.After(b.Manifest.StartedAt)
 	}
 	return a.ID > b.ID

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,9 +27,14 @@ func TestSameSecondOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// And a capture of the same second still under way (no manifest yet),
+	// whose id sorts between them: the order must stay total.
+	if _, err := st.Put(ctx, storage.DataKey("20261128-041735-mmmm"), strings.NewReader("partial")); err != nil {
+		t.Fatal(err)
+	}
 	es, err := cat.Entries(ctx)
-	if err != nil || len(es) != 2 || es[0].ID != second {
-		t.Fatalf("Entries = %v, %v; want %s first", es, err, second)
+	if err != nil || len(es) != 3 || es[0].ID != second || es[1].ID != first {
+		t.Fatalf("Entries = %v, %v; want %s, %s, then the one without a manifest", es, err, second, first)
 	}
 	if m, err := cat.Resolve(ctx, "latest"); err != nil || m.ID != second {
 		t.Errorf("latest = %s, %v; want %s, started later", m.ID, err, second)
