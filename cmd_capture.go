@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pgbackups/pgbackups/config"
 	"github.com/pgbackups/pgbackups/daemon"
@@ -28,6 +29,10 @@ var captureCommand = command{
 			m.log.Warn("pgbackups runs at normal priority", "err", err)
 		}
 		man, err := m.capture(ctx)
+		if err != nil && m.cfg != nil && m.cfg.DatabaseURL == "" && strings.Contains(err.Error(), "connect to database") {
+			// Nothing named a database: say what was tried instead.
+			err = fmt.Errorf("%w (PGBACKUPS_DATABASE_URL and DATABASE_URL are unset, so libpq's PGHOST/PGUSER/PGDATABASE variables and defaults were used)", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -364,6 +364,12 @@ func TestCaptureWithLibpqVariables(t *testing.T) {
 	if ms := listJSON(t, env); len(ms) != 1 || ms[0].Database != db {
 		t.Fatalf("list = %+v", ms)
 	}
+	// With nothing naming a reachable database, the error says what was
+	// tried instead.
+	env[1] = "PGPORT=1"
+	if r := run(t, env, "capture"); r.code != exitFailure || !strings.Contains(r.stderr, "PGBACKUPS_DATABASE_URL and DATABASE_URL are unset") {
+		t.Errorf("capture with libpq variables pointing nowhere: exit %d\n%s", r.code, r.stderr)
+	}
 }
 
 func TestCaptureFailsCleanly(t *testing.T) {
