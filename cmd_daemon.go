@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -70,8 +67,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 				Grace:    cfg.OrphanGrace.D(),
 			}, m.log.With("component", "retention"))
 		},
-		Latest:       func(ctx context.Context) (storage.Manifest, error) { return latestCompleted(ctx, cat) },
-		LatestFailed: func(ctx context.Context) (storage.Manifest, error) { return latestFailed(ctx, cat) },
+		Latest: cat.Newest,
 		// The lock is taken on DATABASE_URL, the primary, even when
 		// PGBACKUPS_DUMP_URL sends pg_dump to a replica: every daemon
 		// backing up this database sees the primary's lock table.
@@ -120,73 +116,4 @@ func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log
 		log.Warn("retention left alone a backup whose manifest is unreadable", "backup", e.ID, "err", e.Err)
 	}
 	return len(res.Removed), err
-}
-
-// latestCompleted returns the newest completed backup.
-func latestCompleted(ctx context.Context, cat storage.Catalog) (storage.Manifest, error) {
-	good, _, err := newestOutcomes(ctx, cat)
-	return good, err
-}
-
-// latestFailed returns the newest failed backup if it is newer than every
-// completed one, else an error wrapping storage.ErrNoBackups.
-func latestFailed(ctx context.Context, cat storage.Catalog) (storage.Manifest, error) {
-	_, failed, err := newestOutcomes(ctx, cat)
-	if err != nil && !errors.Is(err, storage.ErrNoBackups) {
-		return storage.Manifest{}, err
-	}
-	if failed == nil {
-		return storage.Manifest{}, storage.ErrNoBackups
-	}
-	return *failed, nil
-}
-
-// newestOutcomes reads manifests newest first, stopping at the first
-// completed one (Catalog.Resolve reads them all): that backup (or an error
-// wrapping storage.ErrNoBackups), and the newest failed one if it came
-// after.
-func newestOutcomes(ctx context.Context, cat storage.Catalog) (good storage.Manifest, failed *storage.Manifest, err error) {
-	objs, err := cat.Store.List(ctx, "")
-	if err != nil {
-		return storage.Manifest{}, nil, err
-	}
-	var ids []string
-	for _, o := range objs {
-		id, _, ok := strings.Cut(o.Key, "/")
-		if ok && storage.ValidID(id) && o.Key == storage.ManifestKey(id) {
-			ids = append(ids, id)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
-	// A second at a time (ids order backups to the second; within one,
-	// start times do), newest first.
-	for len(ids) > 0 {
-		n := 1
-		for n < len(ids) && ids[n][:len("20060102-150405")] == ids[0][:len("20060102-150405")] {
-			n++
-		}
-		var group []storage.Manifest
-		for _, id := range ids[:n] {
-			man, err := cat.Manifest(ctx, id)
-			if err != nil && ctx.Err() != nil {
-				return storage.Manifest{}, nil, ctx.Err()
-			}
-			// An unreadable manifest is skipped here (health): `pgbackups
-			// list` shows it, and `latest` refuses to pass over it.
-			if err == nil {
-				group = append(group, man)
-			}
-		}
-		ids = ids[n:]
-		sort.SliceStable(group, func(i, j int) bool { return group[i].StartedAt.After(group[j].StartedAt) })
-		for _, man := range group {
-			switch {
-			case man.OK():
-				return man, failed, nil
-			case failed == nil && man.Status == storage.StatusFailed:
-				failed = &man
-			}
-		}
-	}
-	return storage.Manifest{}, failed, storage.ErrNoBackups
 }

@@ -256,7 +256,7 @@ func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
-	m, err := d.opts.Latest(ctx)
+	m, _, err := d.opts.Latest(ctx)
 	if err != nil || !m.FinishedAt.After(since) {
 		return false
 	}

@@ -48,15 +48,12 @@ type Options struct {
 	// is still held; it returns how much it removed. Nil: no retention.
 	Prune func(ctx context.Context) (removed int, err error)
 	// Latest returns the newest completed backup in storage, or an error
-	// wrapping storage.ErrNoBackups. The daemon reads it at start-up, so a
-	// restart keeps the last success, and after a run it skipped, to see
-	// the backup the lock holder took. Nil: neither.
-	Latest func(ctx context.Context) (storage.Manifest, error)
-	// LatestFailed returns the newest failed backup in storage if it is
-	// newer than every completed one, or an error wrapping
-	// storage.ErrNoBackups. The daemon reads it at start-up, so a restart
-	// does not turn a failing backup healthy. Nil: not read.
-	LatestFailed func(ctx context.Context) (storage.Manifest, error)
+	// wrapping storage.ErrNoBackups, and the newest failed backup if one
+	// came after it (storage.Catalog.Newest). The daemon reads it at
+	// start-up, so a restart keeps the last success and a failure since,
+	// and after a run it skipped, to see the backup the lock holder took.
+	// Nil: neither.
+	Latest func(ctx context.Context) (completed storage.Manifest, failedAfter *storage.Manifest, err error)
 	// Lock keeps backups of one database from overlapping across
 	// processes. Nil: only this process's own runs are serialized.
 	Lock Locker
@@ -375,7 +372,7 @@ func (d *Daemon) loadLatest(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
-	m, err := d.opts.Latest(ctx)
+	m, f, err := d.opts.Latest(ctx)
 	switch {
 	case errors.Is(err, storage.ErrNoBackups):
 		d.log.Info("no completed backup in storage yet")
@@ -385,11 +382,7 @@ func (d *Daemon) loadLatest(ctx context.Context) {
 		d.recordSuccess(m, "storage")
 		d.log.Info("newest completed backup in storage", "backup", m.ID, "finished_at", m.FinishedAt.Format(time.RFC3339))
 	}
-	if d.opts.LatestFailed == nil {
-		return
-	}
-	f, err := d.opts.LatestFailed(ctx)
-	if err != nil {
+	if f == nil {
 		return // none, or unknown: the success above stands
 	}
 	at := f.FinishedAt

@@ -211,11 +211,10 @@ func TestStartupReadsAFailureAfterTheLastSuccess(t *testing.T) {
 		StartedAt: time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC), FinishedAt: time.Date(2026, 3, 2, 2, 0, 5, 0, time.UTC)}
 	clock := &fakeClock{t: time.Date(2026, 3, 2, 2, 30, 0, 0, time.UTC)}
 	d, logs := newDaemon(t, Options{
-		Schedule:     mustParse(t, "02:00 UTC"),
-		Capture:      func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
-		Latest:       func(context.Context) (storage.Manifest, error) { return ok, nil },
-		LatestFailed: func(context.Context) (storage.Manifest, error) { return failed, nil },
-		Now:          clock.Now,
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest:   func(context.Context) (storage.Manifest, *storage.Manifest, error) { return ok, &failed, nil },
+		Now:      clock.Now,
 	})
 	d.loadLatest(context.Background())
 	code, body := getHealth(t, d.Handler())
@@ -262,9 +261,11 @@ func TestLiveness(t *testing.T) {
 	due := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)
 	live(due.Add(livenessSlack), 200)
 	live(due.Add(livenessSlack+time.Second), 503)
+	d.enter() // as the scheduled run does
 	d.state.ticked(due)
 	live(due.Add(5*time.Hour), 200) // a run under way (retention, retries, following) is no stuck scheduler
 	d.state.ranUntil(due.Add(time.Minute))
+	d.leave()
 	live(due.Add(livenessSlack+time.Second), 200)
 	live(due.Add(time.Hour+livenessSlack+time.Second), 503) // the 12:00 run never started
 	// A run that overran the next (the 12:00 one, dropped by the
@@ -490,11 +491,11 @@ func TestSkippedRun(t *testing.T) {
 		Schedule: mustParse(t, "0 0 * * *"),
 		Capture:  fc.capture,
 		Lock:     lock,
-		Latest: func(context.Context) (storage.Manifest, error) {
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
 			if m := published.Load(); m != nil {
-				return *m, nil
+				return *m, nil, nil
 			}
-			return storage.Manifest{}, storage.ErrNoBackups
+			return storage.Manifest{}, nil, storage.ErrNoBackups
 		},
 		FollowInterval: 20 * time.Millisecond,
 	})
@@ -537,8 +538,8 @@ func TestSkippedRunLockFreed(t *testing.T) {
 		Schedule: mustParse(t, "0 0 * * *"),
 		Capture:  fc.capture,
 		Lock:     lock,
-		Latest: func(context.Context) (storage.Manifest, error) {
-			return storage.Manifest{}, storage.ErrNoBackups // the holder stores nothing
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			return storage.Manifest{}, nil, storage.ErrNoBackups // the holder stores nothing
 		},
 		FollowInterval: 20 * time.Millisecond,
 	})
@@ -575,11 +576,11 @@ func TestSkippedRunHolderStoredLate(t *testing.T) {
 		Schedule: mustParse(t, "0 0 * * *"),
 		Capture:  fc.capture,
 		Lock:     lock,
-		Latest: func(context.Context) (storage.Manifest, error) {
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
 			if lock.calls.Load() < 3 { // before the attempt under the lock
-				return storage.Manifest{}, storage.ErrNoBackups
+				return storage.Manifest{}, nil, storage.ErrNoBackups
 			}
-			return manifest("20260301-020000-hold", time.Now(), time.Second), nil
+			return manifest("20260301-020000-hold", time.Now(), time.Second), nil, nil
 		},
 		FollowInterval: 20 * time.Millisecond,
 	})
@@ -606,7 +607,7 @@ func TestSkippedRunFollowLimits(t *testing.T) {
 	t.Run("overrun backup", func(t *testing.T) {
 		d, _ := newDaemon(t, Options{
 			Schedule: mustParse(t, "0 0 * * *"), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
-			Latest:         func(context.Context) (storage.Manifest, error) { return overrun, nil },
+			Latest:         func(context.Context) (storage.Manifest, *storage.Manifest, error) { return overrun, nil, nil },
 			FollowInterval: 20 * time.Millisecond,
 		})
 		stop, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -620,7 +621,7 @@ func TestSkippedRunFollowLimits(t *testing.T) {
 		manual := manifest("20260301-015500-hand", tick.Add(15*time.Minute), 20*time.Minute) // started 5 min before the tick
 		d, _ := newDaemon(t, Options{
 			Schedule: mustParse(t, "0 0 * * *"), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
-			Latest:         func(context.Context) (storage.Manifest, error) { return manual, nil },
+			Latest:         func(context.Context) (storage.Manifest, *storage.Manifest, error) { return manual, nil, nil },
 			FollowInterval: 20 * time.Millisecond,
 		})
 		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -634,7 +635,9 @@ func TestSkippedRunFollowLimits(t *testing.T) {
 		fc := &failingCapture{}
 		d, logs := newDaemon(t, Options{
 			Schedule: mustParse(t, "0 0 * * *"), Capture: fc.capture, Lock: &heldLock{heldFor: 1},
-			Latest:         func(context.Context) (storage.Manifest, error) { return storage.Manifest{}, storage.ErrNoBackups },
+			Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+				return storage.Manifest{}, nil, storage.ErrNoBackups
+			},
 			FollowInterval: 20 * time.Millisecond,
 		})
 		d.recordSuccess(manifest("20260201-000000-long", tick.Add(-time.Hour), 48*time.Hour), "this daemon")

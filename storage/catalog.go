@@ -237,6 +237,52 @@ func newer(a, b Entry) bool {
 // idSecond is the length of an id's time part, "20060102-150405".
 const idSecond = len("20060102-150405")
 
+// Newest reads manifests in Entries' order, stopping at the first completed
+// backup (Entries reads them all): that backup, or an error wrapping
+// ErrNoBackups, and the newest failed backup if one came after it.
+// Unreadable manifests are passed over here; list shows them.
+func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *Manifest, err error) {
+	objs, err := c.Store.List(ctx, "")
+	if err != nil {
+		return Manifest{}, nil, err
+	}
+	var ids []string
+	for _, o := range objs {
+		if id, _, ok := strings.Cut(o.Key, "/"); ok && ValidID(id) && o.Key == ManifestKey(id) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	for len(ids) > 0 {
+		// A second at a time: within one, newer orders them by start time.
+		n := 1
+		for n < len(ids) && ids[n][:idSecond] == ids[0][:idSecond] {
+			n++
+		}
+		var group []Entry
+		for _, id := range ids[:n] {
+			m, err := c.Manifest(ctx, id)
+			if err != nil && ctx.Err() != nil {
+				return Manifest{}, nil, ctx.Err()
+			}
+			if err == nil {
+				group = append(group, Entry{ID: id, Manifest: &m})
+			}
+		}
+		ids = ids[n:]
+		sort.SliceStable(group, func(i, j int) bool { return newer(group[i], group[j]) })
+		for _, e := range group {
+			switch {
+			case e.Manifest.OK():
+				return *e.Manifest, failedAfter, nil
+			case failedAfter == nil && e.Manifest.Status == StatusFailed:
+				failedAfter = e.Manifest
+			}
+		}
+	}
+	return Manifest{}, failedAfter, ErrNoBackups
+}
+
 // Manifests returns every readable manifest, newest first. With all false
 // only completed backups are returned.
 func (c Catalog) Manifests(ctx context.Context, all bool) ([]Manifest, error) {

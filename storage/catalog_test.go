@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -38,5 +39,49 @@ func TestSameSecondOrder(t *testing.T) {
 	}
 	if m, err := cat.Resolve(ctx, "latest"); err != nil || m.ID != second {
 		t.Errorf("latest = %s, %v; want %s, started later", m.ID, err, second)
+	}
+	if m, _, err := cat.Newest(ctx); err != nil || m.ID != second {
+		t.Errorf("Newest = %s, %v; want %s, started later", m.ID, err, second)
+	}
+}
+
+// TestNewest: what a restarted daemon reads from storage, the newest
+// completed backup and a failed one after it, passing over unreadable
+// manifests (list shows those) and objects without one.
+func TestNewest(t *testing.T) {
+	ctx := context.Background()
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := storage.Catalog{Store: st}
+	if _, _, err := cat.Newest(ctx); !errors.Is(err, storage.ErrNoBackups) {
+		t.Errorf("empty store: %v, want ErrNoBackups", err)
+	}
+	now := time.Date(2026, 3, 5, 12, 0, 0, 0, time.UTC)
+	put := func(hoursAgo int, status string) string {
+		t.Helper()
+		at := now.Add(-time.Duration(hoursAgo) * time.Hour)
+		id := storage.NewID(at)
+		if err := cat.WriteManifest(ctx, storage.Manifest{ID: id, Status: status, StartedAt: at, FinishedAt: at.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	failedOld := put(5, storage.StatusFailed)
+	if _, f, err := cat.Newest(ctx); !errors.Is(err, storage.ErrNoBackups) || f == nil || f.ID != failedOld {
+		t.Errorf("only a failure: %v, %+v", err, f)
+	}
+	good := put(4, storage.StatusCompleted)
+	if g, f, err := cat.Newest(ctx); err != nil || g.ID != good || f != nil {
+		t.Errorf("a failure before the success: %s, %+v, %v; want %s and no failure", g.ID, f, err, good)
+	}
+	failed1 := put(3, storage.StatusFailed)
+	failed2 := put(2, storage.StatusFailed)
+	unreadable := storage.NewID(now.Add(-time.Hour))
+	st.Put(ctx, storage.ManifestKey(unreadable), strings.NewReader("{"))
+	st.Put(ctx, storage.DataKey(storage.NewID(now)), strings.NewReader("a capture under way"))
+	if g, f, err := cat.Newest(ctx); err != nil || g.ID != good || f == nil || f.ID != failed2 {
+		t.Errorf("failures after the success: %s, %+v, %v; want %s and %s (not %s)", g.ID, f, err, good, failed2, failed1)
 	}
 }
