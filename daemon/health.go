@@ -97,7 +97,6 @@ type state struct {
 	running  *Running
 	warnings []string  // from the last success: the size guard's, for one
 	tick     time.Time // when the scheduler last started a run
-	inRun    bool      // a scheduled run (retention, retries, following included) is under way
 	runEnd   time.Time // when the last scheduled run ended
 }
 
@@ -141,13 +140,13 @@ func (s *state) begin(at time.Time, attempt int) {
 func (s *state) ticked(at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tick, s.inRun = at, true
+	s.tick = at
 }
 
 func (s *state) ranUntil(at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.runEnd, s.inRun = at, false
+	s.runEnd = at
 }
 
 // livenessSlack is how late a scheduled run may start before /livez says
@@ -156,13 +155,13 @@ const livenessSlack = 10 * time.Minute
 
 // alive reports whether the daemon works at now, whatever its backups'
 // outcome: its state answers (a deadlock would hang the request instead)
-// and, when no scheduled run is under way, the scheduler started the first
-// run due after the last one ended (runs due while one was under way are
-// dropped, not late).
-func (s *state) alive(now time.Time) (bool, string) {
+// and, unless a scheduled run is under way (inRun: retention, retries and
+// following included), the scheduler started the first run due after the
+// last one ended (runs due while one was under way are dropped, not late).
+func (s *state) alive(now time.Time, inRun bool) (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sched == nil || s.running != nil || s.inRun {
+	if s.sched == nil || s.running != nil || inRun {
 		return true, ""
 	}
 	ref := s.start
@@ -272,7 +271,10 @@ func (s *state) healthy(now time.Time) bool {
 // whether or not its backups succeed (/healthz says that). Restarting a
 // daemon because the database is down would only kill its retries.
 func (d *Daemon) serveLive(w http.ResponseWriter, r *http.Request) {
-	ok, reason := d.state.alive(d.now())
+	d.mu.Lock()
+	inRun := d.active > 0
+	d.mu.Unlock()
+	ok, reason := d.state.alive(d.now(), inRun)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	body := map[string]string{"status": "alive"}
