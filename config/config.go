@@ -119,12 +119,13 @@ func Load() (*Config, error) {
 			}
 			var ne *strconv.NumError
 			if errors.As(err, &ne) {
-				err = fmt.Errorf("%q is not a whole number", ne.Num)
-				if errors.Is(ne.Err, strconv.ErrRange) {
-					err = fmt.Errorf("%q is out of range", ne.Num)
-				}
-				if f.Type.Kind() == reflect.Bool || f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Bool {
+				switch {
+				case f.Type.Kind() == reflect.Bool || f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Bool:
 					err = fmt.Errorf("%q is not true or false", ne.Num)
+				case errors.Is(ne.Err, strconv.ErrRange):
+					err = fmt.Errorf("%q is out of range", ne.Num)
+				default:
+					err = fmt.Errorf("%q is not a whole number", ne.Num)
 				}
 			}
 			errs = append(errs, FieldError{Var: VarName(f), Err: err})

@@ -332,9 +332,13 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	if observe != nil {
 		src = io.TeeReader(src, observe)
 	}
-	counted := &countReader{r: src, h: dumpHash, progress: o.Progress}
+	progress := o.Progress // also what the stall watch reads
+	if progress == nil {
+		progress = new(atomic.Int64)
+	}
+	counted := &countReader{r: src, h: dumpHash, progress: progress}
 	if o.StallTimeout > 0 {
-		defer watchStall(ctx, cancelCause, o.StallTimeout, &counted.moved)()
+		defer watchStall(ctx, cancelCause, o.StallTimeout, progress)()
 	}
 
 	produced := make(chan error, 1)
@@ -419,8 +423,7 @@ type countReader struct {
 	r        io.Reader
 	h        hash.Hash
 	n        int64
-	progress *atomic.Int64
-	moved    atomic.Int64 // n, for the stall watch
+	progress *atomic.Int64 // kept at n, for other goroutines
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
@@ -428,10 +431,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.h.Write(p[:n])
 		c.n += int64(n)
-		c.moved.Store(c.n)
-		if c.progress != nil {
-			c.progress.Store(c.n)
-		}
+		c.progress.Store(c.n)
 	}
 	return n, err
 }

@@ -185,7 +185,7 @@ func RewriteGlobals(sql []byte) []byte {
 		}
 		create := strings.TrimRight(lines[i], "\r\n")
 		literal := "'" + strings.ReplaceAll(name, "'", "''") + "'"
-		apply := alterWithFallbacks(alter, name, literal, "\t\t", attributeSteps)
+		apply := alterWithFallbacks(alter, name, literal, "\t\t", attributeSteps, nil)
 		body := fmt.Sprintf("BEGIN\n\tIF to_regrole(%s) IS NULL THEN\n\t\t%s\n%s\tELSE\n\t\tRAISE NOTICE 'role %% already exists: kept as it is', %s;\n\tEND IF;\nEND\n",
 			literal, create, apply, literal)
 		tag := dollarTag(body)
@@ -206,16 +206,11 @@ var attributeSteps = []map[string]bool{
 	{"CREATEDB": true, "NOCREATEDB": true, "CREATEROLE": true, "NOCREATEROLE": true},
 }
 
-// alterWithFallbacks is alter, and if it is refused for want of privilege,
-// alter without the attributes of the next step (and so on), with a
-// WARNING naming any left out that were meant to be granted.
-func alterWithFallbacks(alter, name, literal, indent string, steps []map[string]bool) string {
-	return fallbackStep(alter, name, literal, indent, steps, nil)
-}
-
-// fallbackStep renders stmt (run at indent) guarded by the remaining
-// steps; warned lists what earlier steps left out that was to be granted.
-func fallbackStep(stmt, name, literal, indent string, steps []map[string]bool, warned []string) string {
+// alterWithFallbacks renders alter, run at indent, and if it is refused
+// for want of privilege, alter without the attributes of the next step
+// (and so on), with a WARNING naming any left out that were meant to be
+// granted; warned lists those earlier steps already left out.
+func alterWithFallbacks(stmt, name, literal, indent string, steps []map[string]bool, warned []string) string {
 	warn := func(at string, warned []string) string {
 		if len(warned) == 0 {
 			return ""
@@ -234,7 +229,7 @@ func fallbackStep(stmt, name, literal, indent string, steps []map[string]bool, w
 		}
 		next := indent + "\tNULL;\n" + warn(indent+"\t", warned)
 		if lesser != "" {
-			next = fallbackStep(lesser, name, literal, indent+"\t", steps, warned)
+			next = alterWithFallbacks(lesser, name, literal, indent+"\t", steps, warned)
 		}
 		return indent + "BEGIN\n" + indent + "\t" + stmt + "\n" + warn(indent+"\t", mine) +
 			indent + "EXCEPTION WHEN insufficient_privilege THEN\n" + next + indent + "END;\n"

@@ -137,11 +137,12 @@ func tempFilePID(name string) int {
 }
 
 // tempFiles lists the passfiles and restore archives in the temporary
-// directory, where every one is written.
-func tempFiles() []string {
+// directory, where every one is written, whose names start with lead (""
+// for named ones, creatingPrefix for ones not yet named).
+func tempFiles(lead string) []string {
 	var out []string
 	for _, p := range tempPrefixes {
-		names, _ := filepath.Glob(filepath.Join(os.TempDir(), p+"*"))
+		names, _ := filepath.Glob(filepath.Join(os.TempDir(), lead+p+"*"))
 		out = append(out, names...)
 	}
 	return out
@@ -171,7 +172,7 @@ func RemoveTempFiles() {
 // that kept the file system.
 func SweepStaleTempFiles() int {
 	n := 0
-	for _, p := range tempFiles() {
+	for _, p := range tempFiles("") {
 		pid := tempFilePID(filepath.Base(p))
 		if pid == 0 || inUse(p) {
 			continue
@@ -190,12 +191,9 @@ func SweepStaleTempFiles() int {
 	}
 	// A process that died between creating a file and naming it left it
 	// empty under its first name; a minute is ample for the rename.
-	for _, prefix := range tempPrefixes {
-		names, _ := filepath.Glob(filepath.Join(os.TempDir(), creatingPrefix+prefix+"*"))
-		for _, p := range names {
-			if info, err := os.Stat(p); err == nil && time.Since(info.ModTime()) > time.Minute && !inUse(p) && os.Remove(p) == nil {
-				n++
-			}
+	for _, p := range tempFiles(creatingPrefix) {
+		if info, err := os.Stat(p); err == nil && time.Since(info.ModTime()) > time.Minute && !inUse(p) && os.Remove(p) == nil {
+			n++
 		}
 	}
 	return n
