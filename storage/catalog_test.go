@@ -11,16 +11,22 @@ import (
 	"github.com/pgbackups/pgbackups/storage/file"
 )
 
+// fileCatalog is a catalog over a fresh local directory store.
+func fileCatalog(t *testing.T) (*file.Store, storage.Catalog) {
+	t.Helper()
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, storage.Catalog{Store: st}
+}
+
 // TestSameSecondOrder: two backups started within one second; their ids
 // tie on the time and the random suffix would decide. Entries (list) and
 // latest follow the start times, as retention does.
 func TestSameSecondOrder(t *testing.T) {
 	ctx := context.Background()
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := storage.Catalog{Store: st}
+	st, cat := fileCatalog(t)
 	at := time.Date(2026, 11, 28, 4, 17, 35, 0, time.UTC)
 	first, second := "20261128-041735-zzzz", "20261128-041735-aaaa" // the later one sorts first by id
 	for id, started := range map[string]time.Time{first: at.Add(100 * time.Millisecond), second: at.Add(800 * time.Millisecond)} {
@@ -50,11 +56,7 @@ func TestSameSecondOrder(t *testing.T) {
 // manifests (list shows those) and objects without one.
 func TestNewest(t *testing.T) {
 	ctx := context.Background()
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := storage.Catalog{Store: st}
+	st, cat := fileCatalog(t)
 	if _, _, err := cat.Newest(ctx); !errors.Is(err, storage.ErrNoBackups) {
 		t.Errorf("empty store: %v, want ErrNoBackups", err)
 	}

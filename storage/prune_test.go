@@ -18,11 +18,7 @@ import (
 
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := storage.Catalog{Store: st}
+	st, cat := fileCatalog(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	old := now.Add(-48 * time.Hour)
 
