@@ -66,7 +66,7 @@ type Config struct {
 	IONiceClass       string   `envconfig:"IONICE_CLASS" default:"idle" desc:"IO priority of pg_dump and of the compressing thread: idle, best-effort[:0-7] or none."`
 	MaxRate           Rate     `envconfig:"MAX_RATE" default:"auto" desc:"Throttle on uncompressed dump bytes per second (e.g. 40MiB), auto (slow down when the application's load rises above its level before the dump) or off. Backpressure slows the server-side COPY."`
 	LockWaitTimeout   Duration `envconfig:"LOCK_WAIT_TIMEOUT" default:"30s" desc:"pg_dump --lock-wait-timeout: give up instead of queueing behind DDL."`
-	StallTimeout      Duration `envconfig:"STALL_TIMEOUT" default:"30m" desc:"Abort a backup (it is retried) when pg_dump has produced no output for this long and storage has taken none: a hung S3 endpoint or a dump source gone silent. At least 1m; 0 disables."`
+	StallTimeout      Duration `envconfig:"STALL_TIMEOUT" default:"30m" desc:"Abort a backup (it is retried) when pg_dump has produced no output for this long and storage has taken none, or a call to storage before or after the stream (location check, globals, manifest) takes this long: a hung S3 endpoint or a dump source gone silent. At least 1m; 0 disables."`
 	OnBlocking        string   `envconfig:"ON_BLOCKING" default:"warn" desc:"When the dump blocks other sessions longer than BLOCKING_THRESHOLD: warn or abort."`
 	BlockingThreshold Duration `envconfig:"BLOCKING_THRESHOLD" default:"10s" desc:"How long the dump may block another session before ON_BLOCKING applies."`
 	LogicalLimit      Size     `envconfig:"LOGICAL_LIMIT" default:"20GB" desc:"Warn (logs, /healthz, metrics) when the database is larger than this: use physical backups there."`

@@ -136,7 +136,7 @@ func newMetrics(d *Daemon) *metrics {
 	if f := d.opts.RateLimit; f != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pgbackups_rate_limit_bytes_per_second",
-			Help: "The dump's current rate limit (PGBACKUPS_MAX_RATE); 0 when unlimited.",
+			Help: "The dump's rate limit (PGBACKUPS_MAX_RATE) while one runs, else the limit the next starts at; 0 when unlimited.",
 		}, func() float64 { return float64(f()) }))
 	}
 	return m

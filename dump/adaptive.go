@@ -263,10 +263,12 @@ WHERE state = 'active' AND backend_type = 'client backend'
 
 // Watch is the Monitor. It measures the baseline at Floor when the dump
 // begins, sets the Limiter to Start (to Blind if no sample succeeded), and
-// adjusts it until ctx ends. It never fails the backup: when the database
-// cannot be queried, the limit holds.
+// adjusts it until ctx ends, then leaves it at Floor, where the next dump
+// starts (the limit is a gauge between backups too). It never fails the
+// backup: when the database cannot be queried, the limit holds.
 func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 	c := a.withDefaults()
+	defer c.Limiter.SetLimit(c.Floor)
 	ctl := &control{a: c}
 	log := orDiscard(c.Logger).With("backup", r.ID, "monitor", "adaptive_rate")
 	obs := &observer{conn: r.Conn, log: log, what: "adaptive rate"}
@@ -329,6 +331,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 		if errors.Is(err, errOldServer) {
 			log.Warn("adaptive rate disabled: it needs PostgreSQL 10 or newer; the dump runs at a fixed limit", "limit", rateString(c.Blind))
 			c.Limiter.SetLimit(c.Blind)
+			<-ctx.Done()
 			return nil
 		}
 		if measuring {

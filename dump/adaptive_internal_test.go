@@ -183,3 +183,47 @@ func TestAdaptiveSlowSamples(t *testing.T) {
 			rateString(got), rateString(want))
 	}
 }
+
+// TestAdaptiveEndsAtFloor: the limit is a gauge between backups too, and
+// must not keep showing where the last dump's controller left it. On an
+// idle application slow start raises the limit above Start; when the dump
+// ends, the limit goes back to Floor, where the next dump starts.
+func TestAdaptiveEndsAtFloor(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	lim := NewLimiter(0)
+	stop := make(chan struct{})
+	fed := make(chan struct{})
+	go func() { // a dump of up to 64 MiB/s
+		defer close(fed)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			lim.take(64 << 10)
+		}
+	}()
+	defer func() { close(stop); <-fed }()
+	a := &Adaptive{
+		Limiter: lim, Floor: 1 << 20, Start: 2 << 20, Interval: interval, Baseline: interval,
+		sample: func(context.Context) (int, error) { return 0, nil },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Watch(ctx, Running{ID: "ends-at-floor"}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for lim.Limit() <= a.Start && time.Now().Before(deadline) {
+		time.Sleep(interval)
+	}
+	if got := lim.Limit(); got <= a.Start {
+		t.Fatalf("limit %s after slow start on an idle application; want above the start %s", rateString(got), rateString(a.Start))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	if got := lim.Limit(); got != a.Floor {
+		t.Errorf("limit %s after the dump ended; want the floor %s, where the next dump starts", rateString(got), rateString(a.Floor))
+	}
+}

@@ -31,7 +31,7 @@ type CaptureOptions struct {
 	PgBinDir         string        // searched first for pg_dump
 	CompressionLevel int           // zstd level 1-22
 	LockWaitTimeout  time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
-	StallTimeout     time.Duration // abort when no dump byte has moved for this long, through to the upload's end; 0 never
+	StallTimeout     time.Duration // abort when no dump byte has moved for this long, through to the upload's end, or a storage call around the stream takes this long; 0 never
 	Logger           *slog.Logger
 	Version          string // pgbackups' version, recorded in the manifest
 
@@ -153,7 +153,9 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		m.Warnings = append(m.Warnings, w)
 	}
 	cat := storage.Catalog{Store: o.Store}
-	if err := checkLocation(ctx, cat, info.Database); err != nil {
+	if err := storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
+		return checkLocation(ctx, cat, info.Database)
+	}); err != nil {
 		return storage.Manifest{}, err
 	}
 	log.Info("backup starting", "server_version", info.Version, "pg_dump", pgDump.Path, "database_bytes", info.SizeBytes)
@@ -171,8 +173,13 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		m.Status = storage.StatusCompleted
 		m.DataKey = storage.DataKey(m.ID)
 		m.SHA256, m.DumpSHA256 = res.storedSHA, res.dumpSHA
-		captureExtras(ctx, o, &m, info.Major(), scanned, scanErr, log)
-		err = commit(ctx, cat, m)
+		storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
+			captureExtras(ctx, o, &m, info.Major(), scanned, scanErr, log)
+			return nil
+		})
+		err = storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
+			return commit(ctx, cat, m)
+		})
 		if err == nil {
 			return m, nil
 		}
@@ -390,9 +397,23 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	}
 	// Unblock the producer if the upload stopped reading early.
 	pr.CloseWithError(errUploadStopped(err))
-	prodErr := <-produced
+	var prodErr error
+	storeFirst := false
+	select {
+	case prodErr = <-produced:
+	default:
+		if err != nil {
+			// The store failed while pg_dump still runs: stop it now. It
+			// may not write (and so find the pipe closed) for minutes
+			// while it reads a big catalog or waits for a table lock,
+			// holding its snapshot, its locks and the backup lock.
+			storeFirst = true
+			cancel()
+		}
+		prodErr = <-produced
+	}
 	res.dumpBytes, res.storedBytes = counted.n, n
-	if prodErr != nil {
+	if prodErr != nil && !(storeFirst && parent.Err() == nil) {
 		return res, prodErr
 	}
 	if err != nil {
@@ -436,8 +457,28 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// errStalled is the cause of a backup aborted by watchStall.
+// errStalled is the cause of a backup aborted by watchStall or storageStep.
 var errStalled = errors.New("no progress")
+
+// storageStep runs one of a capture's calls to storage around the stream
+// (reading the location before it, globals and the manifest after it)
+// with timeout as its deadline, 0 for none: the stall watch covers only
+// the stream, and these small calls must not hang on a wedged endpoint
+// either, holding the backup lock until a restart. A call that runs out of
+// time says so, whatever error the store made of its cancelled context.
+func storageStep(ctx context.Context, timeout time.Duration, call func(context.Context) error) error {
+	if timeout <= 0 {
+		return call(ctx)
+	}
+	sctx, cancel := context.WithTimeoutCause(ctx, timeout,
+		fmt.Errorf("%w: storage did not answer for %s (PGBACKUPS_STALL_TIMEOUT); a hung storage endpoint", errStalled, timeout))
+	defer cancel()
+	err := call(sctx)
+	if cause := context.Cause(sctx); err != nil && ctx.Err() == nil && errors.Is(cause, errStalled) {
+		return fmt.Errorf("%w (%v)", cause, err)
+	}
+	return err
+}
 
 // watchStall aborts the dump when moved has not changed for timeout: pg_dump
 // wrote nothing, or storage took nothing so pg_dump could not write (an S3

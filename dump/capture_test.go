@@ -356,6 +356,91 @@ func TestCaptureFailures(t *testing.T) {
 		assertFailedRecorded(t, st, m, "no progress")
 	})
 
+	t.Run("storage hung before the dump", func(t *testing.T) {
+		// The endpoint is wedged when the run starts: the location check
+		// before pg_dump must give up after the stall timeout, not hang
+		// holding the backup lock. Storage comes back a second later; by
+		// then the capture must have failed (without the bound it would
+		// now simply go on and succeed).
+		srv := testenv.S3(t)
+		proxy := freezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+		st, err := s3.New(context.Background(), s3.Options{
+			Bucket: srv.Bucket, Prefix: "hung-before", Region: srv.Region, Endpoint: "http://" + proxy.addr,
+			AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PartSize: 5 << 20, Concurrency: 2,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := options(t, pg, db, st)
+		o.StallTimeout = 2 * time.Second
+		proxy.frozen.Store(true)
+		go func() {
+			time.Sleep(3 * time.Second)
+			proxy.frozen.Store(false)
+		}()
+		m, err := dump.Capture(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), "storage did not answer for 2s (PGBACKUPS_STALL_TIMEOUT)") {
+			t.Fatalf("err = %v, want the hung storage named", err)
+		}
+		assertNothingListed(t, st, m)
+	})
+
+	t.Run("manifest write hangs", func(t *testing.T) {
+		// The dump is stored; the manifest's write never returns.
+		inner := fileStore(t)
+		st := &hangingManifestStore{Store: inner}
+		o := options(t, pg, db, st)
+		o.StallTimeout = 2 * time.Second
+		done := make(chan error, 1)
+		var m storage.Manifest
+		go func() {
+			var err error
+			m, err = dump.Capture(context.Background(), o)
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("capture still running a minute after its manifest write hung (stall timeout 2s)")
+		}
+		if err == nil || !strings.Contains(err.Error(), "storage did not answer for 2s (PGBACKUPS_STALL_TIMEOUT)") {
+			t.Fatalf("err = %v, want the hung storage named", err)
+		}
+		assertNothingListed(t, inner, m)
+		assertFailedRecorded(t, inner, m, "PGBACKUPS_STALL_TIMEOUT")
+	})
+
+	t.Run("store fails before pg_dump writes", func(t *testing.T) {
+		// pg_dump writes nothing until it holds every table's lock; here
+		// it waits for one for up to a minute. A store that fails at once
+		// must stop it then, and report the store's error, not pg_dump's
+		// lock timeout a minute later.
+		st := &refusingStore{Store: fileStore(t)}
+		o := options(t, pg, db, st)
+		o.LockWaitTimeout = time.Minute
+		ctx := context.Background()
+		locker, err := pgx.Connect(ctx, pg.URL(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer locker.Close(ctx)
+		tx, err := locker.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, "LOCK TABLE app.users IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+		m, err := dump.Capture(ctx, o)
+		if err == nil || !strings.Contains(err.Error(), "read-only file system") || strings.Contains(err.Error(), "LOCK") {
+			t.Fatalf("err = %v, want the store's error", err)
+		}
+		tx.Rollback(ctx)
+		assertFailedRecorded(t, st, m, "read-only file system")
+	})
+
 	t.Run("database unreachable", func(t *testing.T) {
 		st := fileStore(t)
 		conn, err := dump.ParseConn("postgres://app:hunter2-secret@127.0.0.1:1/nosuchdb?sslmode=disable&connect_timeout=3")
@@ -460,6 +545,32 @@ func freezingProxy(t *testing.T, upstream string) *proxy {
 		}
 	}()
 	return p
+}
+
+// hangingManifestStore never answers the first write of a completed
+// manifest, like a wedged endpoint: only its context ends it.
+type hangingManifestStore struct {
+	storage.Store
+	hung atomic.Bool
+}
+
+func (h *hangingManifestStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if strings.HasSuffix(key, ".manifest.json") && h.hung.CompareAndSwap(false, true) {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return h.Store.Put(ctx, key, r)
+}
+
+// refusingStore fails every data upload at once, without reading it, as a
+// read-only volume does.
+type refusingStore struct{ storage.Store }
+
+func (f *refusingStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if strings.HasSuffix(key, ".manifest.json") {
+		return f.Store.Put(ctx, key, r)
+	}
+	return 0, errors.New("read-only file system")
 }
 
 // failingStore breaks the data upload after some bytes, like a disk filling

@@ -60,7 +60,8 @@ func NewNoStall(o NoStallOptions) *NoStall {
 }
 
 // RateLimit is the dump's current rate limit in bytes per second, 0 when
-// unlimited: a gauge for metrics (it moves while an adaptive dump runs).
+// unlimited: a gauge for metrics (it moves while an adaptive dump runs;
+// between dumps it is the limit the next one starts at).
 func (n *NoStall) RateLimit() int64 {
 	if n.Limiter == nil {
 		return 0
@@ -115,8 +116,8 @@ func (n *NoStall) Apply(o *CaptureOptions) {
 				r = prev(r)
 			}
 			if a != nil {
-				// Where the monitor starts every dump, whichever runs first;
-				// the limiter keeps the last dump's limit otherwise.
+				// Where the monitor starts every dump, whichever of the
+				// two runs first.
 				l.SetLimit(a.withDefaults().Floor)
 			}
 			return l.Reader(r)
