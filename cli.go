@@ -319,7 +319,11 @@ func openStore(ctx context.Context, cfg *config.Config, create bool) (storage.St
 func (m *Main) conn() (dump.Conn, error) {
 	c, err := dump.ParseConn(m.cfg.DatabaseURL)
 	if err != nil {
-		return dump.Conn{}, configError{fmt.Errorf("PGBACKUPS_DATABASE_URL: %w", err)}
+		name := config.SourceVar("DATABASE_URL")
+		if m.cfg.DatabaseURL == "" {
+			name = "libpq's PG* variables (PGBACKUPS_DATABASE_URL and DATABASE_URL are unset)"
+		}
+		return dump.Conn{}, configError{fmt.Errorf("%s: %w", name, err)}
 	}
 	return c, nil
 }

@@ -34,6 +34,7 @@ var listCommand = command{
 		// and are never left out without a word.
 		var rows []storage.Entry
 		var ms []storage.Manifest
+		var hidden []string // failed backups left out, newest first
 		for _, e := range entries {
 			switch {
 			case e.Err != nil:
@@ -41,9 +42,18 @@ var listCommand = command{
 			case e.Manifest != nil && (*all || e.Manifest.OK()):
 				ms = append(ms, *e.Manifest)
 			default:
+				if e.Manifest != nil {
+					hidden = append(hidden, e.ID)
+				}
 				continue
 			}
 			rows = append(rows, e)
+		}
+		if len(hidden) > 0 {
+			// Retention removes failed backups older than the newest good
+			// one, so these are mostly the latest attempts: say so.
+			fmt.Fprintf(m.Stderr, "note: %s not shown (newest %s); `pgbackups list --all` shows them, `pgbackups info ID` says why\n",
+				plural(len(hidden), "failed backup"), hidden[0])
 		}
 		if *asJSON {
 			if ms == nil {
@@ -54,7 +64,11 @@ var listCommand = command{
 			return enc.Encode(ms)
 		}
 		if len(rows) == 0 {
-			fmt.Fprintln(m.Stderr, "no backups stored yet; run `pgbackups capture`")
+			if len(hidden) == 0 {
+				fmt.Fprintln(m.Stderr, "no backups stored yet; run `pgbackups capture`")
+			} else {
+				fmt.Fprintln(m.Stderr, "no completed backups")
+			}
 			return nil
 		}
 		tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)

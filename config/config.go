@@ -303,11 +303,11 @@ func writable(dir string) bool {
 func (c *Config) Validate() Errors {
 	var errs Errors
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, FieldError{Prefix + "_" + field, fmt.Errorf(format, args...)})
+		errs = append(errs, FieldError{SourceVar(field), fmt.Errorf(format, args...)})
 	}
 	for _, v := range []struct{ name, raw string }{
-		{databaseURLVar(), c.DatabaseURL},
-		{Prefix + "_DUMP_URL", c.DumpURL},
+		{SourceVar("DATABASE_URL"), c.DatabaseURL},
+		{SourceVar("DUMP_URL"), c.DumpURL},
 	} {
 		// Unset means libpq's PG* variables, which only commands that
 		// connect need; they report those when they parse them.
@@ -423,19 +423,29 @@ func (c *Config) Validate() Errors {
 	return errs
 }
 
-// databaseURLVar names the variable DatabaseURL came from: DATABASE_URL
-// when applyFallbacks took it from there.
-func databaseURLVar() string {
-	name := Prefix + "_DATABASE_URL"
-	_, set := os.LookupEnv(name)
-	_, fromFile := os.LookupEnv(name + secretFileSuffix)
-	switch {
-	case fromFile:
+// SourceVar names the variable the field with tag name came from, so an
+// error names what the user set: NAME_FILE for a secret read from a file,
+// DATABASE_URL when applyFallbacks took the database URL from there.
+func SourceVar(tag string) string {
+	name := Prefix + "_" + tag
+	if _, inline := os.LookupEnv(name); !inline && os.Getenv(name+secretFileSuffix) != "" && secretVars()[name] {
 		return name + secretFileSuffix
-	case !set && os.Getenv("DATABASE_URL") != "":
+	}
+	if tag == "DATABASE_URL" && os.Getenv(name) == "" && os.Getenv(name+secretFileSuffix) == "" && os.Getenv("DATABASE_URL") != "" {
 		return "DATABASE_URL"
 	}
 	return name
+}
+
+// secretVars is the set of variables that may be given as NAME_FILE.
+func secretVars() map[string]bool {
+	vs := map[string]bool{}
+	for _, f := range Fields() {
+		if f.Tag.Get("secret") == "true" {
+			vs[VarName(f)] = true
+		}
+	}
+	return vs
 }
 
 // ConnParseError explains why a connection string did not parse without
@@ -452,17 +462,16 @@ func ConnParseError(err error, raw string) error {
 	if raw != "" {
 		msg = strings.ReplaceAll(msg, raw, "<redacted>")
 	}
-	if !strings.Contains(raw, "://") {
-		// A keyword/value string's parser quotes the token it stopped at,
-		// which may be part of a password ("password=two words" gives
-		// missing "=" after "words").
-		msg = quotedRE.ReplaceAllStringFunc(msg, func(q string) string {
-			if u, err := strconv.Unquote(q); err == nil && u != "=" && strings.Contains(raw, u) {
-				return "<redacted>"
-			}
-			return q
-		})
-	}
+	// The parsers quote the token they stopped at, which may be part of a
+	// password: a keyword/value string's ("password=two words" gives
+	// missing "=" after "words") and a URL's ("p%zz" gives invalid
+	// percent-encoded token: "%zz").
+	msg = quotedRE.ReplaceAllStringFunc(msg, func(q string) string {
+		if u, err := strconv.Unquote(q); err == nil && u != "=" && strings.Contains(raw, u) {
+			return "<redacted>"
+		}
+		return q
+	})
 	return fmt.Errorf("does not parse (not shown: it may hold a password): %s", msg)
 }
 

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +163,37 @@ func TestLoadNamesTheDatabaseURLFallback(t *testing.T) {
 	_, err := Load()
 	if err == nil || !strings.HasPrefix(err.Error(), "DATABASE_URL: does not parse") || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("Load = %v, want DATABASE_URL named without its password", err)
+	}
+}
+
+// An error names the variable the user set: the empty PGBACKUPS_DATABASE_URL
+// a compose file's unset substitution leaves falls back to DATABASE_URL, and
+// a secret read from NAME_FILE is NAME_FILE's. A URL parser's quoted token
+// may be part of a password and is not shown.
+func TestLoadNamesTheVariableSet(t *testing.T) {
+	dir := t.TempDir()
+	hook := filepath.Join(dir, "hook")
+	if err := os.WriteFile(hook, []byte("ftp://hooks.example/T0KEN\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGBACKUPS_STORAGE_URL", dir)
+	t.Setenv("PGBACKUPS_DATABASE_URL", "")
+	t.Setenv("DATABASE_URL", "postgres://app@db%zz9/app")
+	t.Setenv("PGBACKUPS_WEBHOOK_URL_FILE", hook)
+	_, err := Load()
+	if err == nil {
+		t.Fatal("Load accepted a bad DATABASE_URL and webhook URL")
+	}
+	msg := "\n" + err.Error()
+	for _, want := range []string{"\nDATABASE_URL: does not parse", "\nPGBACKUPS_WEBHOOK_URL_FILE: is not an http(s) URL"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	for _, secret := range []string{"%zz9", "T0KEN"} {
+		if strings.Contains(msg, secret) {
+			t.Errorf("error shows %q:\n%s", secret, msg)
+		}
 	}
 }
 

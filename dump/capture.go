@@ -177,6 +177,12 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 			captureExtras(ctx, o, &m, info.Major(), scanned, scanErr, log)
 			return nil
 		})
+		// The manifest as it will be stored: with more tables than fit,
+		// without their row counts, and a warning saying so.
+		if fit := storage.FitManifest(m); len(fit.Tables) < len(m.Tables) {
+			log.Warn("row counts left out of the manifest: too many tables to fit", "tables", len(m.Tables))
+			m = fit
+		}
 		err = storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
 			return commit(ctx, cat, m)
 		})

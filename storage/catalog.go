@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -124,14 +125,61 @@ type Catalog struct {
 	Store Store
 }
 
-// WriteManifest stores m; it is the last write of a capture.
+// WriteManifest stores m as FitManifest returns it; it is the last write of
+// a capture.
 func (c Catalog) WriteManifest(ctx context.Context, m Manifest) error {
-	b, err := json.MarshalIndent(m, "", "  ")
+	_, b, err := fitManifest(m)
 	if err != nil {
 		return err
 	}
-	_, err = c.Store.Put(ctx, ManifestKey(m.ID), bytes.NewReader(append(b, '\n')))
+	_, err = c.Store.Put(ctx, ManifestKey(m.ID), bytes.NewReader(b))
 	return err
+}
+
+// A stored manifest is at most maxManifestBytes, where earlier versions
+// stopped reading, so an older pgbackups still reads every one. A read
+// takes up to manifestReadLimit, well above, so that manifests stored
+// before WriteManifest kept to the bound (with the row counts of 300,000
+// tables or more) read back too. It is a limit still: Entries reads every
+// manifest in the store.
+const (
+	maxManifestBytes  = 16 << 20
+	manifestReadLimit = 64 << 20
+)
+
+// FitManifest returns m as WriteManifest stores it. A manifest holds one
+// row count per table, and a database with 100,000 tables or partitions or
+// more (as names are long) would take it past maxManifestBytes. So such a
+// manifest is stored compact, about half the size; past the bound still,
+// without its row counts (only info and verify use them: the backup must
+// stay readable) and with a warning saying so. A capture can call it
+// before WriteManifest, to report that warning with its others.
+func FitManifest(m Manifest) Manifest {
+	fit, _, err := fitManifest(m)
+	if err != nil {
+		return m // WriteManifest reports it
+	}
+	return fit
+}
+
+// fitManifest returns m as stored, and its encoding.
+func fitManifest(m Manifest) (Manifest, []byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err == nil && len(b) >= maxManifestBytes {
+		b, err = json.Marshal(m)
+	}
+	if err == nil && len(b) >= maxManifestBytes && len(m.Tables) > 0 {
+		m.Warnings = append(slices.Clip(m.Warnings), fmt.Sprintf("no row counts recorded: those of %d tables would take the manifest past %d MiB", len(m.Tables), maxManifestBytes>>20))
+		m.Tables, m.TableCountMethod = nil, ""
+		b, err = json.MarshalIndent(m, "", "  ")
+	}
+	if err == nil && len(b) >= maxManifestBytes {
+		err = fmt.Errorf("backup %s: manifest of %d bytes is over %d MiB", m.ID, len(b), maxManifestBytes>>20)
+	}
+	if err != nil {
+		return m, nil, err
+	}
+	return m, append(b, '\n'), nil
 }
 
 // Manifest reads one backup's manifest.
@@ -152,8 +200,11 @@ func (c Catalog) Manifest(ctx context.Context, id string) (Manifest, error) {
 
 func decodeManifest(r io.Reader, id string) (Manifest, error) {
 	var m Manifest
-	dec := json.NewDecoder(io.LimitReader(r, 16<<20))
-	if err := dec.Decode(&m); err != nil {
+	lr := &io.LimitedReader{R: r, N: manifestReadLimit}
+	if err := json.NewDecoder(lr).Decode(&m); err != nil {
+		if lr.N == 0 {
+			err = fmt.Errorf("over %d MiB: %w", manifestReadLimit>>20, err)
+		}
 		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: %w", id, err)
 	}
 	if m.ID != id {

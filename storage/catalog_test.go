@@ -1,8 +1,11 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +89,80 @@ func TestNewest(t *testing.T) {
 	if g, f, err := cat.Newest(ctx); err != nil || g.ID != good || f == nil || f.ID != failed2 {
 		t.Errorf("failures after the success: %s, %+v, %v; want %s and %s (not %s)", g.ID, f, err, good, failed2, failed1)
 	}
+}
+
+// TestManifestOfManyTables: a manifest holds one row count per table, so a
+// database of a few hundred thousand tables or partitions made one too big
+// to read back, and every command then called the backup corrupt. What
+// WriteManifest stores reads back, and fits in what earlier versions read;
+// one an earlier version stored past that reads back too.
+func TestManifestOfManyTables(t *testing.T) {
+	ctx := context.Background()
+	st, cat := fileCatalog(t)
+	tables := func(n int, schema, table string) []storage.TableCount {
+		ts := make([]storage.TableCount, n)
+		for i := range ts {
+			ts[i] = storage.TableCount{Schema: schema, Table: table, Rows: 123456}
+		}
+		return ts
+	}
+	manifest := func(id string, ts []storage.TableCount) storage.Manifest {
+		at := time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
+		return storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: at, FinishedAt: at.Add(time.Hour),
+			SHA256: "5d41402abc4b2a76b9719d911017c592", Tables: ts, TableCountMethod: "archive", Warnings: []string{"globals were not stored"}}
+	}
+	longest := strings.Repeat("x", 63) // NAMEDATALEN - 1
+	for _, c := range []struct {
+		name, id string
+		tables   []storage.TableCount
+		kept     bool
+	}{
+		{"200000 tables", "20261125-020000-k3f9", tables(200_000, "tenant_000001", "order_items_2026_01"), true},
+		{"120000 tables of the longest names", "20261125-020000-m4g7", tables(120_000, longest, longest), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := manifest(c.id, c.tables)
+			if err := cat.WriteManifest(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			got, err := cat.Manifest(ctx, c.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if objs, err := st.List(ctx, storage.ManifestKey(c.id)); err != nil || len(objs) != 1 || objs[0].Size > 16<<20 {
+				t.Errorf("stored %+v, %v; want one object of at most 16 MiB, what earlier versions read", objs, err)
+			}
+			if got.SHA256 != m.SHA256 || !got.OK() {
+				t.Errorf("read back %s, %s; want %s, completed", got.Status, got.SHA256, m.SHA256)
+			}
+			switch {
+			case c.kept && (len(got.Tables) != len(c.tables) || got.Tables[0] != c.tables[0] || got.TableCountMethod != "archive" || len(got.Warnings) != 1):
+				t.Errorf("read back %d tables (%q), warnings %q; want all %d, no new warning", len(got.Tables), got.TableCountMethod, got.Warnings, len(c.tables))
+			case !c.kept && (got.Tables != nil || got.TableCountMethod != "" || len(got.Warnings) != 2 || !strings.HasPrefix(got.Warnings[1], "no row counts recorded: those of 120000 tables")):
+				t.Errorf("read back %d tables (%q), warnings %q; want none, and a warning saying why", len(got.Tables), got.TableCountMethod, got.Warnings)
+			}
+			// FitManifest tells a capture what was stored, and leaves its
+			// manifest alone.
+			if fit := storage.FitManifest(m); !reflect.DeepEqual(fit, got) {
+				t.Errorf("FitManifest: %d tables, warnings %q; stored %d tables, warnings %q", len(fit.Tables), fit.Warnings, len(got.Tables), got.Warnings)
+			}
+			if len(m.Tables) != len(c.tables) || len(m.Warnings) != 1 {
+				t.Errorf("the caller's manifest changed: %d tables, warnings %q", len(m.Tables), m.Warnings)
+			}
+		})
+	}
+
+	t.Run("stored past 16 MiB by an earlier version", func(t *testing.T) {
+		id := "20261125-020000-p8q2"
+		b, err := json.MarshalIndent(manifest(id, tables(200_000, "tenant_000001", "order_items_2026_01")), "", "  ")
+		if err != nil || len(b) <= 16<<20 {
+			t.Fatalf("%d bytes, %v; the test needs over 16 MiB", len(b), err)
+		}
+		if _, err := st.Put(ctx, storage.ManifestKey(id), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := cat.Manifest(ctx, id); err != nil || len(got.Tables) != 200_000 {
+			t.Errorf("read back %d tables, %v; want 200000", len(got.Tables), err)
+		}
+	})
 }

@@ -2,6 +2,7 @@
 package file
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,19 @@ const tmpPrefix = ".tmp-"
 // file in the destination directory, fsyncs it, and renames it into place,
 // so a key is either absent or complete.
 type Store struct {
+	// Root is the directory with every symlink resolved (New and Open do
+	// it): filepath.WalkDir does not descend into a root that is a symlink,
+	// so List and Temporaries would find nothing. Under systemd with
+	// DynamicUser= the StateDirectory is one, /var/lib/pgbackups ->
+	// private/pgbackups (man systemd.exec), and so is many a hand-made
+	// /backups -> /mnt/nas/backups.
 	Root string
+	// given is the directory as the caller named it, for Location and
+	// messages: the path the operator configured, not systemd's private one.
+	given string
+	// finishWriteback, when set, stands in for the package's: tests inject
+	// writeback errors with it.
+	finishWriteback func(f *os.File, off, n int64) error
 }
 
 // New returns a Store rooted at dir, creating it (0700: backups hold all of
@@ -42,7 +55,16 @@ func New(dir string) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("file: create %s: %w", abs, err)
 	}
-	return &Store{Root: abs}, nil
+	return resolved(abs)
+}
+
+// resolved returns a Store for the existing directory abs.
+func resolved(abs string) (*Store, error) {
+	root, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("file: %s: %w", abs, err)
+	}
+	return &Store{Root: root, given: abs}, nil
 }
 
 // Open returns a Store rooted at dir, which must exist: for commands that
@@ -62,7 +84,7 @@ func Open(dir string) (*Store, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("file: %s is not a directory", abs)
 	}
-	return &Store{Root: abs}, nil
+	return resolved(abs)
 }
 
 // path maps a key to a file, refusing keys that would escape Root.
@@ -99,7 +121,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 			dropFailed(ctx, f.Name())
 		}
 	}()
-	n, err := io.Copy(&writebackWriter{f: f}, ctxReader{ctx, r})
+	wb := &writebackWriter{f: f, finish: finishWriteback}
+	if s.finishWriteback != nil {
+		wb.finish = s.finishWriteback
+	}
+	n, err := io.Copy(wb, ctxReader{ctx, r})
 	if err != nil {
 		return n, fmt.Errorf("file: put %s: %w", key, err)
 	}
@@ -208,7 +234,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, erro
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("file: list %s: %w", s.Root, err)
+		return nil, fmt.Errorf("file: list %s: %w", s.Location(""), err)
 	}
 	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
 	return objs, nil
@@ -253,12 +279,14 @@ func (s *Store) walkError(p string, d fs.DirEntry, err error) error {
 	return err
 }
 
-// Location implements storage.Describer.
+// Location implements storage.Describer. It names the directory as it was
+// given to New or Open.
 func (s *Store) Location(key string) string {
+	dir := cmp.Or(s.given, s.Root)
 	if key == "" {
-		return s.Root
+		return dir
 	}
-	return filepath.Join(s.Root, filepath.FromSlash(key))
+	return filepath.Join(dir, filepath.FromSlash(key))
 }
 
 // Temporaries lists unfinished writes (a crash mid-Put), for prune.

@@ -1,6 +1,9 @@
 package file
 
-import "os"
+import (
+	"fmt"
+	"os"
+)
 
 // writebackChunk is how much of a file being written may sit dirty in the
 // page cache before its writeback is started.
@@ -14,21 +17,33 @@ const writebackChunk = 8 << 20
 // final fsync as the largest single cause of application latency during a
 // backup to a local directory. Dropping written pages also keeps the backup
 // from evicting the database's cache.
+//
+// A chunk whose writeback failed fails the writer, for good: waiting on
+// the chunk reports the error once and consumes it (see finishWriteback),
+// so the fsync before the rename would not report it again.
 type writebackWriter struct {
 	f                *os.File
-	off              int64 // bytes written
-	started          int64 // writeback started up to here
-	prevOff, prevLen int64 // the chunk whose writeback was started last
+	finish           func(f *os.File, off, n int64) error // finishWriteback, or a test's
+	err              error                                // the writeback error, once there is one
+	off              int64                                // bytes written
+	started          int64                                // writeback started up to here
+	prevOff, prevLen int64                                // the chunk whose writeback was started last
 }
 
 func (w *writebackWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
 	n, err := w.f.Write(p)
 	w.off += int64(n)
-	if w.off-w.started >= writebackChunk {
+	if err == nil && w.off-w.started >= writebackChunk {
 		off, length := w.started, w.off-w.started
 		startWriteback(w.f, off, length)
 		if w.prevLen > 0 {
-			finishWriteback(w.f, w.prevOff, w.prevLen)
+			if err := w.finish(w.f, w.prevOff, w.prevLen); err != nil {
+				w.err = fmt.Errorf("writeback: %w", err)
+				return n, w.err
+			}
 		}
 		w.prevOff, w.prevLen, w.started = off, length, w.off
 	}

@@ -4,5 +4,5 @@ package file
 
 import "os"
 
-func startWriteback(*os.File, int64, int64)  {}
-func finishWriteback(*os.File, int64, int64) {}
+func startWriteback(*os.File, int64, int64)        {}
+func finishWriteback(*os.File, int64, int64) error { return nil }
