@@ -65,6 +65,10 @@ backend_pid() {
 for rep in $(seq "$REPS"); do
 	for spec in "$@"; do
 		IFS='|' read -r label envs cmd becmd <<<"$spec"
+		# Not at once: the unlink of the last capture's file stalls commits
+		# (bench/delete.sh), and transactions of the window just ended may
+		# still be in flight.
+		sleep 2
 		rm -rf "$OUTD/store"
 		sync
 		settle
