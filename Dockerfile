@@ -102,7 +102,11 @@ WORKDIR /var/lib/pgbackups
 VOLUME ["/var/lib/pgbackups"]
 EXPOSE 8080
 
-# The binary probes its own /healthz: no curl in the image.
+# The binary probes its own /healthz: no curl in the image. `docker ps`
+# then says whether backups succeed. /healthz stays unhealthy across a
+# restart while the last success is stale, so where an unhealthy container
+# is replaced (Docker Swarm, autoheal), override this with
+# `pgbackups healthcheck --live`, which probes /livez.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["pgbackups", "healthcheck"]
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,23 +20,34 @@ import (
 // secret files and probe the storage directory every 30 seconds, and would
 // report a configuration mistake as "unhealthy" instead of leaving that to
 // the daemon, which refuses to start.
+//
+// By default it probes /healthz, so `docker ps` says whether backups
+// succeed. --live probes /livez, for whatever replaces an unhealthy
+// container (Docker Swarm, autoheal): /healthz stays 503 after a restart
+// while the last success is stale, so restarting on it would loop, and
+// would kill the retries of a backup that failed.
 var healthcheckCommand = command{
 	name:    "healthcheck",
-	args:    "[--timeout 5s]",
-	summary: "probe the local daemon's /healthz: exit 0 on 200, else 1",
+	args:    "[--live] [--timeout 5s]",
+	summary: "probe the local daemon's /healthz (or /livez with --live): exit 0 on 200, else 1",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
+		live := fs.Bool("live", false, "probe /livez (is the daemon working?) instead of /healthz (are backups succeeding?)")
 		timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 		if _, err := m.parseFlags(fs, args, 0); err != nil {
 			return err
 		}
+		path := "/healthz"
+		if *live {
+			path = "/livez"
+		}
 		name, addr := httpAddrFromEnv()
-		u, err := healthzURL(addr)
+		u, err := probeURL(addr, path)
 		if err != nil {
 			// Exit 1, not 2: for Docker, 1 is "unhealthy" and 2 is reserved.
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		return probeHealthz(ctx, m.Stdout, u, *timeout)
+		return probe(ctx, m.Stdout, u, *timeout)
 	},
 }
 
@@ -52,12 +62,17 @@ func httpAddrFromEnv() (name, addr string) {
 	return name, f.Tag.Get("default")
 }
 
-// healthzURL turns the daemon's listen address into the URL to probe from
-// the same host: an unspecified host (":8080", "0.0.0.0:8080", "[::]:8080")
-// becomes 127.0.0.1, which a dual-stack "[::]" listener also accepts.
-func healthzURL(addr string) (string, error) {
+// healthzURL is probeURL for /healthz; TestHealthcheckURL checks the address
+// handling through it.
+func healthzURL(addr string) (string, error) { return probeURL(addr, "/healthz") }
+
+// probeURL turns the daemon's listen address into the URL of path to probe
+// from the same host: an unspecified host (":8080", "0.0.0.0:8080",
+// "[::]:8080") becomes 127.0.0.1, which a dual-stack "[::]" listener also
+// accepts.
+func probeURL(addr, path string) (string, error) {
 	if addr == "off" {
-		return "", errors.New("is off: the daemon serves no /healthz to probe")
+		return "", fmt.Errorf("is off: the daemon serves no %s to probe", path)
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -69,12 +84,12 @@ func healthzURL(addr string) (string, error) {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/healthz", nil
+	return "http://" + net.JoinHostPort(host, port) + path, nil
 }
 
-// probeHealthz GETs u and succeeds only on 200. It copies the start of the
-// body to w: Docker keeps a health check's output in `docker inspect`.
-func probeHealthz(ctx context.Context, w io.Writer, u string, timeout time.Duration) error {
+// probe GETs u and succeeds only on 200. It copies the start of the body
+// to w: Docker keeps a health check's output in `docker inspect`.
+func probe(ctx context.Context, w io.Writer, u string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{

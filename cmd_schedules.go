@@ -61,7 +61,8 @@ func printSchedule(m *Main, s *schedule.Schedule, from time.Time, n int) {
 	abbr, off := from.In(loc).Zone()
 	fmt.Fprintf(m.Stdout, "schedule:    %s\n", s)
 	fmt.Fprintf(m.Stdout, "time zone:   %s (%s, UTC%s at %s)\n", loc, abbr, utcOffset(off), from.In(loc).Format(time.RFC3339))
-	fmt.Fprintf(m.Stdout, "longest gap: %s (/healthz reports overdue after this plus PGBACKUPS_HEALTH_GRACE)\n", s.Interval())
+	fmt.Fprintf(m.Stdout, "longest gap: %s (an upper bound that allows for a daylight-saving fall-back)\n", s.Interval())
+	fmt.Fprintln(m.Stdout, "overdue:     /healthz says so when the run due after the last success has not succeeded within PGBACKUPS_HEALTH_GRACE of its time")
 	if n == 0 {
 		return
 	}

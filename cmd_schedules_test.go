@@ -45,6 +45,18 @@ func TestSchedulesCommand(t *testing.T) {
 			want: []string{"schedule:    CRON_TZ=Europe/Berlin 0 3 * * *", "  2026-07-01T03:00:00+02:00  Wed CEST\n"},
 		},
 		{
+			// /healthz counts from the run after the last success (12h
+			// here), not from the longest gap plus the fall-back (13h).
+			name: "the overdue rule",
+			args: []string{"--next", "2", "--after", "2026-07-01T00:00:00Z", "02:00,14:00 Europe/Berlin"},
+			want: []string{
+				"longest gap: 13h0m0s",
+				"overdue:     /healthz says so when the run due after the last success has not succeeded within PGBACKUPS_HEALTH_GRACE of its time\n",
+				"  2026-07-01T14:00:00+02:00  Wed CEST\n",
+			},
+			avoid: "after this plus",
+		},
+		{
 			name: "unset",
 			code: exitOK,
 			want: []string{"no schedule: PGBACKUPS_SCHEDULE is unset"},

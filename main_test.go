@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -370,6 +372,12 @@ func TestCaptureWithLibpqVariables(t *testing.T) {
 	if r := run(t, env, "capture"); r.code != exitFailure || !strings.Contains(r.stderr, "PGBACKUPS_DATABASE_URL and DATABASE_URL are unset") {
 		t.Errorf("capture with libpq variables pointing nowhere: exit %d\n%s", r.code, r.stderr)
 	}
+	// A libpq variable that does not parse is named as what it is, not as
+	// the PGBACKUPS_DATABASE_URL the user never set.
+	env[1] = "PGPORT=abc"
+	if r := run(t, env, "capture"); r.code != exitUsage || !strings.Contains(r.stderr, "libpq's PG* variables (PGBACKUPS_DATABASE_URL and DATABASE_URL are unset): ") {
+		t.Errorf("capture with PGPORT=abc: exit %d\n%s", r.code, r.stderr)
+	}
 }
 
 func TestCaptureFailsCleanly(t *testing.T) {
@@ -452,4 +460,79 @@ func holdBackupLock(t *testing.T, pg *testenv.Postgres, db, store string) *pgx.C
 		t.Fatal(err)
 	}
 	return holder
+}
+
+// TestListMentionsFailedBackups: list shows completed backups only, but
+// never hides without a word that the latest attempts failed (retention
+// removes failed backups older than the newest good one, so the ones left
+// are the recent failures).
+func TestListMentionsFailedBackups(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := storage.Catalog{Store: st}
+	at := time.Date(2026, 11, 20, 2, 0, 0, 0, time.UTC)
+	failed := func(at time.Time) string {
+		m := storage.Manifest{ID: storage.NewID(at), Status: storage.StatusFailed, Database: "app", StartedAt: at, FinishedAt: at.Add(time.Minute), Error: "pg_dump: exit status 1"}
+		if err := cat.WriteManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	env := []string{"PGBACKUPS_STORAGE_URL=" + dir}
+
+	failed(at)
+	newest := failed(at.Add(24 * time.Hour))
+	r := run(t, env, "list")
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "no completed backups\n") ||
+		!strings.Contains(r.stderr, "note: 2 failed backups not shown (newest "+newest+"); `pgbackups list --all` shows them") ||
+		strings.Contains(r.stderr, "no backups stored yet") {
+		t.Errorf("list of only failed backups: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+
+	good := storage.Manifest{ID: storage.NewID(at.Add(-24 * time.Hour)), Status: storage.StatusCompleted, Database: "app",
+		StartedAt: at.Add(-24 * time.Hour), FinishedAt: at.Add(-24*time.Hour + time.Minute), DataKey: storage.DataKey(storage.NewID(at.Add(-24 * time.Hour)))}
+	if err := cat.WriteManifest(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, env, "list")
+	if r.code != 0 || !strings.Contains(r.stdout, good.ID) || strings.Contains(r.stdout, newest) ||
+		!strings.Contains(r.stderr, "note: 2 failed backups not shown (newest "+newest+")") {
+		t.Errorf("list: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "list", "--all"); r.code != 0 || !strings.Contains(r.stdout, newest) || strings.Contains(r.stderr, "not shown") {
+		t.Errorf("list --all: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestHealthcheckLive: `healthcheck --live` probes /livez, so whatever
+// replaces an unhealthy container (Docker Swarm) does not restart a daemon
+// whose /healthz is 503 because its last success is stale, which a restart
+// cannot fix.
+func TestHealthcheckLive(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz":
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"status":"overdue"}`)
+		case "/livez":
+			fmt.Fprint(w, `{"status":"alive"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	env := []string{"PGBACKUPS_HTTP_ADDR=" + strings.TrimPrefix(srv.URL, "http://")}
+	if r := run(t, env, "healthcheck"); r.code != exitFailure || !strings.Contains(r.stdout, "overdue") {
+		t.Errorf("healthcheck: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "healthcheck", "--live"); r.code != exitOK || !strings.Contains(r.stdout, "alive") {
+		t.Errorf("healthcheck --live: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, []string{"PGBACKUPS_HTTP_ADDR=off"}, "healthcheck", "--live"); r.code != exitFailure || !strings.Contains(r.stderr, "no /livez to probe") {
+		t.Errorf("healthcheck --live with PGBACKUPS_HTTP_ADDR=off: exit %d\nstderr: %s", r.code, r.stderr)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/internal/sdnotify"
+	"github.com/pgbackups/pgbackups/schedule"
 	"github.com/pgbackups/pgbackups/storage"
 )
 
@@ -51,12 +52,12 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 	next := d.opts.Schedule.Next(tick)
 	pause := d.opts.Retry.Backoff
-	var followed bool // the run was skipped once: storage is looked at under the lock
+	// Set once the run was skipped here or failed here: another replica
+	// may have backed it up since (a follower takes over a lock this daemon
+	// let go of while it waits to retry), so storage is looked at under
+	// the lock before backing up again.
+	var since time.Time
 	for attempt := 1; ; attempt++ {
-		var since time.Time
-		if followed {
-			since = tick
-		}
 		o := d.attempt(bctx, attempt, since)
 		switch o.result {
 		case resultFollowed:
@@ -72,9 +73,10 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 			// backup failed): this run is still owed. A skip is not a
 			// failed attempt, so the retry budget is untouched.
 			attempt--
-			followed = true
+			since = tick
 			continue
 		}
+		since = tick
 		retryAt, giveUp := d.retryPlan(attempt, tick, next, pause, o.finished.Sub(o.started))
 		if stop.Err() != nil {
 			giveUp = "the daemon is stopping"
@@ -120,9 +122,11 @@ func (d *Daemon) retryPlan(attempt int, tick, next time.Time, pause, took time.D
 
 // attempt takes the lock, backs up, and applies retention. A run whose lock
 // another process holds is skipped, not failed. With since set (the run was
-// skipped before and the lock has come free), storage is looked at once
-// more under the lock: a backup the holder stored after since, and listed
-// between the follower's last look and its release, is this run's.
+// skipped before and the lock has come free, or an attempt here failed),
+// storage is looked at once more under the lock: a backup another process
+// stored after since (the holder, listed between the follower's last look
+// and its release; or a follower that took over while this daemon waited
+// to retry) is this run's.
 func (d *Daemon) attempt(ctx context.Context, n int, since time.Time) outcome {
 	o := outcome{started: d.now()}
 	log := d.log.With("attempt", n)
@@ -248,8 +252,8 @@ func (d *Daemon) followOther(stop context.Context, tick, next time.Time) (again 
 }
 
 // holderStored reports whether storage holds a backup another process
-// finished for the run at since, while this one skipped it; it becomes the
-// last success.
+// finished for the run at since, while this one skipped it or waited to
+// retry it; it becomes the last success.
 func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	if d.opts.Latest == nil {
 		return false
@@ -261,14 +265,46 @@ func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 		return false
 	}
 	// Not the run before's, which overran into this one (its daemon then
-	// skipped this run): a backup started at that run's time is that run's.
-	// One started later (a manual capture just before this run) counts.
-	if gap := d.opts.Schedule.Interval(); gap > 0 && m.StartedAt.Before(since.Add(-gap/2)) {
+	// skipped this run): a backup started in the first half of the time
+	// from the run before to this one is that run's. One started later (a
+	// manual capture just before this run) counts. The run before is read
+	// off the schedule: Interval adds the zone's fall-back (an hourly run
+	// in a DST zone has 2h) and is the longest gap, not this one (23h for
+	// "02:00,03:00 UTC" at 03:00), so half of it can reach back past the
+	// run before's start.
+	if prev := d.runBefore(since); !prev.IsZero() && m.StartedAt.Before(prev.Add(since.Sub(prev)/2)) {
 		return false
 	}
 	d.recordSuccess(m, "storage")
 	d.log.Info("the lock holder completed a backup", "backup", m.ID)
 	return true
+}
+
+// runBefore returns the scheduled run before the one a run started at since
+// is for: gocron starts a run a moment after its time, so that run is the
+// last one at or before since.
+func (d *Daemon) runBefore(since time.Time) time.Time {
+	s := d.opts.Schedule
+	cur := lastRun(s, since)
+	if cur.IsZero() {
+		cur = since
+	}
+	prev := lastRun(s, cur.Add(-time.Nanosecond))
+	if prev.IsZero() && s.Interval() > 0 {
+		prev = since.Add(-s.Interval()) // none found: the longest gap bounds it
+	}
+	return prev
+}
+
+// lastRun returns s's last run at or before t, or the zero Time if none is
+// within s.Interval() of it. Interval bounds the time between two runs, so
+// stepping Next from that far back meets the run.
+func lastRun(s *schedule.Schedule, t time.Time) time.Time {
+	var last time.Time
+	for at := s.Next(t.Add(-s.Interval() - time.Second)); !at.IsZero() && !at.After(t); at = s.Next(at) {
+		last = at
+	}
+	return last
 }
 
 // lockFree reports whether the backup lock is free now: looked up where the

@@ -70,8 +70,9 @@ type Options struct {
 	// Neither is ever logged: only their hosts are.
 	WebhookURL, PingURL string
 	HTTPClient          *http.Client // for the two above; default has a timeout
-	// HealthGrace is how far past the schedule's longest gap /healthz
-	// waits for a success before it reports overdue.
+	// HealthGrace is how long after the run due after the last success
+	// (after start-up when none is known) /healthz waits for a success
+	// before it reports overdue.
 	HealthGrace time.Duration
 	// LogicalLimit is PGBACKUPS_LOGICAL_LIMIT in bytes, for the
 	// pgbackups_database_over_logical_limit gauge; 0 disables it.
@@ -191,9 +192,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	backupCtx, cancelBackup := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelBackup(nil)
 	var sched gocron.Scheduler
+	var job gocron.Job
 	if d.opts.Schedule != nil {
 		var err error
-		if sched, err = d.newScheduler(func() { d.scheduled(ctx, backupCtx) }); err != nil {
+		if sched, job, err = d.newScheduler(func() { d.scheduled(ctx, backupCtx) }); err != nil {
 			if ln != nil {
 				ln.Close()
 			}
@@ -228,12 +230,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	if sched != nil {
+		starting := d.now()
 		sched.Start()
+		d.state.scheduling(d.now())
 		s := d.opts.Schedule
 		next := s.Next(d.now())
 		log.Info("daemon started", "schedule", s.String(), "time_zone", s.Location().String(),
 			"next_run", next.Format(time.RFC3339), "interval", s.Interval().String())
 		d.sdnotify(sdnotify.Ready, sdnotify.Status("next backup "+next.Format(time.RFC3339)))
+		d.runMissed(ctx, job, starting)
 	} else {
 		log.Warn("daemon started without a schedule: PGBACKUPS_SCHEDULE is unset, so no backups will run; serving health only")
 		d.sdnotify(sdnotify.Ready, sdnotify.Status("no schedule: no backups run"))
@@ -286,9 +291,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // newScheduler returns a scheduler, not yet started, that runs task at each
-// of the schedule's times. gocron's singleton mode skips a run while the
-// previous one (retries included) is still going, instead of queueing it.
-func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, error) {
+// of the schedule's times, and its one job. gocron's singleton mode skips a
+// run while the previous one (retries included) is still going, instead of
+// queueing it.
+func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, gocron.Job, error) {
 	s := d.opts.Schedule
 	sched, err := gocron.NewScheduler(
 		gocron.WithLocation(s.Location()),
@@ -296,16 +302,38 @@ func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, error) {
 		gocron.WithStopTimeout(5*time.Second),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("scheduler: %w", err)
+		return nil, nil, fmt.Errorf("scheduler: %w", err)
 	}
 	def, opt := s.Gocron()
-	if _, err := sched.NewJob(def, gocron.NewTask(task), opt,
+	job, err := sched.NewJob(def, gocron.NewTask(task), opt,
 		gocron.WithName("backup"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+		gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	if err != nil {
 		sched.Shutdown()
-		return nil, fmt.Errorf("scheduler: %w", err)
+		return nil, nil, fmt.Errorf("scheduler: %w", err)
 	}
-	return sched, nil
+	return sched, job, nil
+}
+
+// runMissed runs now a scheduled run that came due while the daemon was
+// starting (between New and the scheduler's start at starting, mostly
+// reading storage, up to latestTimeout): gocron schedules only runs after
+// its start, so that run would otherwise be lost without a word, leaving a
+// daily schedule a day without a backup. It is late by seconds, and still
+// the run a user asked for; job.RunNow keeps gocron's singleton mode, and
+// the lock keeps it from overlapping another replica's. A run due during
+// the Start call itself (microseconds) is not caught.
+func (d *Daemon) runMissed(ctx context.Context, job gocron.Job, starting time.Time) {
+	due := d.opts.Schedule.Next(d.state.startedAt())
+	if due.IsZero() || due.After(starting) || ctx.Err() != nil {
+		return
+	}
+	d.log.Warn("a scheduled run came due while the daemon was starting; running it now",
+		"due", due.Format(time.RFC3339), "scheduler_started", starting.Format(time.RFC3339))
+	if err := job.RunNow(); err != nil {
+		d.log.Error("the scheduled run due while the daemon was starting could not be started; it is skipped",
+			"due", due.Format(time.RFC3339), "err", err)
+	}
 }
 
 // stopBackups keeps new backups from starting, gives the one in progress

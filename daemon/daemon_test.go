@@ -234,6 +234,50 @@ func TestStartupReadsAFailureAfterTheLastSuccess(t *testing.T) {
 	}
 }
 
+// TestHealthOverdueAcrossRestart: a daemon that reads a week-old success
+// from storage at start-up is overdue from the run due after it, not from
+// its own start: a nightly OOM kill and restart, or a pre-flight failure
+// that stores no failed manifest, must not keep /healthz at 200.
+func TestHealthOverdueAcrossRestart(t *testing.T) {
+	old := manifest("20260305-020000-week", time.Date(2026, 3, 5, 2, 1, 0, 0, time.UTC), time.Minute)
+	clock := &fakeClock{t: time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)}
+	d, _ := newDaemon(t, Options{
+		Schedule:    mustParse(t, "02:00 UTC"),
+		Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest:      func(context.Context) (storage.Manifest, *storage.Manifest, error) { return old, nil, nil },
+		HealthGrace: time.Hour,
+		Now:         clock.Now,
+	})
+	d.loadLatest(context.Background())
+	code, body := getHealth(t, d.Handler())
+	if code != 503 || body.Status != StatusOverdue || !strings.Contains(body.Reason, "due at 2026-03-06T02:00:00Z") || !strings.Contains(body.Reason, "the last success") {
+		t.Errorf("/healthz after a restart with a week-old success: %d %q (%s), want 503 overdue naming the run due 2026-03-06T02:00:00Z", code, body.Status, body.Reason)
+	}
+	if got := counter(t, d, "pgbackups_healthy"); got != 0 {
+		t.Errorf("pgbackups_healthy %v, want 0", got)
+	}
+
+	// With no success known at all, start-up is the base: a fresh daemon
+	// over an empty storage is not overdue before its first run.
+	d, _ = newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			return storage.Manifest{}, nil, storage.ErrNoBackups
+		},
+		HealthGrace: time.Hour,
+		Now:         clock.Now,
+	})
+	d.loadLatest(context.Background())
+	if code, body := getHealth(t, d.Handler()); code != 200 {
+		t.Errorf("/healthz with no success known: %d %q (%s), want 200 until the first run", code, body.Status, body.Reason)
+	}
+	clock.Set(time.Date(2026, 3, 11, 3, 0, 1, 0, time.UTC))
+	if code, body := getHealth(t, d.Handler()); code != 503 || body.Status != StatusOverdue || !strings.Contains(body.Reason, "start-up") {
+		t.Errorf("/healthz past the first run plus the grace: %d %q (%s)", code, body.Status, body.Reason)
+	}
+}
+
 // TestLiveness: /livez is about the daemon, not its backups: 200 while a
 // failing backup makes /healthz 503, 503 when a scheduled run is ten
 // minutes late to start with nothing running.
@@ -276,6 +320,75 @@ func TestLiveness(t *testing.T) {
 	live(due.Add(3*time.Hour+livenessSlack+time.Second), 503)
 	d.state.begin(due.Add(3*time.Hour), 1) // a backup running outside a scheduled run (none here, but running)
 	live(due.Add(5*time.Hour), 200)
+}
+
+// TestRunDueWhileStarting: the daemon is built at 01:59:58 and reading
+// storage takes until 02:00:03, so gocron, started then, schedules
+// tomorrow's 02:00. The 02:00 run is run at once and said in the log, not
+// lost, and /livez does not call the scheduler stuck from 02:10 on.
+func TestRunDueWhileStarting(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 10, 1, 59, 58, 0, time.UTC)}
+	ran := make(chan struct{}, 1)
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			ran <- struct{}{}
+			return manifest("20260310-020003-late", clock.Now(), time.Second), nil
+		},
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			clock.Set(time.Date(2026, 3, 10, 2, 0, 3, 0, time.UTC)) // a slow listing
+			return manifest("20260309-020000-prev", time.Date(2026, 3, 9, 2, 1, 0, 0, time.UTC), time.Minute), nil, nil
+		},
+		HealthGrace: time.Hour,
+		Now:         clock.Now,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Errorf("the run due at 02:00, while the daemon was starting, did not run\n%s", logs)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "came due while the daemon was starting") || !strings.Contains(logs.String(), "2026-03-10T02:00:00Z") {
+		t.Errorf("the run due during start-up is not logged by its time:\n%s", logs)
+	}
+	clock.Set(time.Date(2026, 3, 10, 2, 11, 0, 0, time.UTC))
+	rec := httptest.NewRecorder()
+	d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/livez", nil))
+	if rec.Code != 200 {
+		t.Errorf("/livez at 02:11: %d %s", rec.Code, rec.Body)
+	}
+	if code, body := getHealth(t, d.Handler()); code != 200 || body.LastSuccess == nil || body.LastSuccess.ID != "20260310-020003-late" {
+		t.Errorf("/healthz at 02:11: %d %q, last success %+v", code, body.Status, body.LastSuccess)
+	}
+}
+
+// TestLivenessFromSchedulerStart: /livez judges lateness from when the
+// scheduler started, not from New: a run due before that (while storage
+// was read) was never the scheduler's to start.
+func TestLivenessFromSchedulerStart(t *testing.T) {
+	d, clock := hourlyDaemon(t, time.Date(2026, 3, 10, 1, 59, 58, 0, time.UTC))
+	d.state.scheduling(time.Date(2026, 3, 10, 2, 0, 3, 0, time.UTC))
+	for _, tc := range []struct {
+		at   time.Time
+		want int
+	}{
+		{time.Date(2026, 3, 10, 2, 11, 0, 0, time.UTC), 200},
+		{time.Date(2026, 3, 10, 3, 10, 0, 0, time.UTC), 200},
+		{time.Date(2026, 3, 10, 3, 10, 1, 0, time.UTC), 503}, // the 03:00 run never started
+	} {
+		clock.Set(tc.at)
+		rec := httptest.NewRecorder()
+		d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/livez", nil))
+		if rec.Code != tc.want {
+			t.Errorf("/livez at %s: %d %s, want %d", tc.at.Format(time.TimeOnly), rec.Code, rec.Body, tc.want)
+		}
+	}
 }
 
 // TestHealthDeadline: overdue is judged against the run due after the
@@ -466,8 +579,8 @@ func TestRetryMaxZeroNeverRetries(t *testing.T) {
 	}
 }
 
-// heldLock is a Locker another process holds.
-// heldLock is held by pid 4242 for its first heldFor calls (0: always).
+// heldLock is a Locker another process holds: by pid 4242 for its first
+// heldFor calls (0: always; -1: never).
 type heldLock struct {
 	calls   atomic.Int32
 	heldFor int32
@@ -598,39 +711,99 @@ func TestSkippedRunHolderStoredLate(t *testing.T) {
 	}
 }
 
+// TestRetryAfterAnotherReplicaBackedUp: this daemon's attempt fails, and
+// while it waits to retry, a follower takes the free lock and completes
+// the run's backup. The retry looks at storage under the lock and ends
+// there, rather than take a second pg_dump of the same run.
+func TestRetryAfterAnotherReplicaBackedUp(t *testing.T) {
+	fc := &failingCapture{fails: 1}
+	tick := time.Date(2026, 3, 1, 0, 0, 0, 4e6, time.UTC)
+	now := runningClock(tick)
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 0 * * *"),
+		Capture:  fc.capture,
+		Lock:     &heldLock{heldFor: -1}, // always free
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			if fc.count() == 0 { // before this daemon's failed attempt
+				return storage.Manifest{}, nil, storage.ErrNoBackups
+			}
+			return manifest("20260301-000000-othr", now(), 10*time.Millisecond), nil, nil
+		},
+		Retry: Retry{Max: 3, Backoff: 20 * time.Millisecond},
+		Now:   now,
+	})
+	ctx := context.Background()
+	d.runScheduled(ctx, ctx, tick)
+	if n := fc.count(); n != 1 {
+		t.Errorf("capture called %d times: the retry backed up a run another replica had completed\n%s", n, logs)
+	}
+	if s := d.state.lastSuccess(); s == nil || s.ID != "20260301-000000-othr" || s.By != "storage" {
+		t.Errorf("last success %+v, want the other replica's backup", s)
+	}
+	if got := counter(t, d, `pgbackups_backups_total{result="success"}`); got != 0 {
+		t.Errorf("success counter %v, want 0 (this daemon took no backup)", got)
+	}
+	if code, body := getHealth(t, d.Handler()); code != 200 {
+		t.Errorf("/healthz %d %q (%s) after another replica completed the run", code, body.Status, body.Reason)
+	}
+}
+
 // TestSkippedRunFollowLimits: the backup of the run before, which overran
 // into this one, is not this run's; and a lock that comes free too late for
 // a backup as long as the last is left to the next run.
 func TestSkippedRunFollowLimits(t *testing.T) {
 	tick := time.Now()
-	overrun := manifest("20260301-010000-prev", tick.Add(time.Minute), 24*time.Hour) // the daily run before's, a day long
-	t.Run("overrun backup", func(t *testing.T) {
-		d, _ := newDaemon(t, Options{
-			Schedule: mustParse(t, "0 0 * * *"), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
-			Latest:         func(context.Context) (storage.Manifest, *storage.Manifest, error) { return overrun, nil, nil },
-			FollowInterval: 20 * time.Millisecond,
+	// gocron starts a run a few milliseconds after its time.
+	la := time.Date(2026, 3, 10, 10, 0, 0, 4e6, time.UTC)  // 03:00 PDT; the run before is 02:00
+	utc3 := time.Date(2026, 3, 10, 3, 0, 0, 4e6, time.UTC) // 03:00, an hour after 02:00
+	utc2 := time.Date(2026, 3, 10, 2, 0, 0, 4e6, time.UTC) // 02:00, 23 hours after 03:00
+	for _, tc := range []struct {
+		name, spec string
+		tick       time.Time
+		m          storage.Manifest
+		counts     bool // the holder's backup is this run's
+	}{
+		// The daily run before's, a day long.
+		{"overrun backup", "0 0 * * *", tick, manifest("20260301-010000-prev", tick.Add(time.Minute), 24*time.Hour), false},
+		// Started 5 min before the tick: a capture that held the lock
+		// across the run's time is this run's backup.
+		{"manual capture just before", "0 0 * * *", tick, manifest("20260301-015500-hand", tick.Add(15*time.Minute), 20*time.Minute), true},
+		// Hourly in a DST zone: Interval is 2h (the gap plus the
+		// fall-back), so half of it reached exactly the run before's time,
+		// and that run's backup, started just after it, counted.
+		{"overrun backup, hourly in Los Angeles", "CRON_TZ=America/Los_Angeles 0 * * * *", la,
+			manifest("20260310-090000-prev", la.Add(time.Minute), time.Hour+time.Minute-500*time.Millisecond), false},
+		{"manual capture just before, hourly in Los Angeles", "CRON_TZ=America/Los_Angeles 0 * * * *", la,
+			manifest("20260310-095500-hand", la.Add(15*time.Minute), 20*time.Minute), true},
+		// Uneven times: the longest gap is 23h, this one 1h.
+		{"overrun backup, 03:00 after 02:00", "02:00,03:00 UTC", utc3,
+			manifest("20260310-020000-prev", utc3.Add(time.Minute), time.Hour+time.Minute-500*time.Millisecond), false},
+		{"manual capture just before, 03:00 after 02:00", "02:00,03:00 UTC", utc3,
+			manifest("20260310-025500-hand", utc3.Add(15*time.Minute), 20*time.Minute), true},
+		{"overrun backup, 02:00 after 03:00", "02:00,03:00 UTC", utc2,
+			manifest("20260309-030000-prev", utc2.Add(time.Minute), 23*time.Hour+time.Minute-500*time.Millisecond), false},
+		{"manual capture just before, 02:00 after 03:00", "02:00,03:00 UTC", utc2,
+			manifest("20260310-015500-hand", utc2.Add(15*time.Minute), 20*time.Minute), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := newDaemon(t, Options{
+				Schedule: mustParse(t, tc.spec), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
+				Latest:         func(context.Context) (storage.Manifest, *storage.Manifest, error) { return tc.m, nil, nil },
+				FollowInterval: 20 * time.Millisecond,
+				Now:            runningClock(tc.tick),
+			})
+			stop, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			d.runScheduled(stop, context.Background(), tc.tick)
+			s := d.state.lastSuccess()
+			if tc.counts && (s == nil || s.ID != tc.m.ID) {
+				t.Errorf("last success %+v: %s, started %s, is this run's backup", s, tc.m.ID, tc.m.StartedAt.Format(time.RFC3339Nano))
+			}
+			if !tc.counts && s != nil {
+				t.Errorf("last success %s, started %s: the run before's backup counted as this run's", s.ID, tc.m.StartedAt.Format(time.RFC3339Nano))
+			}
 		})
-		stop, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		defer cancel()
-		d.runScheduled(stop, context.Background(), tick)
-		if s := d.state.lastSuccess(); s != nil {
-			t.Errorf("last success %s: the run before's backup counted as this run's", s.ID)
-		}
-	})
-	t.Run("manual capture just before", func(t *testing.T) {
-		manual := manifest("20260301-015500-hand", tick.Add(15*time.Minute), 20*time.Minute) // started 5 min before the tick
-		d, _ := newDaemon(t, Options{
-			Schedule: mustParse(t, "0 0 * * *"), Capture: (&failingCapture{}).capture, Lock: &heldLock{},
-			Latest:         func(context.Context) (storage.Manifest, *storage.Manifest, error) { return manual, nil, nil },
-			FollowInterval: 20 * time.Millisecond,
-		})
-		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d.runScheduled(stop, context.Background(), tick)
-		if s := d.state.lastSuccess(); s == nil || s.ID != manual.ID {
-			t.Errorf("last success %+v: a capture that held the lock across the run's time is this run's backup", s)
-		}
-	})
+	}
 	t.Run("too late", func(t *testing.T) {
 		fc := &failingCapture{}
 		d, logs := newDaemon(t, Options{
@@ -697,6 +870,8 @@ func TestMetrics(t *testing.T) {
 		RateLimit:    func() int64 { return 1 << 20 },
 		Version:      "1.2.3",
 		WebhookURL:   "https://hooks.example.com/services/T000/SECRET-TOKEN",
+		// A minute after the success: healthy until the next run's.
+		Now: func() time.Time { return finished.Add(time.Minute) },
 	})
 	d.recordSuccess(manifest("20260301-020000-aaaa", finished, 30*time.Second), "this daemon")
 	d.progress.Store(12345)
@@ -730,8 +905,8 @@ func TestMetrics(t *testing.T) {
 	if _, ok := m["go_goroutines"]; !ok {
 		t.Error("no Go collector metrics")
 	}
-	if m["pgbackups_next_run_timestamp_seconds"] <= float64(time.Now().Unix()) {
-		t.Error("pgbackups_next_run_timestamp_seconds is not in the future")
+	if got, want := m["pgbackups_next_run_timestamp_seconds"], float64(time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC).Unix()); got != want {
+		t.Errorf("pgbackups_next_run_timestamp_seconds %v, want %v (the next 02:00)", got, want)
 	}
 	rec := httptest.NewRecorder()
 	d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

@@ -15,7 +15,7 @@ import (
 const (
 	StatusOK      = "ok"      // the last backup succeeded, or none is due yet
 	StatusFailing = "failing" // the last backup failed
-	StatusOverdue = "overdue" // no backup succeeded within the interval plus the grace
+	StatusOverdue = "overdue" // the run due after the last success did not succeed within the grace
 )
 
 // Success is the last backup that completed.
@@ -86,18 +86,19 @@ type Health struct {
 // state is what the daemon knows about its backups. Every read and write
 // goes through its mutex; the clock is passed in, so tests drive it.
 type state struct {
-	mu       sync.Mutex
-	sched    *schedule.Schedule
-	grace    time.Duration
-	start    time.Time
-	version  string
-	success  *Success
-	failure  *Failure
-	skip     *Skip
-	running  *Running
-	warnings []string  // from the last success: the size guard's, for one
-	tick     time.Time // when the scheduler last started a run
-	runEnd   time.Time // when the last scheduled run ended
+	mu         sync.Mutex
+	sched      *schedule.Schedule
+	grace      time.Duration
+	start      time.Time // when New built the daemon
+	schedStart time.Time // when the scheduler started; zero before
+	version    string
+	success    *Success
+	failure    *Failure
+	skip       *Skip
+	running    *Running
+	warnings   []string  // from the last success: the size guard's, for one
+	tick       time.Time // when the scheduler last started a run
+	runEnd     time.Time // when the last scheduled run ended
 }
 
 func newState(s *schedule.Schedule, grace time.Duration, start time.Time, version string) *state {
@@ -143,6 +144,20 @@ func (s *state) ticked(at time.Time) {
 	s.tick = at
 }
 
+// scheduling records when the scheduler started: runs due before it
+// (while the daemon read storage) were never the scheduler's to start.
+func (s *state) scheduling(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.schedStart = at
+}
+
+func (s *state) startedAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.start
+}
+
 func (s *state) ranUntil(at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,7 +172,9 @@ const livenessSlack = 10 * time.Minute
 // outcome: its state answers (a deadlock would hang the request instead)
 // and, unless a scheduled run is under way (inRun: retention, retries and
 // following included), the scheduler started the first run due after the
-// last one ended (runs due while one was under way are dropped, not late).
+// last one ended (runs due while one was under way are dropped, not late)
+// or after it started (a run due while the daemon read storage at
+// start-up was never the scheduler's; Run starts it itself).
 func (s *state) alive(now time.Time, inRun bool) (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,7 +182,7 @@ func (s *state) alive(now time.Time, inRun bool) (bool, string) {
 		return true, ""
 	}
 	ref := s.start
-	for _, t := range []time.Time{s.tick, s.runEnd} {
+	for _, t := range []time.Time{s.schedStart, s.tick, s.runEnd} {
 		if t.After(ref) {
 			ref = t
 		}
@@ -191,14 +208,18 @@ func (s *state) lastSuccess() *Success {
 // evaluate decides the health at now:
 //   - no schedule: ok (nothing is due, ever);
 //   - the newest outcome is a failure: failing;
-//   - the run due after the last success (after start-up, if that is
-//     later) has not produced a success within the grace: overdue. A
-//     daemon that just started is judged at its first run, so a restart
-//     does not turn a stale storage into a restart loop. While that run
-//     is still going here, or another process took it (the run was
-//     skipped), the deadline moves to the run after it: a long backup is
-//     not overdue while it runs, but one still running when the next is
-//     due is;
+//   - the run due after the last success (this daemon's, or one read from
+//     storage at start-up) has not produced a success within the grace:
+//     overdue. Only a daemon that knows of no success at all counts from
+//     its start-up, so a restart does not hide a backup that keeps
+//     failing where no failure is stored (a process killed mid-backup,
+//     a failure that wrote no manifest). A stale storage makes a
+//     restarted daemon overdue at once: restarts belong on /livez (or
+//     `pgbackups healthcheck --live`), which this does not touch. While
+//     the due run is still going here, or another process took it (the
+//     run was skipped), the deadline moves to the run after it: a long
+//     backup is not overdue while it runs, but one still running when
+//     the next is due is;
 //   - otherwise ok.
 func (s *state) evaluate(now time.Time) (status, reason string) {
 	if s.sched == nil {
@@ -208,7 +229,7 @@ func (s *state) evaluate(now time.Time) (status, reason string) {
 		return StatusFailing, "the last backup failed"
 	}
 	base, since := s.start, "start-up at "+s.start.UTC().Format(time.RFC3339)
-	if s.success != nil && s.success.StartedAt.After(base) {
+	if s.success != nil && !s.success.StartedAt.IsZero() {
 		base, since = s.success.StartedAt, "the last success (started "+s.success.StartedAt.UTC().Format(time.RFC3339)+")"
 	}
 	due := s.sched.Next(base)
