@@ -312,15 +312,7 @@ func TestCaptureFailures(t *testing.T) {
 	t.Run("storage stalls", func(t *testing.T) {
 		// A real S3 server behind a proxy that stops forwarding: connections
 		// stay open and nothing answers, as with a wedged gateway.
-		srv := testenv.S3(t)
-		proxy := freezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
-		st, err := s3.New(context.Background(), s3.Options{
-			Bucket: srv.Bucket, Prefix: "stall", Region: srv.Region, Endpoint: "http://" + proxy.addr,
-			AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PartSize: 5 << 20, Concurrency: 2,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, proxy := proxiedS3Store(t)
 		o := options(t, pg, db, st)
 		o.StallTimeout = 2 * time.Second
 		started := make(chan struct{})
@@ -348,7 +340,7 @@ func TestCaptureFailures(t *testing.T) {
 			}
 		}
 		proxy.frozen.Store(false)
-		err = <-done
+		err := <-done
 		if err == nil || !strings.Contains(err.Error(), "no progress for 2s (PGBACKUPS_STALL_TIMEOUT)") {
 			t.Fatalf("err = %v, want the stall named", err)
 		}
@@ -362,15 +354,7 @@ func TestCaptureFailures(t *testing.T) {
 		// holding the backup lock. Storage comes back a second later; by
 		// then the capture must have failed (without the bound it would
 		// now simply go on and succeed).
-		srv := testenv.S3(t)
-		proxy := freezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
-		st, err := s3.New(context.Background(), s3.Options{
-			Bucket: srv.Bucket, Prefix: "hung-before", Region: srv.Region, Endpoint: "http://" + proxy.addr,
-			AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PartSize: 5 << 20, Concurrency: 2,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, proxy := proxiedS3Store(t)
 		o := options(t, pg, db, st)
 		o.StallTimeout = 2 * time.Second
 		proxy.frozen.Store(true)
@@ -479,6 +463,22 @@ func assertNoMultipart(t *testing.T, srv testenv.S3Server) {
 	if len(ups.Uploads) != 0 {
 		t.Fatalf("%d multipart uploads left in progress", len(ups.Uploads))
 	}
+}
+
+// proxiedS3Store is a store on a real S3 server reached through a
+// freezingProxy.
+func proxiedS3Store(t *testing.T) (*s3.Store, *proxy) {
+	t.Helper()
+	srv := testenv.S3(t)
+	p := freezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	st, err := s3.New(context.Background(), s3.Options{
+		Bucket: srv.Bucket, Prefix: "proxied", Region: srv.Region, Endpoint: "http://" + p.addr,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PartSize: 5 << 20, Concurrency: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, p
 }
 
 // proxy forwards TCP to an address until frozen, then holds every
