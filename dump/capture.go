@@ -355,6 +355,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	}
 
 	produced := make(chan error, 1)
+	var dumpEnded atomic.Bool // set before the producer closes the pipe
 	go func() {
 		if o.Compressing != nil {
 			// Never unlocked: the runtime ends the thread with the
@@ -391,6 +392,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 			err = fmt.Errorf("zstd: %w", closeErr)
 		}
 		// A nil error gives the uploader EOF, the only way it completes.
+		dumpEnded.Store(true)
 		pw.CloseWithError(err)
 		produced <- err
 	}()
@@ -403,21 +405,15 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	}
 	// Unblock the producer if the upload stopped reading early.
 	pr.CloseWithError(errUploadStopped(err))
-	var prodErr error
-	storeFirst := false
-	select {
-	case prodErr = <-produced:
-	default:
-		if err != nil {
-			// The store failed while pg_dump still runs: stop it now. It
-			// may not write (and so find the pipe closed) for minutes
-			// while it reads a big catalog or waits for a table lock,
-			// holding its snapshot, its locks and the backup lock.
-			storeFirst = true
-			cancel()
-		}
-		prodErr = <-produced
+	storeFirst := err != nil && !dumpEnded.Load()
+	if storeFirst {
+		// The store failed while pg_dump still runs: stop it now. It may
+		// not write (and so find the pipe closed) for minutes while it
+		// reads a big catalog or waits for a table lock, holding its
+		// snapshot, its locks and the backup lock.
+		cancel()
 	}
+	prodErr := <-produced
 	res.dumpBytes, res.storedBytes = counted.n, n
 	if prodErr != nil && !(storeFirst && parent.Err() == nil) {
 		return res, prodErr
