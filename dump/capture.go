@@ -316,7 +316,10 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	if o.Started != nil {
 		o.Started(cmd.Process.Pid)
 	}
-	stopMonitors := startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid, Conn: dc})
+	// The monitors watch pg_dump and its backend: they stop when it exits,
+	// not when the upload's tail is done (a warning that the backend is
+	// gone, load samples for nothing, a pooled backend left lowered).
+	stopMonitors := sync.OnceFunc(startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid, Conn: dc}))
 	defer stopMonitors()
 
 	// One encoder goroutine: with concurrency 1 the encoder compresses
@@ -369,6 +372,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 		}
 		closeErr := enc.Close()
 		waitErr := cmd.Wait()
+		stopMonitors()
 		var err error
 		switch {
 		case parent.Err() != nil:

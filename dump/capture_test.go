@@ -669,3 +669,53 @@ func TestCaptureManifestWriteFails(t *testing.T) {
 	assertNothingListed(t, inner, m)
 	assertFailedRecorded(t, inner, m, "manifest write timed out")
 }
+
+// TestMonitorsStopWithPgDump: the monitors watch pg_dump and its backend,
+// so they stop when pg_dump exits, not when the upload's tail is done (on
+// S3 the last parts can take many seconds: the watchdog then warned that
+// the backend had vanished, the adaptive rate sampled for nothing). Here
+// the upload holds at the end of the stream until the monitor has stopped.
+func TestMonitorsStopWithPgDump(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 1000)
+	stopped := make(chan struct{})
+	st := &tailStore{Store: fileStore(t), wait: stopped}
+	o := options(t, pg, db, st)
+	o.Monitors = []dump.Monitor{func(ctx context.Context, r dump.Running) error {
+		<-ctx.Done()
+		close(stopped)
+		return nil
+	}}
+	if _, err := dump.Capture(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !st.waited.Load() {
+		t.Error("the monitor was still running 10 s after pg_dump's output ended: monitors stop with the upload, not with pg_dump")
+	}
+}
+
+// tailStore holds the data upload at the end of its stream until wait is
+// closed (at most 10 s), as the last parts of an S3 upload do.
+type tailStore struct {
+	storage.Store
+	wait   chan struct{}
+	waited atomic.Bool
+}
+
+func (s *tailStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if !strings.HasSuffix(key, ".dump.zst") { // the manifest, the globals
+		return s.Store.Put(ctx, key, r)
+	}
+	return s.Store.Put(ctx, key, readerFunc(func(p []byte) (int, error) {
+		n, err := r.Read(p)
+		if err == io.EOF {
+			select {
+			case <-s.wait:
+				s.waited.Store(true)
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return n, err
+	}))
+}

@@ -558,7 +558,9 @@ func CompareCounts(m storage.Manifest, got map[[2]string]int64) []CountCheck {
 }
 
 // countRows counts, exactly, the rows of each listed table in c's database.
-// A table that does not exist there is left out of the result.
+// A table that does not exist there is left out of the result. Each count is
+// of the table's own rows (FROM ONLY), as pg_dump copied them: a parent's
+// count(*) would include its inheritance children's.
 func countRows(ctx context.Context, c Conn, tables []storage.TableCount) (map[[2]string]int64, error) {
 	conn, err := Connect(ctx, c)
 	if err != nil {
@@ -575,7 +577,7 @@ func countRows(ctx context.Context, c Conn, tables []storage.TableCount) (map[[2
 			continue
 		}
 		var n int64
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{t.Schema, t.Table}.Sanitize()).Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM ONLY "+pgx.Identifier{t.Schema, t.Table}.Sanitize()).Scan(&n); err != nil {
 			return nil, fmt.Errorf("count rows of %s.%s on %s: %s", t.Schema, t.Table, c, Redact(err, c))
 		}
 		got[[2]string{t.Schema, t.Table}] = n
