@@ -286,6 +286,7 @@ func openStore(ctx context.Context, cfg *config.Config, create bool) (storage.St
 			SecretAccessKey: cfg.S3SecretAccessKey,
 			PartSize:        int64(cfg.S3PartSize),
 			Concurrency:     cfg.S3Concurrency,
+			ReadStall:       cfg.StallTimeout.D(),
 		})
 		if errors.Is(err, s3.ErrNoRegion) {
 			return nil, configError{errors.New("AWS_REGION: S3 needs a region and none is set: set AWS_REGION, or region in the AWS shared config (~/.aws/config)")}

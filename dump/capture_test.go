@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -327,7 +326,7 @@ func TestCaptureFailures(t *testing.T) {
 		var progress atomic.Int64
 		o.Progress = &progress
 		<-started
-		proxy.frozen.Store(true)
+		proxy.Frozen.Store(true)
 		// Once no byte has moved for longer than the stall timeout, the
 		// backup must have been aborted: storage comes back (so recording
 		// the failure does not wait out its own timeout), and without the
@@ -339,7 +338,7 @@ func TestCaptureFailures(t *testing.T) {
 				last, since = n, time.Now()
 			}
 		}
-		proxy.frozen.Store(false)
+		proxy.Frozen.Store(false)
 		err := <-done
 		if err == nil || !strings.Contains(err.Error(), "no progress for 2s (PGBACKUPS_STALL_TIMEOUT)") {
 			t.Fatalf("err = %v, want the stall named", err)
@@ -357,10 +356,10 @@ func TestCaptureFailures(t *testing.T) {
 		st, proxy := proxiedS3Store(t)
 		o := options(t, pg, db, st)
 		o.StallTimeout = 2 * time.Second
-		proxy.frozen.Store(true)
+		proxy.Frozen.Store(true)
 		go func() {
 			time.Sleep(3 * time.Second)
-			proxy.frozen.Store(false)
+			proxy.Frozen.Store(false)
 		}()
 		m, err := dump.Capture(context.Background(), o)
 		if err == nil || !strings.Contains(err.Error(), "storage did not answer for 2s (PGBACKUPS_STALL_TIMEOUT)") {
@@ -466,85 +465,19 @@ func assertNoMultipart(t *testing.T, srv testenv.S3Server) {
 }
 
 // proxiedS3Store is a store on a real S3 server reached through a
-// freezingProxy.
-func proxiedS3Store(t *testing.T) (*s3.Store, *proxy) {
+// testenv.FreezingProxy.
+func proxiedS3Store(t *testing.T) (*s3.Store, *testenv.Proxy) {
 	t.Helper()
 	srv := testenv.S3(t)
-	p := freezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	p := testenv.FreezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
 	st, err := s3.New(context.Background(), s3.Options{
-		Bucket: srv.Bucket, Prefix: "proxied", Region: srv.Region, Endpoint: "http://" + p.addr,
+		Bucket: srv.Bucket, Prefix: "proxied", Region: srv.Region, Endpoint: "http://" + p.Addr,
 		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PartSize: 5 << 20, Concurrency: 2,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st, p
-}
-
-// proxy forwards TCP to an address until frozen, then holds every
-// connection open without moving a byte; once thawed, those connections
-// are dropped (what the client gave up on is not delivered late) and new
-// ones are forwarded.
-type proxy struct {
-	addr   string
-	frozen atomic.Bool
-}
-
-func freezingProxy(t *testing.T, upstream string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	p := &proxy{addr: ln.Addr().String()}
-	// wait sits out a freeze and reports whether there was one.
-	wait := func() bool {
-		froze := false
-		for p.frozen.Load() {
-			froze = true
-			time.Sleep(20 * time.Millisecond)
-		}
-		return froze
-	}
-	pipe := func(dst, src net.Conn) {
-		defer dst.Close()
-		defer src.Close()
-		buf := make([]byte, 32<<10)
-		for {
-			if wait() {
-				return
-			}
-			n, err := src.Read(buf)
-			if wait() {
-				return
-			}
-			if n > 0 {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go pipe(u, c)
-			go pipe(c, u)
-		}
-	}()
-	return p
 }
 
 // hangingManifestStore never answers the first write of a completed

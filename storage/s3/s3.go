@@ -94,6 +94,10 @@ type Options struct {
 	Concurrency int
 	// HTTPClient replaces the SDK's HTTP client when set.
 	HTTPClient *http.Client
+	// ReadStall fails a Get whose response, or body, moves no byte for
+	// this long: an endpoint that accepts a connection and then never
+	// answers would otherwise hang a restore for ever. 0 never.
+	ReadStall time.Duration
 }
 
 // Store is a storage.Store backed by one S3 bucket and prefix. It is safe
@@ -104,9 +108,10 @@ type Store struct {
 	partSize    int64
 	concurrency int
 
-	client   *s3.Client
-	presign  *s3.PresignClient
-	uploader *manager.Uploader
+	client    *s3.Client
+	presign   *s3.PresignClient
+	uploader  *manager.Uploader
+	readStall time.Duration
 }
 
 // New builds the S3 client and uploader once for the life of the Store. It
@@ -190,6 +195,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		client:      client,
 		presign:     s3.NewPresignClient(client),
 		uploader:    uploader,
+		readStall:   opts.ReadStall,
 	}, nil
 }
 
@@ -280,17 +286,97 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := validKey(key); err != nil {
 		return nil, fmt.Errorf("s3: get %s: %w", loc, err)
 	}
+	var stall *stallWatch
+	if s.readStall > 0 {
+		ctx, stall = watchStall(ctx, s.readStall)
+	}
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.objectKey(key)),
 	})
 	if isNotFound(err) {
+		stall.stop()
 		return nil, fmt.Errorf("s3: get %s: %w", loc, storage.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("s3: get %s: %w", loc, err)
+		return nil, fmt.Errorf("s3: get %s: %w", loc, stall.explain(err))
 	}
-	return out.Body, nil
+	if stall == nil {
+		return out.Body, nil
+	}
+	return &stallBody{body: out.Body, stall: stall, loc: loc}, nil
+}
+
+// stallWatch cancels a Get's context when no byte has arrived for its
+// time: the request's connection is closed, and a read blocked on it
+// returns.
+type stallWatch struct {
+	after  time.Duration
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+	ctx    context.Context
+}
+
+// errReadStall is the cause of a Get ended by its stallWatch.
+var errReadStall = errors.New("stalled")
+
+func watchStall(ctx context.Context, after time.Duration) (context.Context, *stallWatch) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	w := &stallWatch{after: after, cancel: cancel, ctx: ctx}
+	w.timer = time.AfterFunc(after, func() {
+		cancel(fmt.Errorf("%w: no data for %s", errReadStall, after))
+	})
+	return ctx, w
+}
+
+// moved restarts the clock.
+func (w *stallWatch) moved() { w.timer.Reset(w.after) }
+
+// stop ends the watch and releases its context; nil is a no-op.
+func (w *stallWatch) stop() {
+	if w == nil {
+		return
+	}
+	w.timer.Stop()
+	w.cancel(nil)
+}
+
+// explain stops the watch and returns err, naming the stall when the
+// watch is what ended the request.
+func (w *stallWatch) explain(err error) error {
+	if w == nil {
+		return err
+	}
+	w.stop()
+	if cause := context.Cause(w.ctx); errors.Is(cause, errReadStall) {
+		return fmt.Errorf("%w (%v)", cause, err)
+	}
+	return err
+}
+
+// stallBody is a Get's body under its stallWatch.
+type stallBody struct {
+	body  io.ReadCloser
+	stall *stallWatch
+	loc   string
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if n > 0 {
+		b.stall.moved()
+	}
+	if err != nil && err != io.EOF {
+		if cause := context.Cause(b.stall.ctx); errors.Is(cause, errReadStall) {
+			err = fmt.Errorf("s3: get %s: %w (%v)", b.loc, cause, err)
+		}
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error {
+	b.stall.stop()
+	return b.body.Close()
 }
 
 // List returns every object under the store's prefix whose key starts with

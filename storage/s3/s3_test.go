@@ -491,3 +491,81 @@ func TestPutBoundedMemory(t *testing.T) {
 		t.Fatalf("Put allocated %d bytes for a %d byte stream, want <= %d", alloc, size, limit)
 	}
 }
+
+// TestGetStalls: an endpoint that stops answering in the middle of a
+// download (or before its response) fails the Get after ReadStall, naming
+// the stall, instead of hanging a restore for ever. Storage comes back
+// later; by then the read must have failed.
+func TestGetStalls(t *testing.T) {
+	srv := testenv.S3(t)
+	proxy := testenv.FreezingProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	st, err := s3.New(t.Context(), s3.Options{
+		Bucket: srv.Bucket, Prefix: "stall", Region: srv.Region, Endpoint: "http://" + proxy.Addr,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PartSize: s3.MinPartSize, Concurrency: 2,
+		ReadStall: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "20261125-020000-k3f9/20261125-020000-k3f9.dump.zst"
+	if _, err := st.Put(t.Context(), key, stream(7, 64<<20)); err != nil {
+		t.Fatal(err)
+	}
+	// readOut reads r to its end or error, at most 20 s.
+	readOut := func(r io.Reader) error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, r)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			return errors.New("still reading 20 s later")
+		}
+	}
+	thaw := func() {
+		time.Sleep(3 * time.Second)
+		proxy.Frozen.Store(false)
+	}
+
+	t.Run("body", func(t *testing.T) {
+		body, err := st.Get(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer body.Close()
+		if _, err := io.ReadFull(body, make([]byte, 1<<10)); err != nil {
+			t.Fatal(err)
+		}
+		proxy.Frozen.Store(true)
+		go thaw()
+		if err := readOut(body); err == nil || !strings.Contains(err.Error(), "stalled: no data for 1s") || !strings.Contains(err.Error(), key) {
+			t.Fatalf("read of a stalled body: %v; want the stall named with the key", err)
+		}
+		time.Sleep(3 * time.Second) // thawed
+	})
+
+	t.Run("response", func(t *testing.T) {
+		proxy.Frozen.Store(true)
+		go thaw()
+		errc := make(chan error, 1)
+		go func() {
+			body, err := st.Get(t.Context(), key)
+			if err == nil {
+				err = readOut(body)
+				body.Close()
+			}
+			errc <- err
+		}()
+		select {
+		case err := <-errc:
+			if err == nil || !strings.Contains(err.Error(), "stalled: no data for 1s") {
+				t.Fatalf("Get from a stalled endpoint: %v; want the stall named", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Get from a stalled endpoint still waiting 30 s later")
+		}
+	})
+}
