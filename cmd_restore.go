@@ -17,7 +17,7 @@ import (
 
 var restoreCommand = command{
 	name:    "restore",
-	args:    "[ID|latest] --to DATABASE_URL --confirm DBNAME [--clean] [--no-owner] [--no-acl] [--jobs N] [--with-globals]",
+	args:    "[ID|latest] --to DATABASE_URL --confirm DBNAME [--clean] [--no-owner] [--no-acl] [--no-tablespaces] [--jobs N] [--with-globals]",
 	summary: "restore a backup into a database, streaming it into pg_restore",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
@@ -26,6 +26,7 @@ var restoreCommand = command{
 		clean := fs.Bool("clean", false, "drop the backup's objects in the target before recreating them (pg_restore --clean --if-exists)")
 		noOwner := fs.Bool("no-owner", false, "do not restore ownership: everything belongs to the restoring role (needed when the backup's roles do not exist there)")
 		noACL := fs.Bool("no-acl", false, "do not restore privileges (GRANT/REVOKE)")
+		noTablespaces := fs.Bool("no-tablespaces", false, "do not restore tablespace assignments: everything goes into the target's default tablespace (needed when the backup's tablespaces do not exist there)")
 		jobs := fs.Int("jobs", 1, "restore with N parallel jobs; needs the archive as a file, decompressed to a temporary file first")
 		withGlobals := fs.Bool("with-globals", false, "first create the backup's roles and tablespaces in the target cluster (existing roles are left as they are)")
 		pos, err := m.parseFlags(fs, args, 1)
@@ -60,7 +61,7 @@ var restoreCommand = command{
 		}
 		res, err := dump.Restore(ctx, dump.RestoreOptions{
 			Store: m.store, Manifest: man, Target: target, PgBinDir: m.cfg.PgBinDir,
-			Clean: *clean, NoOwner: *noOwner, NoACL: *noACL, WithGlobals: *withGlobals, Jobs: *jobs,
+			Clean: *clean, NoOwner: *noOwner, NoACL: *noACL, NoTablespaces: *noTablespaces, WithGlobals: *withGlobals, Jobs: *jobs,
 			Logger: m.log.With("component", "restore"),
 		})
 		for _, note := range res.GlobalsNotes {
@@ -173,7 +174,7 @@ var verifyCommand = command{
 	summary: "re-read a backup: checksums, pg_restore --list, row counts; optionally restore it into a scratch database",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
-		restoreTo := fs.String("restore-to", "", "an empty scratch database to restore into (without owners or grants) and count rows in")
+		restoreTo := fs.String("restore-to", "", "an empty scratch database to restore into (without owners, grants or tablespaces; roles named in row-level security policies must exist there) and count rows in")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err

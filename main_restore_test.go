@@ -603,3 +603,52 @@ func TestGlobalsDisabled(t *testing.T) {
 		t.Fatalf("restore: %s", r.stderr)
 	}
 }
+
+// TestRestoreNoTablespaces: restore --no-tablespaces (in its usage)
+// restores a database that uses a tablespace onto a server without it, and
+// verify --restore-to does so on its own; a plain restore says to add it.
+func TestRestoreNoTablespaces(t *testing.T) {
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pg.URL(src)+"&allow_in_place_tablespaces=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := "ts_" + src
+	_, err = c.Exec(ctx, "CREATE TABLESPACE "+ts+" LOCATION ''") // in the data directory: no directory to chown
+	c.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg.Exec(t, src, `CREATE TABLE a (x int) TABLESPACE `+ts+`; INSERT INTO a VALUES (1), (2)`)
+	env := []string{"PGBACKUPS_DATABASE_URL=" + pg.URL(src), "PGBACKUPS_PG_BIN_DIR=" + pg.BinDir, "PGBACKUPS_STORAGE_URL=file://" + t.TempDir()}
+
+	if r := runIn(t, "", env, "restore", "--help"); r.code != 0 || !strings.Contains(r.stdout, "[--no-tablespaces]") || !strings.Contains(r.stdout, "-no-tablespaces\n") {
+		t.Errorf("restore --help does not list --no-tablespaces: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runIn(t, "", env, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: %s", r.stderr)
+	}
+	id := lastLine(r.stdout)
+	other := testenv.NewCluster(t) // no such tablespace there
+
+	target := other.CreateDB(t)
+	r = runIn(t, "", env, "restore", id, "--to", other.URL(target), "--confirm", target)
+	if r.code != exitFailure || !strings.Contains(r.stderr, ts) || !strings.Contains(r.stderr, "add --no-tablespaces") {
+		t.Errorf("restore onto a server without the tablespace: exit %d, want 1 advising --no-tablespaces\n%s", r.code, r.stderr)
+	}
+	target = other.CreateDB(t)
+	r = runIn(t, "", env, "restore", id, "--to", other.URL(target), "--confirm", target, "--no-tablespaces")
+	if r.code != 0 || !strings.Contains(r.stderr, "restored 1 tables (2 rows)") {
+		t.Fatalf("restore --no-tablespaces: exit %d\n%s", r.code, r.stderr)
+	}
+	if got := other.QueryString(t, target, `SELECT coalesce(tablespace, 'default') FROM pg_tables WHERE tablename = 'a'`); got != "default" {
+		t.Errorf("restored table a is in tablespace %s, want the default", got)
+	}
+	scratch := other.CreateDB(t)
+	if r := runIn(t, "", env, "verify", id, "--restore-to", other.URL(scratch)); r.code != 0 || !strings.Contains(r.stdout, "row counts of 1 tables match") {
+		t.Errorf("verify --restore-to on a server without the tablespace: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -139,6 +139,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Source:           "primary",
 	}
 	log = log.With("backup", m.ID, "database", info.Database)
+	warnNewerDump(log, pgDump, info.Major())
 	var standby *standbySource
 	if o.DumpConn != nil {
 		if standby, err = checkStandby(ctx, o.Conn, info, *o.DumpConn, pgDump, log); err != nil {

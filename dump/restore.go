@@ -162,10 +162,11 @@ type RestoreOptions struct {
 	Target   Conn   // the database restored into; it must exist
 	PgBinDir string // searched first for pg_restore and psql
 
-	Clean       bool // drop the archive's objects before recreating them (--clean --if-exists)
-	NoOwner     bool // skip ALTER ... OWNER TO: everything belongs to the restoring role
-	NoACL       bool // skip GRANT/REVOKE
-	WithGlobals bool // apply the backup's roles and tablespaces first
+	Clean         bool // drop the archive's objects before recreating them (--clean --if-exists)
+	NoOwner       bool // skip ALTER ... OWNER TO: everything belongs to the restoring role
+	NoACL         bool // skip GRANT/REVOKE
+	NoTablespaces bool // skip SET default_tablespace: all goes into the target's default, so the backup's tablespaces need not exist there
+	WithGlobals   bool // apply the backup's roles and tablespaces first
 	// Jobs > 1 runs pg_restore in parallel, which needs the archive as a
 	// seekable file: it is decompressed into TempDir first, then removed.
 	Jobs    int
@@ -217,10 +218,16 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		return fail(err)
 	}
 	res.Database = info.Database
-	pgRestore, err := FindTool(ctx, "pg_restore", o.PgBinDir, archiveMajor(m))
+	pgRestore, err := restoreTool(ctx, o.PgBinDir, m, info)
 	if err != nil {
 		return fail(err)
 	}
+	if src := manifestMajor(m); src > info.Major() {
+		log.Warn("restoring into an older PostgreSQL than the backup's: pg_dump does not promise that its output loads there",
+			"backup", m.ID, "backup_server_version", m.ServerVersion, "target_server_version", info.Version)
+	}
+	log.Info("restore starting", "backup", m.ID, "pg_restore", pgRestore.Path, "pg_restore_version", pgRestore.Version,
+		"target_server_version", info.Version)
 	if !o.Clean {
 		// pg_restore would stop at the first object that exists, after
 		// restoring what came before it: refuse before touching anything.
@@ -255,6 +262,9 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if o.NoACL {
 		args = append(args, "--no-acl")
 	}
+	if o.NoTablespaces {
+		args = append(args, "--no-tablespaces")
+	}
 	if child.dbname != "" {
 		args = append(args, "--dbname="+child.dbname)
 	}
@@ -272,6 +282,10 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			err = fmt.Errorf("%w (the target database is not empty: restore into a new database, or add --clean to replace the objects the backup holds)", err)
 		case strings.Contains(msg, "cannot drop") && strings.Contains(msg, "depend") && o.Clean:
 			err = fmt.Errorf("%w (the target holds objects the backup does not, created after it was taken, and --clean drops only the backup's own: restore into a new database, or drop and re-create this one)", err)
+		case strings.Contains(msg, "default_tablespace") && !o.NoTablespaces:
+			err = fmt.Errorf("%w (the target cluster lacks a tablespace the backup uses: create it first, or add --no-tablespaces to put everything in the target's default tablespace)", err)
+		case strings.Contains(msg, "does not exist") && strings.Contains(msg, "CREATE POLICY"):
+			err = fmt.Errorf("%w (a row-level security policy names a role the target cluster lacks; --no-owner and --no-acl do not drop policies: create that role there first, as --with-globals does)", err)
 		}
 		return fail(err)
 	}
@@ -287,6 +301,62 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 func archiveMajor(m storage.Manifest) int {
 	n, _ := strconv.Atoi(strings.SplitN(m.PgDumpVersion, ".", 2)[0])
 	return n
+}
+
+// manifestMajor is the major version of the server m was dumped from (0
+// when the manifest does not say).
+func manifestMajor(m storage.Manifest) int { return m.ServerVersionNum / 10000 }
+
+// firstTimeoutSetter is the first pg_restore major version that opens every
+// session with SET transaction_timeout = 0 (_doSetFixedOutputState in
+// pg_backup_archiver.c). PostgreSQL 16 and older reject the parameter, and
+// with --exit-on-error that ends the restore at its first statement
+// (pgAdmin #8044 and #8171 report the same failure).
+const firstTimeoutSetter = 17
+
+// restoreTool finds the pg_restore that restores m's archive into target:
+// the target's own major version if it reads the archive (a pg_restore
+// reads archives of its own major version and older), else the oldest
+// installed one that reads it and is not older than the target; that is
+// FindDumpTool's rule, keyed on the target. Never simply the newest: the
+// Docker image has five majors' clients, and pg_restore 18 cannot restore
+// into a PostgreSQL 15. When the only fit is a pg_restore 17 or later and
+// the target is 16 or older, it says why that cannot work, before anything
+// is changed.
+func restoreTool(ctx context.Context, binDir string, m storage.Manifest, target ServerInfo) (Tool, error) {
+	archive, server := archiveMajor(m), target.Major()
+	if archive >= firstTimeoutSetter && server < firstTimeoutSetter {
+		why := fmt.Sprintf("Only pg_restore %d or newer reads an archive of pg_dump %s, and pg_restore %d and later always send SET transaction_timeout = 0, which PostgreSQL %d and older reject",
+			archive, m.PgDumpVersion, firstTimeoutSetter, firstTimeoutSetter-1)
+		if src := manifestMajor(m); src > 0 && src < archive {
+			return Tool{}, fmt.Errorf("this backup cannot be restored into PostgreSQL %s: it is of a PostgreSQL %s server, but capture used the newer pg_dump %s because the server's own was not installed. %s. Restore it into a PostgreSQL %d or newer server, and install postgresql-client-%d beside pgbackups so that later backups restore into PostgreSQL %d; nothing was changed",
+				shortVersion(target.Version), shortVersion(m.ServerVersion), m.PgDumpVersion, why, archive, src, src)
+		}
+		of := "pg_dump " + m.PgDumpVersion
+		if m.ServerVersion != "" {
+			of = fmt.Sprintf("PostgreSQL %s (%s)", shortVersion(m.ServerVersion), of)
+		}
+		return Tool{}, fmt.Errorf("a downgrade restore, which cannot work: the backup is of %s, and the target is PostgreSQL %s. %s. Restore into a PostgreSQL %d or newer server; nothing was changed",
+			of, shortVersion(target.Version), why, archive)
+	}
+	tool, err := FindDumpTool(ctx, "pg_restore", binDir, max(archive, server))
+	if err != nil {
+		return Tool{}, err
+	}
+	if tool.Major >= firstTimeoutSetter && server < firstTimeoutSetter {
+		return Tool{}, fmt.Errorf("cannot restore into PostgreSQL %s with pg_restore %s (%s), the one found for this archive (pg_dump %s): pg_restore %d and later always send SET transaction_timeout = 0, which PostgreSQL %d and older reject. Install the target's own client, e.g. `apt install postgresql-client-%d` from apt.postgresql.org, or point PGBACKUPS_PG_BIN_DIR (searched first) at its bin directory; nothing was changed",
+			shortVersion(target.Version), tool.Version, tool.Path, m.PgDumpVersion, firstTimeoutSetter, firstTimeoutSetter-1, max(archive, server))
+	}
+	return tool, nil
+}
+
+// shortVersion is server_version without its packaging note: "15.18" of
+// "15.18 (Debian 15.18-1.pgdg120+1)".
+func shortVersion(v string) string {
+	if f := strings.Fields(v); len(f) > 0 {
+		return f[0]
+	}
+	return v
 }
 
 // restoreStream pipes the archive into pg_restore's stdin.
@@ -399,8 +469,10 @@ type VerifyOptions struct {
 	Manifest storage.Manifest
 	PgBinDir string
 	// RestoreTo, when set, is an empty scratch database the backup is
-	// restored into (without owners or grants, so no roles are needed);
-	// its row counts are then compared with the manifest's.
+	// restored into, without owners, grants or tablespaces, so that it may
+	// be on another server; its row counts are then compared with the
+	// manifest's. Roles that row-level security policies name must exist
+	// there: a policy is part of the schema being verified, not an ACL.
 	RestoreTo *Conn
 	Logger    *slog.Logger
 }
@@ -430,7 +502,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 		}
 		r, err := Restore(ctx, RestoreOptions{
 			Store: o.Store, Manifest: m, Target: *o.RestoreTo, PgBinDir: o.PgBinDir,
-			NoOwner: true, NoACL: true, Logger: o.Logger,
+			NoOwner: true, NoACL: true, NoTablespaces: true, Logger: o.Logger,
 		})
 		if err != nil {
 			return res, fmt.Errorf("verify: %w", err)
@@ -444,7 +516,8 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 		return res, countsError(m, res.Counts)
 	}
 
-	pgRestore, err := FindTool(ctx, "pg_restore", o.PgBinDir, archiveMajor(m))
+	// --list connects to no server: the archive's own version reads it.
+	pgRestore, err := FindDumpTool(ctx, "pg_restore", o.PgBinDir, archiveMajor(m))
 	if err != nil {
 		return res, fmt.Errorf("verify %s: %w", m.ID, err)
 	}

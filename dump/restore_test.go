@@ -442,3 +442,103 @@ func putGlobals(t *testing.T, st storage.Store, id, sql string) (string, string)
 	sum := sha256.Sum256(b)
 	return key, hex.EncodeToString(sum[:])
 }
+
+// inPlaceTablespace creates a tablespace in pg's data directory
+// (allow_in_place_tablespaces, so no directory needs the server's owner)
+// and returns its name.
+func inPlaceTablespace(t *testing.T, pg *testenv.Postgres, db string) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pg.URL(db)+"&allow_in_place_tablespaces=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	name := "ts_" + db
+	if _, err := c.Exec(ctx, "CREATE TABLESPACE "+name+" LOCATION ''"); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// tablespaceBackup captures a database with a table in a tablespace.
+func tablespaceBackup(t *testing.T, pg *testenv.Postgres) (ts string, st storage.Store, m storage.Manifest) {
+	t.Helper()
+	src := pg.CreateDB(t)
+	ts = inPlaceTablespace(t, pg, src)
+	pg.Exec(t, src, `CREATE TABLE a (x int) TABLESPACE `+ts+`; INSERT INTO a VALUES (1), (2); CREATE TABLE b (y int); INSERT INTO b VALUES (3)`)
+	st = fileStore(t)
+	m, err := dump.Capture(context.Background(), options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts, st, m
+}
+
+// TestVerifyRestoreToAnotherServer: verify --restore-to restores without
+// tablespaces, so its scratch database may be on a server that lacks the
+// source's.
+func TestVerifyRestoreToAnotherServer(t *testing.T) {
+	pg := testenv.PG(t)
+	_, st, m := tablespaceBackup(t, pg)
+	other := testenv.NewCluster(t) // no such tablespace there
+	scratch := conn(t, other.URL(other.CreateDB(t)))
+	vr, err := dump.Verify(context.Background(), dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir, RestoreTo: &scratch})
+	if err != nil {
+		t.Fatalf("verify --restore-to a scratch database on another server: %v", err)
+	}
+	if vr.Restored == nil || vr.Restored.Rows != 3 || len(vr.Counts) != 2 {
+		t.Fatalf("verify --restore-to: %+v", vr)
+	}
+}
+
+// TestRestoreNoTablespaces: a database with a table in a tablespace
+// restores onto a server without it with NoTablespaces; without, the error
+// says to add it.
+func TestRestoreNoTablespaces(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	ts, st, m := tablespaceBackup(t, pg)
+	other := testenv.NewCluster(t)
+	target := other.CreateDB(t)
+	o := dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, other.URL(target)), PgBinDir: pg.BinDir}
+	if _, err := dump.Restore(ctx, o); err == nil || !strings.Contains(err.Error(), ts) || !strings.Contains(err.Error(), "add --no-tablespaces") {
+		t.Fatalf("restore onto a server without the tablespace: %v; want pg_restore's error and the advice to add --no-tablespaces", err)
+	}
+	target = other.CreateDB(t)
+	o.Target, o.NoTablespaces = conn(t, other.URL(target)), true
+	if _, err := dump.Restore(ctx, o); err != nil {
+		t.Fatalf("restore with NoTablespaces: %v", err)
+	}
+	if got := other.QueryString(t, target, `SELECT count(*)::text || ' ' || coalesce((SELECT tablespace FROM pg_tables WHERE tablename = 'a'), 'default') FROM a`); got != "2 default" {
+		t.Errorf("restored table a: %s, want 2 rows in the default tablespace", got)
+	}
+}
+
+// TestVerifyRestoreToNeedsPolicyRoles: a row-level security policy is part
+// of the schema, not an ACL, so --no-acl keeps it, and the roles it names
+// must exist where it is restored (the README says so). The error says
+// which role and why.
+func TestVerifyRestoreToNeedsPolicyRoles(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	pg.Exec(t, "postgres", `DO $$ BEGIN CREATE ROLE policy_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+	pg.Exec(t, src, `CREATE TABLE a (x int); INSERT INTO a VALUES (1); ALTER TABLE a ENABLE ROW LEVEL SECURITY; CREATE POLICY p ON a FOR SELECT TO policy_reader USING (true)`)
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.NewCluster(t)
+	scratch := conn(t, other.URL(other.CreateDB(t)))
+	_, err = dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir, RestoreTo: &scratch})
+	if err == nil || !strings.Contains(err.Error(), `role "policy_reader" does not exist`) || !strings.Contains(err.Error(), "row-level security policy") {
+		t.Fatalf("verify --restore-to without a policy's role: %v; want the role and why it is needed", err)
+	}
+	other.Exec(t, "postgres", `CREATE ROLE policy_reader`)
+	scratch = conn(t, other.URL(other.CreateDB(t)))
+	if _, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir, RestoreTo: &scratch}); err != nil {
+		t.Fatalf("verify --restore-to with the policy's role there: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,6 +90,25 @@ func FindTool(ctx context.Context, name, binDir string, minMajor int) (Tool, err
 // server's own pg_restore.
 func FindDumpTool(ctx context.Context, name, binDir string, serverMajor int) (Tool, error) {
 	return findTool(ctx, name, binDir, serverMajor, true)
+}
+
+// warnNewerDump warns, at capture, when FindDumpTool fell back to a pg_dump
+// newer than the server (the server's own is not installed): only a
+// pg_restore at least as new reads its archive, and from pg_dump 17 on no
+// pg_restore can restore it into the 16-or-older server it came from (see
+// restoreTool).
+func warnNewerDump(log *slog.Logger, pgDump Tool, serverMajor int) {
+	if pgDump.Major <= serverMajor {
+		return
+	}
+	attrs := []any{"pg_dump", pgDump.Path, "pg_dump_version", pgDump.Version, "server_major", serverMajor,
+		"install", fmt.Sprintf("postgresql-client-%d", serverMajor)}
+	if pgDump.Major >= firstTimeoutSetter && serverMajor < firstTimeoutSetter {
+		log.Warn("pg_dump is newer than the server, so this backup cannot be restored into the server it came from: "+
+			"only pg_restore of pg_dump's version or newer reads it, and pg_restore 17 and later cannot restore into PostgreSQL 16 or older; install the server's own client", attrs...)
+		return
+	}
+	log.Warn("pg_dump is newer than the server: restoring this backup needs a pg_restore at least as new as pg_dump; install the server's own client", attrs...)
 }
 
 func findTool(ctx context.Context, name, binDir string, minMajor int, closest bool) (Tool, error) {

@@ -1,7 +1,10 @@
 package dump
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,5 +113,34 @@ func TestToolVersionGetsNoSecrets(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "PGAPPNAME=") {
 		t.Errorf("pg_dump --version lost the PG* variables:\n%s", b)
+	}
+}
+
+// TestWarnNewerDump: capture warns when pg_dump is newer than the server,
+// and says plainly when that makes the backup unrestorable into it.
+func TestWarnNewerDump(t *testing.T) {
+	for _, tc := range []struct {
+		dump, server int
+		want         string // "" for no warning
+	}{
+		{15, 15, ""},
+		{16, 16, ""},
+		{16, 15, "restoring this backup needs a pg_restore at least as new"},
+		{17, 16, "cannot be restored into the server it came from"},
+		{18, 14, "cannot be restored into the server it came from"},
+		{18, 17, "restoring this backup needs a pg_restore at least as new"},
+	} {
+		var buf bytes.Buffer
+		warnNewerDump(slog.New(slog.NewTextHandler(&buf, nil)), Tool{Path: "/x/pg_dump", Version: fmt.Sprintf("%d.1", tc.dump), Major: tc.dump}, tc.server)
+		out := buf.String()
+		if tc.want == "" {
+			if out != "" {
+				t.Errorf("pg_dump %d, server %d: warned %s", tc.dump, tc.server, out)
+			}
+			continue
+		}
+		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, tc.want) || !strings.Contains(out, fmt.Sprintf("install=postgresql-client-%d", tc.server)) {
+			t.Errorf("pg_dump %d, server %d: %q; want a warning with %q naming postgresql-client-%d", tc.dump, tc.server, out, tc.want, tc.server)
+		}
 	}
 }
