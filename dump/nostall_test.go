@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
@@ -229,6 +230,63 @@ func TestWatchdogAbort(t *testing.T) {
 	if len(logs.lines("aborting")) != 1 {
 		t.Errorf("want one abort log line:\n%s", logs)
 	}
+}
+
+// TestWatchdogMeasuresTheWait: a migration sent as one string runs a
+// while before the statement that waits for the dump (here four seconds
+// of pg_sleep, then ALTER TABLE). Its wait is counted from when it began
+// waiting (pg_locks.waitstart, PostgreSQL 14), not from when the string
+// started: the abort policy gives it the whole threshold, and the error
+// reports the time it waited.
+func TestWatchdogMeasuresTheWait(t *testing.T) {
+	pg := testenv.PG(t)
+	if pg.Major < 14 {
+		t.Skip("pg_locks.waitstart is PostgreSQL 14's")
+	}
+	db := pg.CreateDB(t)
+	pg.SeedRich(t, db, 50_000)
+	st := fileStore(t)
+	o := options(t, pg, db, st)
+	const (
+		before    = 4 * time.Second
+		threshold = 1500 * time.Millisecond
+	)
+	ns := dump.NewNoStall(dump.NoStallOptions{MaxRate: 256 << 10, OnBlocking: dump.BlockingAbort, BlockingThreshold: threshold})
+	ns.Watchdog.Interval = 200 * time.Millisecond
+	ns.Apply(&o)
+	started := make(chan struct{})
+	onFirstRead(&o, started)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	migration := openSession(t, pg, db)
+	sentAt := make(chan time.Time, 1)
+	go func() {
+		<-started
+		sentAt <- time.Now()
+		migration.start(ctx, fmt.Sprintf("SELECT pg_sleep(%d); ALTER TABLE app.users ADD COLUMN nickname text", int(before.Seconds())))
+	}()
+	_, err := dump.Capture(ctx, o)
+	var abortedAfter time.Duration
+	select {
+	case at := <-sentAt:
+		abortedAfter = time.Since(at)
+	default:
+		t.Fatalf("capture ended before the migration was sent: %v", err)
+	}
+	var be *dump.BlockingError
+	if !errors.As(err, &be) {
+		t.Fatalf("err = %v, want a *dump.BlockingError", err)
+	}
+	if abortedAfter < before+threshold {
+		t.Errorf("aborted %s after the migration was sent; want at least %s: its %s before the ALTER counted as waiting", abortedAfter.Round(time.Millisecond), before+threshold, before)
+	}
+	for _, s := range be.Blocked {
+		if s.PID == migration.pid && s.Waiting >= before {
+			t.Errorf("the migration is reported as waiting %s; it waited for the lock %s at most", s.Waiting, abortedAfter-before)
+		}
+	}
+	migration.wait(t, 10*time.Second)
 }
 
 // TestWatchdogWarn: the default policy logs each blocked session once and

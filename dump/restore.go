@@ -318,7 +318,8 @@ const firstTimeoutSetter = 17
 // the target's own major version if it reads the archive (a pg_restore
 // reads archives of its own major version and older), else the oldest
 // installed one that reads it and is not older than the target; that is
-// FindDumpTool's rule, keyed on the target. Never simply the newest: the
+// FindDumpTool's rule, keyed on the target. Where that one is 17 or later
+// and the target 16 or older, an older one that reads the archive. Never simply the newest: the
 // Docker image has five majors' clients, and pg_restore 18 cannot restore
 // into a PostgreSQL 15. When the only fit is a pg_restore 17 or later and
 // the target is 16 or older, it says why that cannot work, before anything
@@ -344,6 +345,12 @@ func restoreTool(ctx context.Context, binDir string, m storage.Manifest, target 
 		return Tool{}, err
 	}
 	if tool.Major >= firstTimeoutSetter && server < firstTimeoutSetter {
+		// An older pg_restore that reads the archive restores into a newer
+		// server (its SQL is of the archive's version, which newer servers
+		// load): better than one the target rejects.
+		if older, err := FindDumpTool(ctx, "pg_restore", binDir, archive); err == nil && older.Major < firstTimeoutSetter {
+			return older, nil
+		}
 		return Tool{}, fmt.Errorf("cannot restore into PostgreSQL %s with pg_restore %s (%s), the one found for this archive (pg_dump %s): pg_restore %d and later always send SET transaction_timeout = 0, which PostgreSQL %d and older reject. Install the target's own client, e.g. `apt install postgresql-client-%d` from apt.postgresql.org, or point PGBACKUPS_PG_BIN_DIR (searched first) at its bin directory; nothing was changed",
 			shortVersion(target.Version), tool.Version, tool.Path, m.PgDumpVersion, firstTimeoutSetter, firstTimeoutSetter-1, max(archive, server))
 	}

@@ -67,8 +67,11 @@ func TestRestoreToolFollowsTheTarget(t *testing.T) {
 		{installed: []int{14, 15, 16, 17, 18}, archive: 18, target: 17, want: 18},
 		{installed: []int{15, 18}, archive: 16, target: 17, want: 18}, // the oldest that fits both
 		{installed: []int{14, 16}, archive: 14, target: 15, want: 16},
+		// The target's own is missing and the newer one would be refused
+		// by it: the archive's own restores into the newer server.
+		{installed: []int{15, 17}, archive: 15, target: 16, want: 15},
 		// Only a pg_restore that cannot restore into the target fits.
-		{installed: []int{15, 17}, archive: 15, target: 16,
+		{installed: []int{17}, archive: 15, target: 16,
 			errWants: []string{"cannot restore into PostgreSQL 16.4 with pg_restore 17.2 (ROOT/17/bin/pg_restore)", "transaction_timeout", "PostgreSQL 16 and older reject", "postgresql-client-16", "nothing was changed"}},
 		{installed: []int{17, 18}, archive: 14, target: 14,
 			errWants: []string{"PostgreSQL 14.4 with pg_restore 17.2", "postgresql-client-14"}},

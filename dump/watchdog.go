@@ -78,7 +78,7 @@ type BlockedSession struct {
 	PID       int
 	BlockedBy []int         // pg_blocking_pids of the session
 	Direct    bool          // waits on the dump's backend itself, not on a session queued behind it
-	Waiting   time.Duration // how long its statement has run, most of it waiting
+	Waiting   time.Duration // how long it has waited for its lock (before PostgreSQL 14: how long its statement has run)
 	Query     string        // the statement's head up to its first literal (see statementHead)
 }
 
@@ -111,9 +111,9 @@ func joinPIDs(pids []int) string {
 // activity is one row of the watchdog's pg_stat_activity query.
 type activity struct {
 	PID      int
-	IsDump   bool  // the dump's own backend
-	Blockers []int // pg_blocking_pids, for sessions waiting on a lock
-	Running  time.Duration
+	IsDump   bool          // the dump's own backend
+	Blockers []int         // pg_blocking_pids, for sessions waiting on a lock
+	Waited   time.Duration // a waiting session's wait (see waitQuery14), else how long its statement has run
 	Query    string
 }
 
@@ -153,7 +153,7 @@ func blockedBy(rows []activity) (dump []int, blocked []BlockedSession) {
 			PID:       r.PID,
 			BlockedBy: r.Blockers,
 			Direct:    slices.ContainsFunc(r.Blockers, func(p int) bool { return dumpPID[p] }),
-			Waiting:   r.Running,
+			Waiting:   r.Waited,
 			Query:     r.Query,
 		})
 	}
@@ -168,13 +168,27 @@ func blockedBy(rows []activity) (dump []int, blocked []BlockedSession) {
 
 // watchdogQuery lists the dump's backend and every session waiting on a
 // heavyweight lock, with whom it waits for. CASE keeps pg_blocking_pids
-// from running for sessions that do not wait.
+// from running for sessions that do not wait. %s is how long a session has
+// waited: waitQuery14 or waitQueryOld.
 const watchdogQuery = `SELECT pid, application_name = $1,
 	CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END,
-	COALESCE(extract(epoch FROM clock_timestamp() - query_start)::float8, 0),
+	COALESCE(%s, 0),
 	COALESCE(left(query, 1000), '')
-FROM pg_stat_activity
+FROM pg_stat_activity a
 WHERE pid <> pg_backend_pid() AND (application_name = $1 OR wait_event_type = 'Lock')`
+
+// waitQueryOld is how long the statement has run: before PostgreSQL 14 the
+// closest measure of a lock wait. It overstates the wait of a statement
+// that ran a while before it waited: a migration's multi-statement string,
+// or CREATE INDEX CONCURRENTLY waiting for the dump's snapshot at its end.
+const waitQueryOld = `extract(epoch FROM clock_timestamp() - query_start)::float8`
+
+// waitQuery14 is how long the session has waited for its lock
+// (pg_locks.waitstart, PostgreSQL 14), the statement's run time for a
+// session that does not wait (the dump's own).
+const waitQuery14 = `extract(epoch FROM clock_timestamp() - COALESCE(
+		CASE WHEN wait_event_type = 'Lock' THEN (SELECT min(l.waitstart) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) END,
+		query_start))::float8`
 
 // Watch is the Monitor: it looks every Interval until ctx ends, and returns
 // a *BlockingError under the abort policy. Failures to query are logged,
@@ -264,6 +278,7 @@ type observer struct {
 	c       *pgx.Conn
 	failing bool
 	checked bool
+	version int // server_version_num, once checked
 }
 
 // minMonitorVersion: pg_stat_activity.backend_type and pg_read_all_stats
@@ -297,7 +312,7 @@ func (o *observer) get(ctx context.Context) (*pgx.Conn, error) {
 			}
 			return nil, o.fail(ctx, err)
 		}
-		o.checked = true
+		o.checked, o.version = true, num
 		if !*seesAll && !o.ownRole {
 			o.log.Warn(o.what+" sees only sessions of its own role: GRANT pg_read_all_stats (or pg_monitor) to it", "role", o.conn.User())
 		}
@@ -344,7 +359,11 @@ func (o *observer) activity(ctx context.Context, appName string) ([]activity, er
 	if err != nil {
 		return nil, err
 	}
-	rows, err := c.Query(ctx, watchdogQuery, appName)
+	wait := waitQueryOld
+	if o.version >= 140000 {
+		wait = waitQuery14
+	}
+	rows, err := c.Query(ctx, fmt.Sprintf(watchdogQuery, wait), appName)
 	if err != nil {
 		return nil, o.fail(ctx, err)
 	}
@@ -358,7 +377,7 @@ func (o *observer) activity(ctx context.Context, appName string) ([]activity, er
 		for i, p := range blockers {
 			r.Blockers[i] = int(p)
 		}
-		r.Running = time.Duration(secs * float64(time.Second))
+		r.Waited = time.Duration(secs * float64(time.Second))
 		r.Query = statementHead(r.Query)
 		out = append(out, r)
 		return nil

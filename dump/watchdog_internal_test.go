@@ -18,15 +18,15 @@ func TestBlockedBy(t *testing.T) {
 		want     []string // "pid direct waiting"
 	}{
 		{name: "no dump backend", rows: []activity{{PID: 2, Blockers: []int{1}}}},
-		{name: "nothing blocked", rows: []activity{{PID: 1, IsDump: true}, {PID: 2, Blockers: []int{9}, Running: s}}, wantDump: []int{1}},
+		{name: "nothing blocked", rows: []activity{{PID: 1, IsDump: true}, {PID: 2, Blockers: []int{9}, Waited: s}}, wantDump: []int{1}},
 		{
 			name: "migration and the queue behind it",
 			rows: []activity{
 				{PID: 1, IsDump: true},
-				{PID: 3, Blockers: []int{2}, Running: 2 * s},    // app query behind the ALTER
-				{PID: 2, Blockers: []int{1}, Running: 5 * s},    // ALTER TABLE waiting for the dump
-				{PID: 4, Blockers: []int{3, 2}, Running: 1 * s}, // behind both
-				{PID: 5, Blockers: []int{6}, Running: 9 * s},    // waits on something else
+				{PID: 3, Blockers: []int{2}, Waited: 2 * s},    // app query behind the ALTER
+				{PID: 2, Blockers: []int{1}, Waited: 5 * s},    // ALTER TABLE waiting for the dump
+				{PID: 4, Blockers: []int{3, 2}, Waited: 1 * s}, // behind both
+				{PID: 5, Blockers: []int{6}, Waited: 9 * s},    // waits on something else
 				{PID: 6},
 			},
 			wantDump: []int{1},
@@ -35,9 +35,9 @@ func TestBlockedBy(t *testing.T) {
 		{
 			name: "chain listed before its head",
 			rows: []activity{
-				{PID: 10, Blockers: []int{11}, Running: s},
-				{PID: 11, Blockers: []int{12}, Running: s},
-				{PID: 12, Blockers: []int{7}, Running: s},
+				{PID: 10, Blockers: []int{11}, Waited: s},
+				{PID: 11, Blockers: []int{12}, Waited: s},
+				{PID: 12, Blockers: []int{7}, Waited: s},
 				{PID: 7, IsDump: true},
 			},
 			wantDump: []int{7},
