@@ -214,25 +214,12 @@ func TestCaptureFailures(t *testing.T) {
 		o := options(t, pg, db, st)
 		o.LockWaitTimeout = 200 * time.Millisecond
 		// A session holding an exclusive lock makes pg_dump's lock wait time out.
-		ctx := context.Background()
-		locker, err := pgx.Connect(ctx, pg.URL(db))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer locker.Close(ctx)
-		tx, err := locker.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, "LOCK TABLE app.users IN ACCESS EXCLUSIVE MODE"); err != nil {
-			t.Fatal(err)
-		}
+		unlock := lockTable(t, pg, db, "app.users")
 		m, err := dump.Capture(context.Background(), o)
 		if err == nil || !strings.Contains(err.Error(), "LOCK TABLE app.users") || !strings.Contains(err.Error(), "PGBACKUPS_LOCK_WAIT_TIMEOUT") {
 			t.Fatalf("err = %v, want pg_dump's lock timeout with its stderr", err)
 		}
-		tx.Rollback(ctx)
+		unlock()
 		assertNothingListed(t, st, m)
 		assertFailedRecorded(t, st, m, "LOCK_WAIT_TIMEOUT")
 	})
@@ -403,24 +390,12 @@ func TestCaptureFailures(t *testing.T) {
 		o := options(t, pg, db, st)
 		o.LockWaitTimeout = time.Minute
 		ctx := context.Background()
-		locker, err := pgx.Connect(ctx, pg.URL(db))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer locker.Close(ctx)
-		tx, err := locker.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, "LOCK TABLE app.users IN ACCESS EXCLUSIVE MODE"); err != nil {
-			t.Fatal(err)
-		}
+		unlock := lockTable(t, pg, db, "app.users")
 		m, err := dump.Capture(ctx, o)
 		if err == nil || !strings.Contains(err.Error(), "read-only file system") || strings.Contains(err.Error(), "LOCK") {
 			t.Fatalf("err = %v, want the store's error", err)
 		}
-		tx.Rollback(ctx)
+		unlock()
 		assertFailedRecorded(t, st, m, "read-only file system")
 	})
 
@@ -440,6 +415,28 @@ func TestCaptureFailures(t *testing.T) {
 		}
 		assertNothingListed(t, st, storage.Manifest{})
 	})
+}
+
+// lockTable holds an ACCESS EXCLUSIVE lock on table in db until unlock is
+// called or the test ends: pg_dump waits for it.
+func lockTable(t *testing.T, pg *testenv.Postgres, db, table string) (unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	locker, err := pgx.Connect(ctx, pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { locker.Close(ctx) })
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	unlock = func() { tx.Rollback(ctx) }
+	t.Cleanup(unlock)
+	return unlock
 }
 
 func assertFailedRecorded(t *testing.T, st storage.Store, m storage.Manifest, cause string) {

@@ -187,19 +187,7 @@ func TestWatchdogAbort(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		app.start(ctx, "SELECT count(*) FROM app.users")
 	}()
-	m, err := dump.Capture(ctx, o)
-	var abortedAfter time.Duration
-	select {
-	case at := <-alterAt:
-		abortedAfter = time.Since(at)
-	default:
-		t.Fatalf("capture ended before the ALTER was issued: %v", err)
-	}
-
-	var be *dump.BlockingError
-	if !errors.As(err, &be) {
-		t.Fatalf("err = %v, want a *dump.BlockingError", err)
-	}
+	m, abortedAfter, be, err := captureAborted(t, ctx, o, alterAt)
 	t.Logf("aborted %s after the ALTER: %v", abortedAfter.Round(time.Millisecond), err)
 	if abortedAfter < threshold || abortedAfter > threshold+2*time.Second {
 		t.Errorf("aborted %s after the ALTER; want between the threshold %s and 2s later", abortedAfter, threshold)
@@ -230,6 +218,25 @@ func TestWatchdogAbort(t *testing.T) {
 	if len(logs.lines("aborting")) != 1 {
 		t.Errorf("want one abort log line:\n%s", logs)
 	}
+}
+
+// captureAborted runs a capture the watchdog must abort, and returns how
+// long after the time sent on at (the blocking statement's) it ended.
+func captureAborted(t *testing.T, ctx context.Context, o dump.CaptureOptions, at <-chan time.Time) (storage.Manifest, time.Duration, *dump.BlockingError, error) {
+	t.Helper()
+	m, err := dump.Capture(ctx, o)
+	var after time.Duration
+	select {
+	case sent := <-at:
+		after = time.Since(sent)
+	default:
+		t.Fatalf("capture ended before the blocking statement was sent: %v", err)
+	}
+	var be *dump.BlockingError
+	if !errors.As(err, &be) {
+		t.Fatalf("err = %v, want a *dump.BlockingError", err)
+	}
+	return m, after, be, err
 }
 
 // TestWatchdogMeasuresTheWait: a migration sent as one string runs a
@@ -266,18 +273,7 @@ func TestWatchdogMeasuresTheWait(t *testing.T) {
 		sentAt <- time.Now()
 		migration.start(ctx, fmt.Sprintf("SELECT pg_sleep(%d); ALTER TABLE app.users ADD COLUMN nickname text", int(before.Seconds())))
 	}()
-	_, err := dump.Capture(ctx, o)
-	var abortedAfter time.Duration
-	select {
-	case at := <-sentAt:
-		abortedAfter = time.Since(at)
-	default:
-		t.Fatalf("capture ended before the migration was sent: %v", err)
-	}
-	var be *dump.BlockingError
-	if !errors.As(err, &be) {
-		t.Fatalf("err = %v, want a *dump.BlockingError", err)
-	}
+	_, abortedAfter, be, _ := captureAborted(t, ctx, o, sentAt)
 	if abortedAfter < before+threshold {
 		t.Errorf("aborted %s after the migration was sent; want at least %s: its %s before the ALTER counted as waiting", abortedAfter.Round(time.Millisecond), before+threshold, before)
 	}
