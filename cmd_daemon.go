@@ -67,7 +67,8 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 				Grace:    cfg.OrphanGrace.D(),
 			}, m.log.With("component", "retention"))
 		},
-		Latest: cat.Newest,
+		RetentionTimeout: cfg.StallTimeout.D(),
+		Latest:           cat.Newest,
 		// The lock is taken on DATABASE_URL, the primary, even when
 		// PGBACKUPS_DUMP_URL sends pg_dump to a replica: every daemon
 		// backing up this database sees the primary's lock table.

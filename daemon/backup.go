@@ -212,7 +212,15 @@ func (d *Daemon) retention(ctx context.Context, log *slog.Logger) {
 	if d.opts.Prune == nil {
 		return
 	}
+	if t := d.opts.RetentionTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("retention took longer than %s (PGBACKUPS_STALL_TIMEOUT): a storage endpoint that stopped answering?", t))
+		defer cancel()
+	}
 	n, err := d.opts.Prune(ctx)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = fmt.Errorf("%w (%v)", cause, err)
+	}
 	d.metrics.retentionDeleted.Add(float64(n))
 	if err != nil {
 		d.metrics.retentionErrors.Inc()

@@ -47,6 +47,10 @@ type Options struct {
 	// Prune applies retention after each successful backup, while the lock
 	// is still held; it returns how much it removed. Nil: no retention.
 	Prune func(ctx context.Context) (removed int, err error)
+	// RetentionTimeout bounds Prune (PGBACKUPS_STALL_TIMEOUT): it runs
+	// under the backup lock, and a storage endpoint that stops answering
+	// must not hold the lock, and the run, for ever. 0: no bound.
+	RetentionTimeout time.Duration
 	// Latest returns the newest completed backup in storage, or an error
 	// wrapping storage.ErrNoBackups, and the newest failed backup if one
 	// came after it (storage.Catalog.Newest). The daemon reads it at

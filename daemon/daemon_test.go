@@ -257,6 +257,24 @@ func TestHealthOverdueAcrossRestart(t *testing.T) {
 		t.Errorf("pgbackups_healthy %v, want 0", got)
 	}
 
+	// A success that started a moment before its run's time and ended
+	// after it (a replica's clock two seconds behind) is that run's: the
+	// run due after it is tomorrow's.
+	clock.Set(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
+	early := manifest("20260310-015958-skew", time.Date(2026, 3, 10, 2, 29, 58, 0, time.UTC), 30*time.Minute) // started 01:59:58
+	d, _ = newDaemon(t, Options{
+		Schedule:    mustParse(t, "02:00 UTC"),
+		Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest:      func(context.Context) (storage.Manifest, *storage.Manifest, error) { return early, nil, nil },
+		HealthGrace: time.Hour,
+		Now:         clock.Now,
+	})
+	d.loadLatest(context.Background())
+	if code, body := getHealth(t, d.Handler()); code != 200 {
+		t.Errorf("/healthz after a restart, the last success started 2 s before its run: %d %q (%s), want 200", code, body.Status, body.Reason)
+	}
+	clock.Set(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+
 	// With no success known at all, start-up is the base: a fresh daemon
 	// over an empty storage is not overdue before its first run.
 	d, _ = newDaemon(t, Options{
@@ -1333,4 +1351,47 @@ func TestAdvisoryLockLost(t *testing.T) {
 		t.Fatalf("lock not free after its session ended: %v", err)
 	}
 	release2()
+}
+
+// TestRetentionIsBounded: retention runs under the backup lock after a
+// success; a storage endpoint that stops answering there must not hold the
+// lock, and the run, for ever (gocron would drop every later run, /livez
+// would stay 200). It gives up after RetentionTimeout, the backup stands,
+// and the failure is logged and counted.
+func TestRetentionIsBounded(t *testing.T) {
+	tick := time.Date(2026, 3, 1, 0, 0, 0, 4e6, time.UTC)
+	now := runningClock(tick)
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 0 * * *"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			return manifest("20260301-000000-good", now(), 10*time.Millisecond), nil
+		},
+		Prune: func(ctx context.Context) (int, error) {
+			<-ctx.Done() // a List that never answers
+			return 0, ctx.Err()
+		},
+		RetentionTimeout: 100 * time.Millisecond,
+		Lock:             &heldLock{heldFor: -1},
+		Now:              now,
+	})
+	done := make(chan struct{})
+	go func() {
+		ctx := context.Background()
+		d.runScheduled(ctx, ctx, tick)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the run is still in retention 20 s later (RetentionTimeout 100ms)")
+	}
+	if s := d.state.lastSuccess(); s == nil || s.ID != "20260301-000000-good" {
+		t.Errorf("last success %+v, want the backup", s)
+	}
+	if got := counter(t, d, "pgbackups_retention_errors_total"); got != 1 {
+		t.Errorf("retention errors %v, want 1", got)
+	}
+	if !strings.Contains(logs.String(), "retention took longer than 100ms (PGBACKUPS_STALL_TIMEOUT)") {
+		t.Errorf("the log does not say why retention stopped:\n%s", logs)
+	}
 }

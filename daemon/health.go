@@ -231,6 +231,13 @@ func (s *state) evaluate(now time.Time) (status, reason string) {
 	base, since := s.start, "start-up at "+s.start.UTC().Format(time.RFC3339)
 	if s.success != nil && !s.success.StartedAt.IsZero() {
 		base, since = s.success.StartedAt, "the last success (started "+s.success.StartedAt.UTC().Format(time.RFC3339)+")"
+		// A success still running at a run's time covers that run, though
+		// it started just before it: a capture that held the lock across
+		// it (the run then followed it), a replica whose clock is a second
+		// behind.
+		if r := lastRun(s.sched, s.success.FinishedAt); r.After(base) {
+			base = r
+		}
 	}
 	due := s.sched.Next(base)
 	if due.IsZero() {
