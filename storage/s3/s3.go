@@ -304,12 +304,16 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if stall == nil {
 		return out.Body, nil
 	}
+	// From here the clock runs only while a Read waits: a reader that
+	// pauses (pg_restore waiting for a lock on the target, a full pipe
+	// downstream) is not S3 stalling.
+	stall.timer.Stop()
 	return &stallBody{body: out.Body, stall: stall, loc: loc}, nil
 }
 
-// stallWatch cancels a Get's context when no byte has arrived for its
-// time: the request's connection is closed, and a read blocked on it
-// returns.
+// stallWatch cancels a Get's context when its response, or a Read of its
+// body, has waited its time for a byte: the request's connection is
+// closed, and the read blocked on it returns.
 type stallWatch struct {
 	after  time.Duration
 	timer  *time.Timer
@@ -329,8 +333,6 @@ func watchStall(ctx context.Context, after time.Duration) (context.Context, *sta
 	return ctx, w
 }
 
-// moved restarts the clock.
-func (w *stallWatch) moved() { w.timer.Reset(w.after) }
 
 // stop ends the watch and releases its context; nil is a no-op.
 func (w *stallWatch) stop() {
@@ -348,7 +350,13 @@ func (w *stallWatch) explain(err error) error {
 		return err
 	}
 	w.stop()
-	if cause := context.Cause(w.ctx); errors.Is(cause, errReadStall) {
+	return w.named(err)
+}
+
+// named returns err, with the stall named when the watch ended the
+// request and err does not say so already.
+func (w *stallWatch) named(err error) error {
+	if cause := context.Cause(w.ctx); errors.Is(cause, errReadStall) && !errors.Is(err, errReadStall) {
 		return fmt.Errorf("%w (%v)", cause, err)
 	}
 	return err
@@ -362,14 +370,11 @@ type stallBody struct {
 }
 
 func (b *stallBody) Read(p []byte) (int, error) {
+	b.stall.timer.Reset(b.stall.after)
 	n, err := b.body.Read(p)
-	if n > 0 {
-		b.stall.moved()
-	}
-	if err != nil && err != io.EOF {
-		if cause := context.Cause(b.stall.ctx); errors.Is(cause, errReadStall) {
-			err = fmt.Errorf("s3: get %s: %w (%v)", b.loc, cause, err)
-		}
+	b.stall.timer.Stop()
+	if err != nil && err != io.EOF && context.Cause(b.stall.ctx) != nil {
+		err = fmt.Errorf("s3: get %s: %w", b.loc, b.stall.named(err))
 	}
 	return n, err
 }

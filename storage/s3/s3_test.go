@@ -530,6 +530,23 @@ func TestGetStalls(t *testing.T) {
 		proxy.Frozen.Store(false)
 	}
 
+	t.Run("reader pauses", func(t *testing.T) {
+		// The clock runs only while a Read waits: a reader that pauses
+		// (pg_restore waiting for a lock on its target) is not S3 stalling.
+		body, err := st.Get(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer body.Close()
+		if _, err := io.ReadFull(body, make([]byte, 1<<10)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond)
+		if err := readOut(body); err != nil {
+			t.Fatalf("read after the reader paused for longer than ReadStall: %v", err)
+		}
+	})
+
 	t.Run("body", func(t *testing.T) {
 		body, err := st.Get(t.Context(), key)
 		if err != nil {
@@ -541,7 +558,7 @@ func TestGetStalls(t *testing.T) {
 		}
 		proxy.Frozen.Store(true)
 		go thaw()
-		if err := readOut(body); err == nil || !strings.Contains(err.Error(), "stalled: no data for 1s") || !strings.Contains(err.Error(), key) {
+		if err := readOut(body); err == nil || !strings.Contains(err.Error(), "stalled: no data for 1s") || !strings.Contains(err.Error(), key) || strings.Count(err.Error(), "stalled") != 1 {
 			t.Fatalf("read of a stalled body: %v; want the stall named with the key", err)
 		}
 		time.Sleep(3 * time.Second) // thawed
