@@ -333,7 +333,6 @@ func watchStall(ctx context.Context, after time.Duration) (context.Context, *sta
 	return ctx, w
 }
 
-
 // stop ends the watch and releases its context; nil is a no-op.
 func (w *stallWatch) stop() {
 	if w == nil {
