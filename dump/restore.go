@@ -330,7 +330,7 @@ func restoreTool(ctx context.Context, binDir string, m storage.Manifest, target 
 		why := fmt.Sprintf("Only pg_restore %d or newer reads an archive of pg_dump %s, and pg_restore %d and later always send SET transaction_timeout = 0, which PostgreSQL %d and older reject",
 			archive, m.PgDumpVersion, firstTimeoutSetter, firstTimeoutSetter-1)
 		if src := manifestMajor(m); src > 0 && src < archive {
-			return Tool{}, fmt.Errorf("this backup cannot be restored into PostgreSQL %s: it is of a PostgreSQL %s server, but capture used the newer pg_dump %s because the server's own was not installed. %s. Restore it into a PostgreSQL %d or newer server, and install postgresql-client-%d beside pgbackups so that later backups restore into PostgreSQL %d; nothing was changed",
+			return Tool{}, fmt.Errorf("this backup cannot be restored into PostgreSQL %s: it is of a PostgreSQL %s server, but capture used the newer pg_dump %s (the server's own was not found, or PGBACKUPS_PG_BIN_DIR held a newer one). %s. Restore it into a PostgreSQL %d or newer server, and install postgresql-client-%d beside pgbackups so that later backups restore into PostgreSQL %d; nothing was changed",
 				shortVersion(target.Version), shortVersion(m.ServerVersion), m.PgDumpVersion, why, archive, src, src)
 		}
 		of := "pg_dump " + m.PgDumpVersion
@@ -348,7 +348,8 @@ func restoreTool(ctx context.Context, binDir string, m storage.Manifest, target 
 		// An older pg_restore that reads the archive restores into a newer
 		// server (its SQL is of the archive's version, which newer servers
 		// load): better than one the target rejects.
-		if older, err := FindDumpTool(ctx, "pg_restore", binDir, archive); err == nil && older.Major < firstTimeoutSetter {
+		// PGBACKUPS_PG_BIN_DIR's, searched first, is the one refused.
+		if older, err := FindDumpTool(ctx, "pg_restore", "", archive); err == nil && older.Major < firstTimeoutSetter {
 			return older, nil
 		}
 		return Tool{}, fmt.Errorf("cannot restore into PostgreSQL %s with pg_restore %s (%s), the one found for this archive (pg_dump %s): pg_restore %d and later always send SET transaction_timeout = 0, which PostgreSQL %d and older reject. Install the target's own client, e.g. `apt install postgresql-client-%d` from apt.postgresql.org, or point PGBACKUPS_PG_BIN_DIR (searched first) at its bin directory; nothing was changed",

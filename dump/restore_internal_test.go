@@ -122,7 +122,14 @@ func TestRestoreToolFollowsTheTarget(t *testing.T) {
 	if tool, err := restoreTool(ctx, own, archiveOf(15, 15), serverInfo(15)); err != nil || tool.Path != filepath.Join(own, "pg_restore") {
 		t.Errorf("with PG_BIN_DIR's 16 for a 15 target: %+v, %v; want PG_BIN_DIR's", tool, err)
 	}
+	// PG_BIN_DIR's 18 would be refused by a 15 target: the installed 15
+	// restores instead.
 	fakeTool(t, own, "pg_restore", "18.1")
+	if tool, err := restoreTool(ctx, own, archiveOf(15, 15), serverInfo(15)); err != nil || tool.Major != 15 {
+		t.Errorf("with PG_BIN_DIR's 18 and an installed 15 for a 15 target: %+v, %v; want the installed 15", tool, err)
+	}
+	// With nothing else that fits, the error names PG_BIN_DIR's.
+	fakeClients(t, 17)
 	if _, err := restoreTool(ctx, own, archiveOf(15, 15), serverInfo(15)); err == nil ||
 		!strings.Contains(err.Error(), filepath.Join(own, "pg_restore")) || !strings.Contains(err.Error(), "PGBACKUPS_PG_BIN_DIR") {
 		t.Errorf("with PG_BIN_DIR's 18 for a 15 target: %v; want an error naming it", err)

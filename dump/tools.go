@@ -92,8 +92,9 @@ func FindDumpTool(ctx context.Context, name, binDir string, serverMajor int) (To
 	return findTool(ctx, name, binDir, serverMajor, true)
 }
 
-// warnNewerDump warns, at capture, when FindDumpTool fell back to a pg_dump
-// newer than the server (the server's own is not installed): only a
+// warnNewerDump warns, at capture, when FindDumpTool chose a pg_dump newer
+// than the server (the server's own is not installed, or
+// PGBACKUPS_PG_BIN_DIR holds a newer one): only a
 // pg_restore at least as new reads its archive, and from pg_dump 17 on no
 // pg_restore can restore it into the 16-or-older server it came from (see
 // restoreTool).
@@ -108,7 +109,7 @@ func warnNewerDump(log *slog.Logger, pgDump Tool, serverMajor int) {
 			"only pg_restore of pg_dump's version or newer reads it, and pg_restore 17 and later cannot restore into PostgreSQL 16 or older; install the server's own client", attrs...)
 		return
 	}
-	log.Warn("pg_dump is newer than the server: restoring this backup needs a pg_restore at least as new as pg_dump; install the server's own client", attrs...)
+	log.Warn("pg_dump is newer than the server: restoring this backup needs a pg_restore at least as new as pg_dump; install the server's own client (or point PGBACKUPS_PG_BIN_DIR at it)", attrs...)
 }
 
 func findTool(ctx context.Context, name, binDir string, minMajor int, closest bool) (Tool, error) {

@@ -185,10 +185,12 @@ const waitQueryOld = `extract(epoch FROM clock_timestamp() - query_start)::float
 
 // waitQuery14 is how long the session has waited for its lock
 // (pg_locks.waitstart, PostgreSQL 14), the statement's run time for a
-// session that does not wait (the dump's own).
-const waitQuery14 = `extract(epoch FROM clock_timestamp() - COALESCE(
-		CASE WHEN wait_event_type = 'Lock' THEN (SELECT min(l.waitstart) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) END,
-		query_start))::float8`
+// session that does not wait (the dump's own). A waiter without a
+// waitstart (set a moment after the wait begins, or granted since the
+// activity row was read) has just begun: 0, not its statement's run time.
+const waitQuery14 = `extract(epoch FROM clock_timestamp() - CASE WHEN wait_event_type = 'Lock'
+		THEN COALESCE((SELECT min(l.waitstart) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted), clock_timestamp())
+		ELSE query_start END)::float8`
 
 // Watch is the Monitor: it looks every Interval until ctx ends, and returns
 // a *BlockingError under the abort policy. Failures to query are logged,
