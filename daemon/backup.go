@@ -55,8 +55,13 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 	// Set once the run was skipped here or failed here: another replica
 	// may have backed it up since (a follower takes over a lock this daemon
 	// let go of while it waits to retry), so storage is looked at under
-	// the lock before backing up again.
+	// the lock before backing up again. Set from the start for a run that
+	// starts late (the one due while the daemon was starting): another
+	// replica may have taken it meanwhile.
 	var since time.Time
+	if due := lastRun(d.opts.Schedule, tick); !due.IsZero() && tick.Sub(due) > time.Second {
+		since = due
+	}
 	for attempt := 1; ; attempt++ {
 		o := d.attempt(bctx, attempt, since)
 		switch o.result {

@@ -386,6 +386,49 @@ func TestRunDueWhileStarting(t *testing.T) {
 	}
 }
 
+// TestRunDueWhileStartingTakenElsewhere: the run due while the daemon was
+// starting is run late; another replica may have taken it meanwhile, so
+// storage is looked at under the lock first, and no second dump is taken.
+func TestRunDueWhileStartingTakenElsewhere(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 10, 1, 59, 58, 0, time.UTC)}
+	var captures, lists atomic.Int32
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			captures.Add(1)
+			return manifest("20260310-020003-dupl", clock.Now(), time.Second), nil
+		},
+		Lock: &heldLock{heldFor: -1},
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			if lists.Add(1) == 1 { // at start-up, slowly
+				clock.Set(time.Date(2026, 3, 10, 2, 0, 3, 0, time.UTC))
+				return manifest("20260309-020000-prev", time.Date(2026, 3, 9, 2, 1, 0, 0, time.UTC), time.Minute), nil, nil
+			}
+			// Another replica took the 02:00 run while this one started.
+			return manifest("20260310-020000-othr", time.Date(2026, 3, 10, 2, 0, 2, 0, time.UTC), 2*time.Second), nil, nil
+		},
+		HealthGrace: time.Hour,
+		Now:         clock.Now,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	took := func() bool { s := d.state.lastSuccess(); return s != nil && s.ID == "20260310-020000-othr" }
+	for deadline := time.Now().Add(5 * time.Second); !took() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !took() {
+		t.Errorf("the other replica's backup of the run due at start-up was not taken as this run's\n%s", logs)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := captures.Load(); n != 0 {
+		t.Errorf("captured %d times: the run due at start-up was dumped again after another replica took it", n)
+	}
+}
+
 // TestLivenessFromSchedulerStart: /livez judges lateness from when the
 // scheduler started, not from New: a run due before that (while storage
 // was read) was never the scheduler's to start.
