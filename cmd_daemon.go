@@ -91,7 +91,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 // backupLock is the advisory lock that keeps backups of one database into
 // one storage location to one at a time, across daemons and manual captures.
 func (m *Main) backupLock(conn dump.Conn) daemon.AdvisoryLock {
-	return daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, m.cfg.StorageURL), conn.Database())}
+	return daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, m.cfg.StorageURL), conn.ServerDatabase())}
 }
 
 // storageLocation names the store the same way however the URL was

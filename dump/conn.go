@@ -48,6 +48,17 @@ func (c Conn) Config() *pgx.ConnConfig { return c.cfg.Copy() }
 // Database is the database name.
 func (c Conn) Database() string { return c.cfg.Database }
 
+// ServerDatabase is the database the server connects to: Database, or,
+// when the URL and PGDATABASE name none, the user's name (libpq's
+// default). "postgres://app@db" and "postgres://app@db/app" are one
+// database, and must share one backup lock.
+func (c Conn) ServerDatabase() string {
+	if c.cfg.Database != "" {
+		return c.cfg.Database
+	}
+	return c.cfg.User
+}
+
 // User is the role name.
 func (c Conn) User() string { return c.cfg.User }
 

@@ -210,3 +210,25 @@ func TestForChildSSLPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestServerDatabase: a URL without a database name connects to the
+// user's, as libpq does; the backup lock is keyed on it, so both spellings
+// of one database must give the same name.
+func TestServerDatabase(t *testing.T) {
+	t.Setenv("PGDATABASE", "")
+	for _, tc := range []struct{ url, want string }{
+		{"postgres://app@db/app", "app"},
+		{"postgres://app@db", "app"},
+		{"postgres://app@db:5432/", "app"},
+		{"host=db user=app", "app"},
+		{"postgres://app@db/billing", "billing"},
+	} {
+		c, err := ParseConn(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.ServerDatabase(); got != tc.want {
+			t.Errorf("%s: ServerDatabase() = %q, want %q", tc.url, got, tc.want)
+		}
+	}
+}

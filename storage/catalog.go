@@ -223,7 +223,9 @@ type Entry struct {
 }
 
 // Entries lists everything stored, grouped by backup id, newest first.
-// Keys outside the id layout are ignored.
+// Keys outside the id layout are ignored, and so are keys nested deeper
+// in an id's folder (an S3 console's folder, a copy someone put there):
+// they are not the backup's, and Delete leaves them.
 func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 	objs, err := c.Store.List(ctx, "")
 	if err != nil {
@@ -232,8 +234,8 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 	byID := map[string]*Entry{}
 	var ids []string
 	for _, o := range objs {
-		id, _, ok := strings.Cut(o.Key, "/")
-		if !ok || !ValidID(id) {
+		id, name, ok := strings.Cut(o.Key, "/")
+		if !ok || !ValidID(id) || name == "" || strings.Contains(name, "/") {
 			continue
 		}
 		e := byID[id]

@@ -64,7 +64,7 @@ func TestPrune(t *testing.T) {
 	st.Put(ctx, storage.ManifestKey(unreadable), strings.NewReader("{not json"))
 
 	// Temporary files of interrupted writes.
-	tmpOld := filepath.Join(st.Root, good[0], ".tmp-x.dump.zst-1")
+	tmpOld := filepath.Join(st.Root, good[0], ".tmp-"+good[0]+".dump.zst-1")
 	tmpNew := filepath.Join(st.Root, ".tmp-y-2")
 	for _, p := range []string{tmpOld, tmpNew} {
 		os.WriteFile(p, []byte("half"), 0o600)
@@ -85,7 +85,7 @@ func TestPrune(t *testing.T) {
 	}
 	want := map[string]string{
 		good[2]: storage.PruneRetention, good[3]: storage.PruneRetention, good[4]: storage.PruneRetention,
-		failedOld: storage.PruneFailed, orphanOld: storage.PruneOrphan, good[0] + "/.tmp-x.dump.zst-1": storage.PruneTemporary,
+		failedOld: storage.PruneFailed, orphanOld: storage.PruneOrphan, good[0] + "/.tmp-" + good[0] + ".dump.zst-1": storage.PruneTemporary,
 	}
 	if got := removedMap(dry); !mapsEqual(got, want) {
 		t.Fatalf("dry run would remove %v\nwant %v", got, want)
@@ -240,5 +240,31 @@ func TestPruneReportsWhatItRemoved(t *testing.T) {
 	}
 	if len(left) != 2 || left[0].ID != ids[0] || left[1].ID != ids[2] {
 		t.Errorf("left %v, want %s and %s", left, ids[0], ids[2])
+	}
+}
+
+// TestPruneLeavesNestedKeys: a key nested in an id's folder (an S3
+// console's folder, a copy someone put there) is not the backup's. Delete
+// leaves it, so prune must not count it as an orphan it removed, on every
+// run, for ever.
+func TestPruneLeavesNestedKeys(t *testing.T) {
+	ctx := context.Background()
+	st, cat := fileCatalog(t)
+	id := storage.NewID(time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC))
+	nested := id + "/extra/notes.txt"
+	if _, err := st.Put(ctx, nested, strings.NewReader("mine")); err != nil {
+		t.Fatal(err)
+	}
+	for run := 1; run <= 2; run++ {
+		res, err := storage.Prune(ctx, cat, storage.PruneOptions{Now: time.Now().Add(2 * time.Hour), Grace: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Removed) != 0 {
+			t.Errorf("run %d removed %+v; want nothing (the nested key is not a backup's)", run, res.Removed)
+		}
+	}
+	if _, err := st.Get(ctx, nested); err != nil {
+		t.Errorf("the nested key: %v", err)
 	}
 }

@@ -299,12 +299,16 @@ func (s *Store) Temporaries(context.Context) ([]storage.Object, error) {
 		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
 			return nil
 		}
+		rel, _ := filepath.Rel(s.Root, p)
+		key := filepath.ToSlash(rel)
+		if !ownTemporary(key) {
+			return nil // another program's, or another location's nested here
+		}
 		info, err := d.Info()
 		if err != nil {
 			return nil
 		}
-		rel, _ := filepath.Rel(s.Root, p)
-		objs = append(objs, storage.Object{Key: filepath.ToSlash(rel), Size: info.Size(), Modified: info.ModTime()})
+		objs = append(objs, storage.Object{Key: key, Size: info.Size(), Modified: info.ModTime()})
 		return nil
 	})
 	return objs, err

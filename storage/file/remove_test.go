@@ -96,7 +96,8 @@ func TestDeleteCancelledFinishesAtOnce(t *testing.T) {
 func TestInterruptedDeleteIsATemporary(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	bigFile(t, st, "b/"+tmpPrefix+"y.dump.zst-deleting", 3*shrinkStep)
+	const id = "20261125-020000-k3f9"
+	bigFile(t, st, id+"/"+tmpPrefix+id+".dump.zst-deleting", 3*shrinkStep)
 	if objs, _ := st.List(ctx, ""); len(objs) != 0 {
 		t.Fatalf("List shows %+v", objs)
 	}
@@ -107,8 +108,31 @@ func TestInterruptedDeleteIsATemporary(t *testing.T) {
 	if err := st.RemoveTemporary(ctx, tmps[0].Key); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(st.Root, "b")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(st.Root, id)); !os.IsNotExist(err) {
 		t.Errorf("not removed: %v", err)
+	}
+}
+
+// TestTemporariesAreOnlyOurs: a .tmp- file under the root that is not one
+// of Put's (another program's, or a location nested in this one) is not
+// listed, and RemoveTemporary refuses it.
+func TestTemporariesAreOnlyOurs(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	const id = "20261125-020000-k3f9"
+	for _, key := range []string{
+		"other/" + tmpPrefix + "foo",                              // another program's folder
+		"billing/" + id + "/" + tmpPrefix + id + ".dump.zst-1234", // a location nested here
+		tmpPrefix + "loose",                                       // at the root
+		id + "/" + tmpPrefix + "20261124-020000-abcd.dump.zst-1",  // another id's name
+	} {
+		bigFile(t, st, key, 1)
+		if tmps, err := st.Temporaries(ctx); err != nil || len(tmps) != 0 {
+			t.Errorf("%s: Temporaries = %+v, %v; want none", key, tmps, err)
+		}
+		if err := st.RemoveTemporary(ctx, key); err == nil {
+			t.Errorf("%s: RemoveTemporary removed it", key)
+		}
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // be talked into removing a backup through it.
 func (s *Store) RemoveTemporary(ctx context.Context, key string) error {
 	clean := filepath.Clean("/" + key)
-	if key == "" || clean != "/"+key || !strings.HasPrefix(filepath.Base(clean), tmpPrefix) {
+	if key == "" || clean != "/"+key || !ownTemporary(key) {
 		return fmt.Errorf("file: %q is not a temporary file", key)
 	}
 	p := filepath.Join(s.Root, filepath.FromSlash(clean))
@@ -27,4 +27,13 @@ func (s *Store) RemoveTemporary(ctx context.Context, key string) error {
 	}
 	s.removeEmptyParents(p)
 	return nil
+}
+
+// ownTemporary reports whether key names one of Put's temporaries:
+// <id>/.tmp-<id>.<suffix>-<random>, in a backup's folder at the root. Other
+// .tmp- files under the root are not this store's to remove (another
+// program's, or those of a location nested in this one).
+func ownTemporary(key string) bool {
+	id, name, ok := strings.Cut(key, "/")
+	return ok && storage.ValidID(id) && !strings.Contains(name, "/") && strings.HasPrefix(name, tmpPrefix+id+".")
 }
