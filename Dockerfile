@@ -7,8 +7,10 @@
 #     --build-arg COMMIT="$(git rev-parse --short HEAD)" .
 #
 # Client versions: pg_dump refuses to dump a server newer than itself, and
-# pgbackups uses the newest pg_dump it finds under /usr/lib/postgresql/*/bin
-# whose major is at least the server's. The image carries several majors from
+# pgbackups uses the server's own major version of pg_dump from
+# /usr/lib/postgresql/*/bin, else the oldest newer one (and pg_restore by
+# the target server's version likewise: pg_restore 17+ cannot restore into
+# PostgreSQL 16 or older). The image carries several majors from
 # apt.postgresql.org (PGDG): by default the PG_CLIENTS newest released ones
 # PGDG offers when the image is built. Pin an exact set, or slim the image to
 # the one your server needs, with e.g. --build-arg PG_MAJORS="17 16".

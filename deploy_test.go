@@ -673,9 +673,6 @@ func TestSystemdUnitEssentials(t *testing.T) {
 		"EnvironmentFile":         "/etc/pgbackups/env",
 		"Restart":                 "on-failure",
 		"KillMode":                "mixed", // SIGTERM to pgbackups only: pg_dump may finish
-		"Nice":                    "10",
-		"IOSchedulingClass":       "idle",
-		"CPUSchedulingPolicy":     "batch",
 		"DynamicUser":             "yes",
 		"StateDirectory":          "pgbackups",
 		"NoNewPrivileges":         "yes",
@@ -707,6 +704,14 @@ func TestSystemdUnitEssentials(t *testing.T) {
 			t.Errorf("SystemCallFilter=%s denies what lowering pg_dump's priority needs", f)
 		}
 	}
+	// pgbackups lowers pg_dump and its compressor itself; a unit-wide
+	// priority would slow /healthz and the upload too, and PGBACKUPS_NICE=0
+	// could not undo it without CAP_SYS_NICE.
+	for _, k := range []string{"Nice", "IOSchedulingClass", "IOSchedulingPriority", "CPUSchedulingPolicy"} {
+		if v, ok := svc[k]; ok {
+			t.Errorf("%s=%v: the unit must leave priority to PGBACKUPS_NICE and PGBACKUPS_IONICE_CLASS", k, v)
+		}
+	}
 	if len(svc["MemoryMax"]) == 0 {
 		t.Error("no MemoryMax")
 	}
@@ -714,8 +719,8 @@ func TestSystemdUnitEssentials(t *testing.T) {
 		t.Errorf("ExecStart=%v, want /absolute/path/pgbackups daemon", exec)
 	}
 	stop, err := time.ParseDuration(strings.Join(svc["TimeoutStopSec"], ""))
-	if grace := defaultShutdownGrace(t); err != nil || stop <= grace {
-		t.Errorf("TimeoutStopSec=%v must exceed PGBACKUPS_SHUTDOWN_GRACE's default %s", svc["TimeoutStopSec"], grace)
+	if grace := defaultShutdownGrace(t); err != nil || stop < grace+70*time.Second {
+		t.Errorf("TimeoutStopSec=%v must leave PGBACKUPS_SHUTDOWN_GRACE's default %s plus 70 s of cleanup against a hung storage", svc["TimeoutStopSec"], grace)
 	}
 	// Type=notify hangs `systemctl start` unless someone sends READY=1.
 	if _, err := os.Stat("internal/sdnotify/sdnotify.go"); err != nil {
@@ -1141,6 +1146,12 @@ func TestKubernetesSidecar(t *testing.T) {
 		}
 		if pgb == nil || pg == nil {
 			t.Fatalf("%s: want a postgres container with a pgbackups sidecar", where)
+		}
+		// The postgres image stops with SIGINT (fast shutdown, every
+		// session ended at once): without a hook holding it up, a pod
+		// termination cuts an in-flight backup whatever the grace.
+		if dig(pg, "lifecycle", "preStop") == nil {
+			t.Errorf("%s: the postgres container needs a preStop hook that waits for pgbackups' sessions", where)
 		}
 		env := checkPgbackupsContainer(t, where, pgb, pod, secrets)
 		if !strings.Contains(env["PGBACKUPS_STORAGE_URL"], "://") {
