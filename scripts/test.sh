@@ -14,7 +14,7 @@ export PGBACKUPS_TEST_VERSITYGW="$CACHE/bin/versitygw"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! command -v go >/dev/null; then
-	echo "test.sh: Go 1.26+ is required (https://go.dev/dl/); it is not on PATH" >&2
+	echo "test.sh: Go 1.26.8+ is required (https://go.dev/dl/); it is not on PATH" >&2
 	exit 2
 fi
 
