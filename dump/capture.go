@@ -127,6 +127,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		ID:               storage.NewID(start),
 		Database:         info.Database,
 		Host:             o.Conn.String(),
+		SystemID:         info.SystemID,
 		ServerVersion:    info.Version,
 		ServerVersionNum: info.VersionNum,
 		PgDumpVersion:    pgDump.Version,
@@ -155,7 +156,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	}
 	cat := storage.Catalog{Store: o.Store}
 	if err := storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
-		return checkLocation(ctx, cat, info.Database)
+		return checkLocation(ctx, cat, info)
 	}); err != nil {
 		return storage.Manifest{}, err
 	}
@@ -255,14 +256,22 @@ func commit(ctx context.Context, cat storage.Catalog, m storage.Manifest) error 
 // `latest` and orphan pruning all work per location, so a second database
 // there would have its backups pruned by the first's schedule and could be
 // restored by `restore latest` in its place.
-func checkLocation(ctx context.Context, cat storage.Catalog, database string) error {
+// A database is its name and its cluster: two clusters' "app" databases
+// (staging and production) in one location would prune each other's
+// backups. The cluster is its system identifier, which its physical
+// replicas share and failover keeps (the host would not); a manifest or a
+// server that does not record one is judged by name alone.
+func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo) error {
 	ms, err := cat.Manifests(ctx, true)
 	if err != nil {
 		return fmt.Errorf("read the storage location: %w", err)
 	}
 	for _, m := range ms {
-		if m.Database != "" && m.Database != database {
-			return fmt.Errorf("this storage location already holds backups of database %q (newest %s), not %q: give each database its own PGBACKUPS_STORAGE_URL prefix, because retention and `latest` work per location", m.Database, m.ID, database)
+		if m.Database != "" && m.Database != info.Database {
+			return fmt.Errorf("this storage location already holds backups of database %q (newest %s), not %q: give each database its own PGBACKUPS_STORAGE_URL prefix, because retention and `latest` work per location", m.Database, m.ID, info.Database)
+		}
+		if m.SystemID != "" && info.SystemID != "" && m.SystemID != info.SystemID {
+			return fmt.Errorf("this storage location already holds backups of a database %q of another cluster (system identifier %s, newest %s; this server's is %s): give each cluster's database its own PGBACKUPS_STORAGE_URL prefix, because retention and `latest` work per location (a database moved to a new cluster starts a new prefix; the old one's backups stay restorable there)", m.Database, m.SystemID, m.ID, info.SystemID)
 		}
 	}
 	return nil

@@ -569,6 +569,39 @@ func TestCaptureRefusesToMixDatabases(t *testing.T) {
 	}
 }
 
+// TestCaptureRefusesToMixClusters: two clusters' databases of one name
+// (staging's and production's "app") in one location would prune each
+// other's backups, and `restore latest` could restore the other's data. The
+// cluster's system identifier tells them apart; the manifest records it.
+func TestCaptureRefusesToMixClusters(t *testing.T) {
+	ctx := context.Background()
+	one, two := testenv.PG(t), testenv.NewCluster(t)
+	const name = "sameapp"
+	for _, pg := range []*testenv.Postgres{one, two} {
+		pg.Exec(t, "postgres", "DROP DATABASE IF EXISTS "+name)
+		pg.Exec(t, "postgres", "CREATE DATABASE "+name)
+		t.Cleanup(func() { pg.Exec(t, "postgres", "DROP DATABASE IF EXISTS "+name) })
+	}
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, one, name, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.SystemID == "" {
+		t.Fatal("the manifest records no system identifier")
+	}
+	if _, err := dump.Capture(ctx, options(t, one, name, st)); err != nil {
+		t.Fatalf("a second capture of the same database: %v", err)
+	}
+	_, err = dump.Capture(ctx, options(t, two, name, st))
+	if err == nil || !strings.Contains(err.Error(), "of another cluster (system identifier "+m.SystemID) {
+		t.Fatalf("err = %v, want a refusal naming the other cluster", err)
+	}
+	if ms, _ := (storage.Catalog{Store: st}).Manifests(ctx, true); len(ms) != 2 {
+		t.Fatalf("storage changed: %d manifests", len(ms))
+	}
+}
+
 // manifestFailingStore fails the first manifest write, as S3 might on a
 // timeout, and records nothing for it.
 type manifestFailingStore struct {

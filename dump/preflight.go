@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,10 @@ type ServerInfo struct {
 	VersionNum int    // server_version_num, e.g. 150018
 	SizeBytes  int64  // pg_database_size
 	InRecovery bool   // a standby
+	// SystemID is the cluster's system identifier (pg_control_system),
+	// shared by its physical replicas and kept across failover; empty
+	// where the server does not say (before 9.6, or not permitted).
+	SystemID string
 }
 
 // Major is the server's major version (15 for 150018, 9 for 90624: dumping
@@ -77,6 +82,15 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		pg_is_in_recovery()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery)
 	if err != nil {
 		return ServerInfo{}, fmt.Errorf("pre-flight on %s: %s", c, Redact(err, c))
+	}
+	// Best effort: it tells two clusters' same-named databases apart.
+	if s.VersionNum >= 90600 {
+		var id int64
+		if err := conn.QueryRow(ctx, `SELECT system_identifier FROM pg_control_system()`).Scan(&id); err == nil {
+			s.SystemID = strconv.FormatInt(id, 10)
+		} else if ctx.Err() != nil {
+			return ServerInfo{}, fmt.Errorf("pre-flight on %s: %s", c, Redact(err, c))
+		}
 	}
 	return s, nil
 }

@@ -35,6 +35,7 @@ type Manifest struct {
 	Status           string       `json:"status"`
 	Database         string       `json:"database"`
 	Host             string       `json:"host,omitempty"`
+	SystemID         string       `json:"system_identifier,omitempty"` // the cluster's (pg_control_system), kept by its physical replicas
 	ServerVersion    string       `json:"server_version"`
 	ServerVersionNum int          `json:"server_version_num,omitempty"`
 	PgDumpVersion    string       `json:"pg_dump_version"`
