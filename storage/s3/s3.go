@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
@@ -147,8 +148,17 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(opts.AccessKeyID, opts.SecretAccessKey, "")))
 	}
-	if opts.HTTPClient != nil {
+	switch {
+	case opts.HTTPClient != nil:
 		loadOpts = append(loadOpts, config.WithHTTPClient(opts.HTTPClient))
+	case opts.ReadStall > 0:
+		// Every request's answer, once the request is sent, within
+		// ReadStall: a List, Head or Delete to an endpoint that stopped
+		// answering would otherwise hang list, latest and prune for ever
+		// (Get's body has its own watch; an upload's, the capture's).
+		loadOpts = append(loadOpts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.ResponseHeaderTimeout = opts.ReadStall
+		})))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {

@@ -564,6 +564,32 @@ func TestGetStalls(t *testing.T) {
 		time.Sleep(3 * time.Second) // thawed
 	})
 
+	t.Run("list", func(t *testing.T) {
+		// list, latest and prune list the bucket: an endpoint that stops
+		// answering must fail them too, not hang them.
+		proxy.Frozen.Store(true)
+		go func() { // after every attempt the SDK makes has timed out
+			time.Sleep(10 * time.Second)
+			proxy.Frozen.Store(false)
+		}()
+		errc := make(chan error, 1)
+		go func() {
+			_, err := st.List(t.Context(), "")
+			errc <- err
+		}()
+		select {
+		case err := <-errc:
+			if err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+				t.Fatalf("List from a stalled endpoint: %v; want the timeout", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("List from a stalled endpoint still waiting 60 s later")
+		}
+		for proxy.Frozen.Load() {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
 	t.Run("response", func(t *testing.T) {
 		proxy.Frozen.Store(true)
 		go thaw()
