@@ -398,7 +398,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 			err = childError("pg_dump", waitErr, stderr)
 			err = recoveryConflict(err, stderr.String())
 			if tail := stderr.String(); strings.Contains(tail, "LOCK TABLE") && strings.Contains(tail, "timeout") {
-				err = fmt.Errorf("%w (pg_dump gave up waiting PGBACKUPS_LOCK_WAIT_TIMEOUT=%s for a table lock another session holds, usually DDL or a migration; the backup will be retried)", err, o.LockWaitTimeout)
+				err = fmt.Errorf("%w (pg_dump gave up waiting PGBACKUPS_LOCK_WAIT_TIMEOUT=%s for a table lock another session holds, usually DDL or a migration; the daemon retries the backup)", err, o.LockWaitTimeout)
 			}
 		case copyErr != nil:
 			err = fmt.Errorf("read pg_dump output: %w", copyErr)

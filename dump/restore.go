@@ -513,7 +513,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 			NoOwner: true, NoACL: true, NoTablespaces: true, Logger: o.Logger,
 		})
 		if err != nil {
-			return res, fmt.Errorf("verify: %w", err)
+			return res, fmt.Errorf("restore into the scratch database: %w", err)
 		}
 		res.Restored = &r
 		got, err := countRows(ctx, *o.RestoreTo, m.Tables)
