@@ -28,7 +28,7 @@ var restoreCommand = command{
 		noACL := fs.Bool("no-acl", false, "do not restore privileges (GRANT/REVOKE)")
 		noTablespaces := fs.Bool("no-tablespaces", false, "do not restore tablespace assignments: everything goes into the target's default tablespace (needed when the backup's tablespaces do not exist there)")
 		jobs := fs.Int("jobs", 1, "restore with N parallel jobs; needs the archive as a file, decompressed to a temporary file first")
-		withGlobals := fs.Bool("with-globals", false, "first create the backup's roles and tablespaces in the target cluster (existing roles are left as they are)")
+		withGlobals := fs.Bool("with-globals", false, "first create the backup's roles and tablespaces in the target cluster (an existing role keeps its password and attributes; the backup's settings, memberships and comments are applied to it)")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err

@@ -186,7 +186,7 @@ func RewriteGlobals(sql []byte) []byte {
 		create := strings.TrimRight(lines[i], "\r\n")
 		literal := "'" + strings.ReplaceAll(name, "'", "''") + "'"
 		apply := alterWithFallbacks(alter, name, literal, "\t\t", attributeSteps, nil)
-		body := fmt.Sprintf("BEGIN\n\tIF to_regrole(%s) IS NULL THEN\n\t\t%s\n%s\tELSE\n\t\tRAISE NOTICE 'role %% already exists: kept as it is', %s;\n\tEND IF;\nEND\n",
+		body := fmt.Sprintf("BEGIN\n\tIF to_regrole(%s) IS NULL THEN\n\t\t%s\n%s\tELSE\n\t\tRAISE NOTICE 'role %% already exists: not re-created (its password and attributes are kept)', %s;\n\tEND IF;\nEND\n",
 			literal, create, apply, literal)
 		tag := dollarTag(body)
 		fmt.Fprintf(&out, "DO %s\n%s%s;\n", tag, body, tag)

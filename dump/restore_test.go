@@ -246,7 +246,7 @@ GRANT app_owner TO "Odd ""Role""" GRANTED BY postgres;
 		"DO $pgbackups$\nBEGIN\n\tIF to_regrole('app_owner') IS NULL THEN\n\t\tCREATE ROLE app_owner;\n" +
 			"\t\tBEGIN\n\t\t\tALTER ROLE app_owner WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi';\n" +
 			"\t\tEXCEPTION WHEN insufficient_privilege THEN\n\t\t\tALTER ROLE app_owner WITH INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi';\n\t\tEND;\n" +
-			"\tELSE\n\t\tRAISE NOTICE 'role % already exists: kept as it is', 'app_owner';\n\tEND IF;\nEND\n$pgbackups$;\n",
+			"\tELSE\n\t\tRAISE NOTICE 'role % already exists: not re-created (its password and attributes are kept)', 'app_owner';\n\tEND IF;\nEND\n$pgbackups$;\n",
 		// Nothing only a superuser may name: as pg_dumpall wrote it.
 		"\t\tCREATE ROLE \"Odd \"\"Role\"\"\";\n\t\tALTER ROLE \"Odd \"\"Role\"\"\" WITH NOLOGIN;\n\tELSE",
 		// Unpaired lines pass through untouched.
@@ -387,7 +387,7 @@ func TestApplyGlobalsKeepsEveryMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	notes := strings.Join(res.GlobalsNotes, "\n")
-	if !strings.Contains(notes, "/nonexistent/pgbackups-early") || strings.Count(notes, "already exists: kept as it is") != 300 {
+	if !strings.Contains(notes, "/nonexistent/pgbackups-early") || strings.Count(notes, "already exists: not re-created (its password and attributes are kept)") != 300 {
 		t.Errorf("notes lack the first ERROR or some of the 300 NOTICEs (%d notes):\n%.2000s", len(res.GlobalsNotes), notes)
 	}
 }
