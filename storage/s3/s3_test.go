@@ -525,22 +525,36 @@ func TestGetStalls(t *testing.T) {
 			return errors.New("still reading 20 s later")
 		}
 	}
-	thaw := func() {
-		time.Sleep(3 * time.Second)
-		proxy.Frozen.Store(false)
+	// freezeFor stops the endpoint answering for d; thawed waits for it.
+	freezeFor := func(d time.Duration) {
+		proxy.Frozen.Store(true)
+		go func() {
+			time.Sleep(d)
+			proxy.Frozen.Store(false)
+		}()
+	}
+	thawed := func() {
+		for proxy.Frozen.Load() {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// started opens the object and reads its first KiB.
+	started := func(t *testing.T) io.Reader {
+		body, err := st.Get(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { body.Close() })
+		if _, err := io.ReadFull(body, make([]byte, 1<<10)); err != nil {
+			t.Fatal(err)
+		}
+		return body
 	}
 
 	t.Run("reader pauses", func(t *testing.T) {
 		// The clock runs only while a Read waits: a reader that pauses
 		// (pg_restore waiting for a lock on its target) is not S3 stalling.
-		body, err := st.Get(t.Context(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer body.Close()
-		if _, err := io.ReadFull(body, make([]byte, 1<<10)); err != nil {
-			t.Fatal(err)
-		}
+		body := started(t)
 		time.Sleep(2500 * time.Millisecond)
 		if err := readOut(body); err != nil {
 			t.Fatalf("read after the reader paused for longer than ReadStall: %v", err)
@@ -548,30 +562,18 @@ func TestGetStalls(t *testing.T) {
 	})
 
 	t.Run("body", func(t *testing.T) {
-		body, err := st.Get(t.Context(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer body.Close()
-		if _, err := io.ReadFull(body, make([]byte, 1<<10)); err != nil {
-			t.Fatal(err)
-		}
-		proxy.Frozen.Store(true)
-		go thaw()
+		body := started(t)
+		freezeFor(3 * time.Second)
 		if err := readOut(body); err == nil || !strings.Contains(err.Error(), "stalled: no data for 1s") || !strings.Contains(err.Error(), key) || strings.Count(err.Error(), "stalled") != 1 {
 			t.Fatalf("read of a stalled body: %v; want the stall named with the key", err)
 		}
-		time.Sleep(3 * time.Second) // thawed
+		thawed()
 	})
 
 	t.Run("list", func(t *testing.T) {
 		// list, latest and prune list the bucket: an endpoint that stops
 		// answering must fail them too, not hang them.
-		proxy.Frozen.Store(true)
-		go func() { // after every attempt the SDK makes has timed out
-			time.Sleep(10 * time.Second)
-			proxy.Frozen.Store(false)
-		}()
+		freezeFor(10 * time.Second) // past every attempt the SDK makes
 		errc := make(chan error, 1)
 		go func() {
 			_, err := st.List(t.Context(), "")
@@ -585,14 +587,11 @@ func TestGetStalls(t *testing.T) {
 		case <-time.After(60 * time.Second):
 			t.Fatal("List from a stalled endpoint still waiting 60 s later")
 		}
-		for proxy.Frozen.Load() {
-			time.Sleep(100 * time.Millisecond)
-		}
+		thawed()
 	})
 
 	t.Run("response", func(t *testing.T) {
-		proxy.Frozen.Store(true)
-		go thaw()
+		freezeFor(3 * time.Second)
 		errc := make(chan error, 1)
 		go func() {
 			body, err := st.Get(t.Context(), key)
