@@ -241,14 +241,20 @@ func TestStartupReadsAFailureAfterTheLastSuccess(t *testing.T) {
 func TestHealthOverdueAcrossRestart(t *testing.T) {
 	old := manifest("20260305-020000-week", time.Date(2026, 3, 5, 2, 1, 0, 0, time.UTC), time.Minute)
 	clock := &fakeClock{t: time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)}
-	d, _ := newDaemon(t, Options{
-		Schedule:    mustParse(t, "02:00 UTC"),
-		Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
-		Latest:      func(context.Context) (storage.Manifest, *storage.Manifest, error) { return old, nil, nil },
-		HealthGrace: time.Hour,
-		Now:         clock.Now,
-	})
-	d.loadLatest(context.Background())
+	// restarted is a daemon (02:00 UTC, an hour's grace) just started over
+	// a storage whose newest backup is latest (or none: err).
+	restarted := func(latest storage.Manifest, err error) *Daemon {
+		d, _ := newDaemon(t, Options{
+			Schedule:    mustParse(t, "02:00 UTC"),
+			Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+			Latest:      func(context.Context) (storage.Manifest, *storage.Manifest, error) { return latest, nil, err },
+			HealthGrace: time.Hour,
+			Now:         clock.Now,
+		})
+		d.loadLatest(context.Background())
+		return d
+	}
+	d := restarted(old, nil)
 	code, body := getHealth(t, d.Handler())
 	if code != 503 || body.Status != StatusOverdue || !strings.Contains(body.Reason, "due at 2026-03-06T02:00:00Z") || !strings.Contains(body.Reason, "the last success") {
 		t.Errorf("/healthz after a restart with a week-old success: %d %q (%s), want 503 overdue naming the run due 2026-03-06T02:00:00Z", code, body.Status, body.Reason)
@@ -262,14 +268,7 @@ func TestHealthOverdueAcrossRestart(t *testing.T) {
 	// run due after it is tomorrow's.
 	clock.Set(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
 	early := manifest("20260310-015958-skew", time.Date(2026, 3, 10, 2, 29, 58, 0, time.UTC), 30*time.Minute) // started 01:59:58
-	d, _ = newDaemon(t, Options{
-		Schedule:    mustParse(t, "02:00 UTC"),
-		Capture:     func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
-		Latest:      func(context.Context) (storage.Manifest, *storage.Manifest, error) { return early, nil, nil },
-		HealthGrace: time.Hour,
-		Now:         clock.Now,
-	})
-	d.loadLatest(context.Background())
+	d = restarted(early, nil)
 	if code, body := getHealth(t, d.Handler()); code != 200 {
 		t.Errorf("/healthz after a restart, the last success started 2 s before its run: %d %q (%s), want 200", code, body.Status, body.Reason)
 	}
@@ -277,16 +276,7 @@ func TestHealthOverdueAcrossRestart(t *testing.T) {
 
 	// With no success known at all, start-up is the base: a fresh daemon
 	// over an empty storage is not overdue before its first run.
-	d, _ = newDaemon(t, Options{
-		Schedule: mustParse(t, "02:00 UTC"),
-		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
-		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
-			return storage.Manifest{}, nil, storage.ErrNoBackups
-		},
-		HealthGrace: time.Hour,
-		Now:         clock.Now,
-	})
-	d.loadLatest(context.Background())
+	d = restarted(storage.Manifest{}, storage.ErrNoBackups)
 	if code, body := getHealth(t, d.Handler()); code != 200 {
 		t.Errorf("/healthz with no success known: %d %q (%s), want 200 until the first run", code, body.Status, body.Reason)
 	}
