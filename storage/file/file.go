@@ -53,6 +53,10 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("file: %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
+		if target, lerr := os.Readlink(abs); lerr == nil && isNotExist(abs) {
+			// MkdirAll says only "file exists" of a dangling symlink.
+			return nil, fmt.Errorf("file: %s is a symlink to %s, which does not exist: create it, or point the store elsewhere", abs, target)
+		}
 		return nil, fmt.Errorf("file: create %s: %w", abs, err)
 	}
 	return resolved(abs)
@@ -312,4 +316,10 @@ func (s *Store) Temporaries(context.Context) ([]storage.Object, error) {
 		return nil
 	})
 	return objs, err
+}
+
+// isNotExist reports whether p (following symlinks) does not exist.
+func isNotExist(p string) bool {
+	_, err := os.Stat(p)
+	return errors.Is(err, fs.ErrNotExist)
 }

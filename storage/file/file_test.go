@@ -248,3 +248,17 @@ func TestPutFailsOnWritebackError(t *testing.T) {
 		t.Errorf("Write after the error = %d, %v; want 0, EIO", n, err)
 	}
 }
+
+// TestNewThroughDanglingSymlink: a store path that is a symlink to a folder
+// that does not exist says so (MkdirAll's own error is "file exists").
+func TestNewThroughDanglingSymlink(t *testing.T) {
+	base := t.TempDir()
+	link := filepath.Join(base, "backups")
+	if err := os.Symlink(filepath.Join(base, "mnt", "nas"), link); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(link)
+	if err == nil || !strings.Contains(err.Error(), "is a symlink to "+filepath.Join(base, "mnt", "nas")+", which does not exist") {
+		t.Fatalf("New through a dangling symlink: %v", err)
+	}
+}
