@@ -375,7 +375,7 @@ func TestCaptureWithLibpqVariables(t *testing.T) {
 	// A libpq variable that does not parse is named as what it is, not as
 	// the PGBACKUPS_DATABASE_URL the user never set.
 	env[1] = "PGPORT=abc"
-	if r := run(t, env, "capture"); r.code != exitUsage || !strings.Contains(r.stderr, "libpq's PG* variables (PGBACKUPS_DATABASE_URL and DATABASE_URL are unset): ") {
+	if r := run(t, env, "capture"); r.code != exitUsage || !strings.Contains(r.stderr, "libpq's PG* variables (PGBACKUPS_DATABASE_URL and DATABASE_URL are unset): the connection settings do not parse: invalid port") {
 		t.Errorf("capture with PGPORT=abc: exit %d\n%s", r.code, r.stderr)
 	}
 }

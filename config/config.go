@@ -472,6 +472,10 @@ func ConnParseError(err error, raw string) error {
 		}
 		return q
 	})
+	if raw == "" {
+		// Nothing was given: pgx read libpq's PG* variables.
+		return fmt.Errorf("the connection settings do not parse: %s", msg)
+	}
 	return fmt.Errorf("does not parse (not shown: it may hold a password): %s", msg)
 }
 

@@ -29,6 +29,9 @@ type Conn struct {
 func ParseConn(raw string) (Conn, error) {
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
+		if raw == "" {
+			return Conn{}, config.ConnParseError(err, raw)
+		}
 		return Conn{}, fmt.Errorf("database URL %w", config.ConnParseError(err, raw))
 	}
 	return Conn{raw: raw, cfg: cfg}, nil
