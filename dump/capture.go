@@ -31,9 +31,12 @@ type CaptureOptions struct {
 	PgBinDir         string        // searched first for pg_dump
 	CompressionLevel int           // zstd level 1-22
 	LockWaitTimeout  time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
-	StallTimeout     time.Duration // abort when no dump byte has moved for this long, through to the upload's end, or a storage call around the stream takes this long; 0 never
-	Logger           *slog.Logger
-	Version          string // pgbackups' version, recorded in the manifest
+	// NewCluster accepts a location whose newest backup is of another
+	// cluster (system identifier): this database's cluster changed.
+	NewCluster   bool
+	StallTimeout time.Duration // abort when no dump byte has moved for this long, through to the upload's end, or a storage call around the stream takes this long; 0 never
+	Logger       *slog.Logger
+	Version      string // pgbackups' version, recorded in the manifest
 
 	// Progress, when set, is kept at the number of dump bytes read so far,
 	// for metrics and progress logs.
@@ -156,7 +159,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	}
 	cat := storage.Catalog{Store: o.Store}
 	if err := storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
-		return checkLocation(ctx, cat, info)
+		return checkLocation(ctx, cat, info, o.NewCluster)
 	}); err != nil {
 		return storage.Manifest{}, err
 	}
@@ -256,12 +259,17 @@ func commit(ctx context.Context, cat storage.Catalog, m storage.Manifest) error 
 // `latest` and orphan pruning all work per location, so a second database
 // there would have its backups pruned by the first's schedule and could be
 // restored by `restore latest` in its place.
+//
 // A database is its name and its cluster: two clusters' "app" databases
 // (staging and production) in one location would prune each other's
 // backups. The cluster is its system identifier, which its physical
-// replicas share and failover keeps (the host would not); a manifest or a
-// server that does not record one is judged by name alone.
-func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo) error {
+// replicas share and failover keeps (the host would not). A cluster also
+// changes it when it is upgraded with pg_upgrade or restored into a new
+// instance, which is the same database going on: so only the newest
+// backup that records one decides, and newCluster (capture --new-cluster,
+// once, after such a change) accepts a change; from then on the newest is
+// this cluster's. Manifests of older versions record none.
+func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo, newCluster bool) error {
 	ms, err := cat.Manifests(ctx, true)
 	if err != nil {
 		return fmt.Errorf("read the storage location: %w", err)
@@ -270,9 +278,15 @@ func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo) er
 		if m.Database != "" && m.Database != info.Database {
 			return fmt.Errorf("this storage location already holds backups of database %q (newest %s), not %q: give each database its own PGBACKUPS_STORAGE_URL prefix, because retention and `latest` work per location", m.Database, m.ID, info.Database)
 		}
-		if m.SystemID != "" && info.SystemID != "" && m.SystemID != info.SystemID {
-			return fmt.Errorf("this storage location already holds backups of a database %q of another cluster (system identifier %s, newest %s; this server's is %s): give each cluster's database its own PGBACKUPS_STORAGE_URL prefix, because retention and `latest` work per location (a database moved to a new cluster starts a new prefix; the old one's backups stay restorable there)", m.Database, m.SystemID, m.ID, info.SystemID)
+	}
+	for _, m := range ms { // newest first
+		if m.SystemID == "" {
+			continue
 		}
+		if info.SystemID != "" && m.SystemID != info.SystemID && !newCluster {
+			return fmt.Errorf("the newest backup in this storage location (%s) is of database %q of another cluster (system identifier %s; this server's is %s). If this database's cluster changed (pg_upgrade, a managed major-version upgrade, a restore into a new instance), run `pgbackups capture --new-cluster` once, and backups go on here; if it is another cluster's database of the same name, give each its own PGBACKUPS_STORAGE_URL prefix: retention and `latest` work per location", m.ID, m.Database, m.SystemID, info.SystemID)
+		}
+		break
 	}
 	return nil
 }

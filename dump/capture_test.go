@@ -594,11 +594,26 @@ func TestCaptureRefusesToMixClusters(t *testing.T) {
 		t.Fatalf("a second capture of the same database: %v", err)
 	}
 	_, err = dump.Capture(ctx, options(t, two, name, st))
-	if err == nil || !strings.Contains(err.Error(), "of another cluster (system identifier "+m.SystemID) {
-		t.Fatalf("err = %v, want a refusal naming the other cluster", err)
+	if err == nil || !strings.Contains(err.Error(), "of another cluster (system identifier "+m.SystemID) || !strings.Contains(err.Error(), "capture --new-cluster") {
+		t.Fatalf("err = %v, want a refusal naming the other cluster and the way on after an upgrade", err)
 	}
 	if ms, _ := (storage.Catalog{Store: st}).Manifests(ctx, true); len(ms) != 2 {
 		t.Fatalf("storage changed: %d manifests", len(ms))
+	}
+
+	// The same database after pg_upgrade (a new system identifier): one
+	// capture --new-cluster, and backups go on there; the old cluster's
+	// are now the ones refused.
+	o := options(t, two, name, st)
+	o.NewCluster = true
+	if _, err := dump.Capture(ctx, o); err != nil {
+		t.Fatalf("capture --new-cluster: %v", err)
+	}
+	if _, err := dump.Capture(ctx, options(t, two, name, st)); err != nil {
+		t.Fatalf("a capture after --new-cluster: %v", err)
+	}
+	if _, err := dump.Capture(ctx, options(t, one, name, st)); err == nil {
+		t.Fatal("the old cluster's capture was accepted after the location moved on")
 	}
 }
 
