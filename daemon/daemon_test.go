@@ -272,6 +272,13 @@ func TestHealthOverdueAcrossRestart(t *testing.T) {
 	if code, body := getHealth(t, d.Handler()); code != 200 {
 		t.Errorf("/healthz after a restart, the last success started 2 s before its run: %d %q (%s), want 200", code, body.Status, body.Reason)
 	}
+	// A success that started for the run before and overran past this
+	// run's time (25 hours) is not this run's: that run was skipped.
+	overran := manifest("20260309-020000-long", time.Date(2026, 3, 10, 3, 0, 0, 0, time.UTC), 25*time.Hour)
+	d = restarted(overran, nil)
+	if code, body := getHealth(t, d.Handler()); code != 503 || !strings.Contains(body.Reason, "due at 2026-03-10T02:00:00Z") {
+		t.Errorf("/healthz after a restart, the last success overran the run after it: %d %q (%s), want 503 overdue for 2026-03-10T02:00:00Z", code, body.Status, body.Reason)
+	}
 	clock.Set(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
 
 	// With no success known at all, start-up is the base: a fresh daemon
