@@ -573,7 +573,7 @@ func TestGetStalls(t *testing.T) {
 	t.Run("list", func(t *testing.T) {
 		// list, latest and prune list the bucket: an endpoint that stops
 		// answering must fail them too, not hang them.
-		freezeFor(10 * time.Second) // past every attempt the SDK makes
+		freezeFor(30 * time.Second) // past every attempt the SDK makes (3 x 1 s, plus backoff)
 		errc := make(chan error, 1)
 		go func() {
 			_, err := st.List(t.Context(), "")
@@ -587,7 +587,7 @@ func TestGetStalls(t *testing.T) {
 		case <-time.After(60 * time.Second):
 			t.Fatal("List from a stalled endpoint still waiting 60 s later")
 		}
-		thawed()
+		proxy.Frozen.Store(false)
 	})
 
 	t.Run("response", func(t *testing.T) {
