@@ -195,6 +195,25 @@ func RewriteGlobals(sql []byte) []byte {
 	return out.Bytes()
 }
 
+// WithoutTablespaces drops pg_dumpall's one-line tablespace statements
+// (CREATE, ALTER, GRANT and REVOKE ON TABLESPACE), for --no-tablespaces:
+// a server without the backup's tablespace directories cannot create them,
+// and the restore puts everything in the target's default anyway. A
+// COMMENT ON TABLESPACE (its text may span lines) is left: psql reports it
+// failing and goes on.
+func WithoutTablespaces(sql []byte) []byte {
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(sql), "\n") {
+		stmt := strings.TrimRight(line, "\r\n")
+		if strings.HasSuffix(stmt, ";") && (strings.HasPrefix(stmt, "CREATE TABLESPACE ") || strings.HasPrefix(stmt, "ALTER TABLESPACE ") ||
+			(strings.HasPrefix(stmt, "GRANT ") || strings.HasPrefix(stmt, "REVOKE ")) && strings.Contains(stmt, " ON TABLESPACE ")) {
+			continue
+		}
+		out.WriteString(line)
+	}
+	return out.Bytes()
+}
+
 // attributeSteps are the role attributes a CREATEROLE user may be refused
 // naming, left out a step at a time: SUPERUSER, REPLICATION and BYPASSRLS
 // always need a superuser; from PostgreSQL 16, CREATEDB and CREATEROLE

@@ -240,6 +240,9 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		}
 	}
 	if o.WithGlobals {
+		if o.NoTablespaces {
+			globals = WithoutTablespaces(globals)
+		}
 		notes, err := applyGlobals(ctx, o.Target, o.PgBinDir, globals)
 		res.GlobalsNotes = notes
 		if err != nil {

@@ -513,6 +513,17 @@ func TestRestoreNoTablespaces(t *testing.T) {
 	if got := other.QueryString(t, target, `SELECT count(*)::text || ' ' || coalesce((SELECT tablespace FROM pg_tables WHERE tablename = 'a'), 'default') FROM a`); got != "2 default" {
 		t.Errorf("restored table a: %s, want 2 rows in the default tablespace", got)
 	}
+	// With the globals too, the tablespace is not created either.
+	o.Target, o.WithGlobals = conn(t, other.URL(other.CreateDB(t))), true
+	res, err := dump.Restore(ctx, o)
+	if err != nil {
+		t.Fatalf("restore with NoTablespaces and WithGlobals: %v", err)
+	}
+	for _, n := range res.GlobalsNotes {
+		if strings.Contains(strings.ToLower(n), "tablespace") {
+			t.Errorf("globals with NoTablespaces still touched the tablespace: %s", n)
+		}
+	}
 }
 
 // TestVerifyRestoreToNeedsPolicyRoles: a row-level security policy is part
@@ -540,5 +551,28 @@ func TestVerifyRestoreToNeedsPolicyRoles(t *testing.T) {
 	scratch = conn(t, other.URL(other.CreateDB(t)))
 	if _, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir, RestoreTo: &scratch}); err != nil {
 		t.Fatalf("verify --restore-to with the policy's role there: %v", err)
+	}
+}
+
+// TestWithoutTablespaces: restore --with-globals --no-tablespaces leaves out
+// pg_dumpall's tablespace statements (their directories do not exist on
+// the target), and nothing else.
+func TestWithoutTablespaces(t *testing.T) {
+	in := "SET default_transaction_read_only = off;\n" +
+		"CREATE ROLE app;\n" +
+		"ALTER ROLE app WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;\n" +
+		"CREATE TABLESPACE fast OWNER postgres LOCATION '/mnt/nvme/pg';\n" +
+		"ALTER TABLESPACE fast SET (random_page_cost='1.1');\n" +
+		"GRANT ALL ON TABLESPACE fast TO app;\n" +
+		"REVOKE ALL ON TABLESPACE fast FROM PUBLIC;\n" +
+		"GRANT reporting TO app;\n" +
+		"COMMENT ON TABLESPACE fast IS 'nvme';\n"
+	want := "SET default_transaction_read_only = off;\n" +
+		"CREATE ROLE app;\n" +
+		"ALTER ROLE app WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;\n" +
+		"GRANT reporting TO app;\n" +
+		"COMMENT ON TABLESPACE fast IS 'nvme';\n"
+	if got := string(dump.WithoutTablespaces([]byte(in))); got != want {
+		t.Errorf("WithoutTablespaces:\n%s\nwant:\n%s", got, want)
 	}
 }
