@@ -278,14 +278,9 @@ func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 		return false
 	}
 	// Not the run before's, which overran into this one (its daemon then
-	// skipped this run): a backup started in the first half of the time
-	// from the run before to this one is that run's. One started later (a
-	// manual capture just before this run) counts. The run before is read
-	// off the schedule: Interval adds the zone's fall-back (an hourly run
-	// in a DST zone has 2h) and is the longest gap, not this one (23h for
-	// "02:00,03:00 UTC" at 03:00), so half of it can reach back past the
-	// run before's start.
-	if prev := d.runBefore(since); !prev.IsZero() && m.StartedAt.Before(prev.Add(since.Sub(prev)/2)) {
+	// skipped this run). One started later (a manual capture just before
+	// this run) counts.
+	if overran(d.opts.Schedule, m.StartedAt, since) {
 		return false
 	}
 	d.recordSuccess(m, "storage")
@@ -293,11 +288,23 @@ func (d *Daemon) holderStored(ctx context.Context, since time.Time) bool {
 	return true
 }
 
+// overran reports whether a backup started at started is the run before's,
+// overrunning into the run at (or a moment after) at: it started in the
+// first half of the time from the run before to this one. The follower
+// judges a holder's backup by it, and /healthz which run a success covers.
+// The run before is read off the schedule: Interval adds the zone's
+// fall-back (an hourly run in a DST zone has 2h) and is the longest gap,
+// not this one (23h for "02:00,03:00 UTC" at 03:00), so half of it can
+// reach back past the run before's start.
+func overran(s *schedule.Schedule, started, at time.Time) bool {
+	prev := runBefore(s, at)
+	return !prev.IsZero() && started.Before(prev.Add(at.Sub(prev)/2))
+}
+
 // runBefore returns the scheduled run before the one a run started at since
 // is for: gocron starts a run a moment after its time, so that run is the
 // last one at or before since.
-func (d *Daemon) runBefore(since time.Time) time.Time {
-	s := d.opts.Schedule
+func runBefore(s *schedule.Schedule, since time.Time) time.Time {
 	cur := lastRun(s, since)
 	if cur.IsZero() {
 		cur = since

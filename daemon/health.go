@@ -235,12 +235,9 @@ func (s *state) evaluate(now time.Time) (status, reason string) {
 		// it started just before it: a capture that held the lock across
 		// it (the run then followed it), a replica whose clock is a second
 		// behind. Not one that started for the run before and overran into
-		// it (in the first half of the time between them, as holderStored
-		// judges): that run was skipped, and is overdue.
-		if r := lastRun(s.sched, s.success.FinishedAt); r.After(base) {
-			if prev := lastRun(s.sched, r.Add(-time.Nanosecond)); prev.IsZero() || !base.Before(prev.Add(r.Sub(prev)/2)) {
-				base = r
-			}
+		// it: that run was skipped, and is overdue.
+		if r := lastRun(s.sched, s.success.FinishedAt); r.After(base) && !overran(s.sched, base, r) {
+			base = r
 		}
 	}
 	due := s.sched.Next(base)
