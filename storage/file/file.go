@@ -53,7 +53,8 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("file: %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
-		if target, lerr := os.Readlink(abs); lerr == nil && isNotExist(abs) {
+		_, serr := os.Stat(abs)
+		if target, lerr := os.Readlink(abs); lerr == nil && errors.Is(serr, fs.ErrNotExist) {
 			// MkdirAll says only "file exists" of a dangling symlink.
 			return nil, fmt.Errorf("file: %s is a symlink to %s, which does not exist: create it, or point the store elsewhere", abs, target)
 		}
@@ -316,10 +317,4 @@ func (s *Store) Temporaries(context.Context) ([]storage.Object, error) {
 		return nil
 	})
 	return objs, err
-}
-
-// isNotExist reports whether p (following symlinks) does not exist.
-func isNotExist(p string) bool {
-	_, err := os.Stat(p)
-	return errors.Is(err, fs.ErrNotExist)
 }

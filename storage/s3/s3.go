@@ -95,9 +95,11 @@ type Options struct {
 	Concurrency int
 	// HTTPClient replaces the SDK's HTTP client when set.
 	HTTPClient *http.Client
-	// ReadStall fails a Get whose response, or body, moves no byte for
-	// this long: an endpoint that accepts a connection and then never
-	// answers would otherwise hang a restore for ever. 0 never.
+	// ReadStall fails a request whose answer does not begin this long
+	// after it was sent, and a Get whose response or body moves no byte
+	// for this long: an endpoint that accepts a connection and then never
+	// answers would otherwise hang list, prune or a restore for ever. With
+	// HTTPClient set, the bound on requests is that client's. 0 never.
 	ReadStall time.Duration
 }
 
