@@ -303,15 +303,9 @@ func TestCaptureFailures(t *testing.T) {
 		o.StallTimeout = 2 * time.Second
 		started := make(chan struct{})
 		o.Throttle = slowThrottle(started)
-		done := make(chan error, 1)
-		var m storage.Manifest
-		go func() {
-			var err error
-			m, err = dump.Capture(context.Background(), o)
-			done <- err
-		}()
 		var progress atomic.Int64
 		o.Progress = &progress
+		done := captureAsync(o)
 		<-started
 		proxy.Frozen.Store(true)
 		// Once no byte has moved for longer than the stall timeout, the
@@ -326,7 +320,8 @@ func TestCaptureFailures(t *testing.T) {
 			}
 		}
 		proxy.Frozen.Store(false)
-		err := <-done
+		r := <-done
+		m, err := r.m, r.err
 		if err == nil || !strings.Contains(err.Error(), "no progress for 2s (PGBACKUPS_STALL_TIMEOUT)") {
 			t.Fatalf("err = %v, want the stall named", err)
 		}
@@ -361,19 +356,13 @@ func TestCaptureFailures(t *testing.T) {
 		st := &hangingManifestStore{Store: inner}
 		o := options(t, pg, db, st)
 		o.StallTimeout = 2 * time.Second
-		done := make(chan error, 1)
-		var m storage.Manifest
-		go func() {
-			var err error
-			m, err = dump.Capture(context.Background(), o)
-			done <- err
-		}()
-		var err error
+		var r captured
 		select {
-		case err = <-done:
+		case r = <-captureAsync(o):
 		case <-time.After(time.Minute):
 			t.Fatal("capture still running a minute after its manifest write hung (stall timeout 2s)")
 		}
+		m, err := r.m, r.err
 		if err == nil || !strings.Contains(err.Error(), "storage did not answer for 2s (PGBACKUPS_STALL_TIMEOUT)") {
 			t.Fatalf("err = %v, want the hung storage named", err)
 		}
@@ -459,6 +448,23 @@ func assertNoMultipart(t *testing.T, srv testenv.S3Server) {
 	if len(ups.Uploads) != 0 {
 		t.Fatalf("%d multipart uploads left in progress", len(ups.Uploads))
 	}
+}
+
+// captured is a capture's result.
+type captured struct {
+	m   storage.Manifest
+	err error
+}
+
+// captureAsync runs a capture with o in the background; its result
+// arrives on the channel.
+func captureAsync(o dump.CaptureOptions) <-chan captured {
+	done := make(chan captured, 1)
+	go func() {
+		m, err := dump.Capture(context.Background(), o)
+		done <- captured{m, err}
+	}()
+	return done
 }
 
 // proxiedS3Store is a store on a real S3 server reached through a
