@@ -207,8 +207,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 
-	d.loadLatest(ctx)
-
 	notifyCtx, cancelNotify := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelNotify()
 	var notifiers sync.WaitGroup
@@ -232,6 +230,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		log.Info("PGBACKUPS_HTTP_ADDR is off: no /healthz or /metrics")
 	}
+	// Served meanwhile: /livez alive, /healthz "starting" (503).
+	d.loadLatest(ctx)
 
 	if sched != nil {
 		starting := d.now()
@@ -402,6 +402,8 @@ func (d *Daemon) loadLatest(ctx context.Context) {
 	if d.opts.Latest == nil {
 		return
 	}
+	d.state.setLoading(true)
+	defer d.state.setLoading(false)
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
 	m, f, err := d.opts.Latest(ctx)

@@ -16,6 +16,9 @@ const (
 	StatusOK      = "ok"      // the last backup succeeded, or none is due yet
 	StatusFailing = "failing" // the last backup failed
 	StatusOverdue = "overdue" // the run due after the last success did not succeed within the grace
+	// StatusStarting: the daemon is still reading its last outcome from
+	// storage at start-up (at most latestTimeout), so it cannot say yet.
+	StatusStarting = "starting"
 )
 
 // Success is the last backup that completed.
@@ -99,6 +102,7 @@ type state struct {
 	warnings   []string  // from the last success: the size guard's, for one
 	tick       time.Time // when the scheduler last started a run
 	runEnd     time.Time // when the last scheduled run ended
+	loading    bool      // reading the last outcome from storage at start-up
 }
 
 func newState(s *schedule.Schedule, grace time.Duration, start time.Time, version string) *state {
@@ -136,6 +140,13 @@ func (s *state) begin(at time.Time, attempt int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.running = &Running{StartedAt: at, Attempt: attempt}
+}
+
+// setLoading marks the start-up read of storage as under way or done.
+func (s *state) setLoading(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loading = on
 }
 
 func (s *state) ticked(at time.Time) {
@@ -207,6 +218,8 @@ func (s *state) lastSuccess() *Success {
 
 // evaluate decides the health at now:
 //   - no schedule: ok (nothing is due, ever);
+//   - still reading storage at start-up: starting (not ok: it does not
+//     know the last outcome yet);
 //   - the newest outcome is a failure: failing;
 //   - the run due after the last success (this daemon's, or one read from
 //     storage at start-up) has not produced a success within the grace:
@@ -224,6 +237,9 @@ func (s *state) lastSuccess() *Success {
 func (s *state) evaluate(now time.Time) (status, reason string) {
 	if s.sched == nil {
 		return StatusOK, "no schedule (PGBACKUPS_SCHEDULE is unset): no backups are run"
+	}
+	if s.loading {
+		return StatusStarting, "reading the newest backups from storage"
 	}
 	if f := s.failure; f != nil && (s.success == nil || f.At.After(s.success.FinishedAt)) {
 		return StatusFailing, "the last backup failed"
