@@ -23,6 +23,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/share/postgresql/*/extension/pg_trgm.control >/dev/null 2>&1 || need+=(postgresql-contrib)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v zstd >/dev/null || need+=(zstd)
+# The race detector needs cgo, so a C compiler.
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test.sh: installing ${need[*]} from apt"
 	as_root apt-get update -qq
@@ -39,4 +41,4 @@ fi
 # Everything the suite needs is installed: integration tests must run, never skip.
 export CI=true
 go vet ./...
-go test -count=1 -timeout 30m ./...
+go test -race -count=1 -timeout 30m ./...
