@@ -18,7 +18,9 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -293,37 +295,63 @@ func (s *Store) abort(ctx context.Context, key string, uploadErr error) error {
 
 // Get opens key for streaming reads. A missing key returns an error that
 // wraps storage.ErrNotFound.
+//
+// The body resumes a read that breaks (a reset, a proxy's idle timeout, a
+// stall): it asks again for the rest of the same object, from the byte it
+// had reached, so a multi-GB restore does not fail at its worst moment; see
+// body.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	loc := s.Location(key)
 	if err := validKey(key); err != nil {
 		return nil, fmt.Errorf("s3: get %s: %w", loc, err)
 	}
+	// Close cancels reqCtx: it ends a resume in flight, not only the
+	// response being read.
+	reqCtx, cancel := context.WithCancel(ctx)
+	out, stall, err := s.getObject(reqCtx, &s3.GetObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.objectKey(key)),
+	})
+	if err != nil {
+		cancel()
+		if isNotFound(err) {
+			return nil, fmt.Errorf("s3: get %s: %w", loc, storage.ErrNotFound)
+		}
+		return nil, fmt.Errorf("s3: get %s: %w", loc, err)
+	}
+	size := int64(-1)
+	if out.ContentLength != nil {
+		size = *out.ContentLength
+	}
+	return &body{
+		s: s, ctx: ctx, reqCtx: reqCtx, cancel: cancel,
+		key: s.objectKey(key), loc: loc, etag: aws.ToString(out.ETag), size: size,
+		rc: out.Body, stall: stall,
+	}, nil
+}
+
+// getObject sends in under a stallWatch of its own (nil without
+// ReadStall), which it leaves stopped once the response has begun: from
+// there the clock runs only while a Read waits, because a reader that
+// pauses (pg_restore waiting for a lock on the target, a full pipe
+// downstream) is not S3 stalling. An error names the stall when the watch
+// ended the request.
+func (s *Store) getObject(ctx context.Context, in *s3.GetObjectInput) (*s3.GetObjectOutput, *stallWatch, error) {
 	var stall *stallWatch
 	if s.readStall > 0 {
 		ctx, stall = watchStall(ctx, s.readStall)
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(s.bucket),
-		Key:    aws.String(s.objectKey(key)),
-	})
-	if isNotFound(err) {
-		stall.stop()
-		return nil, fmt.Errorf("s3: get %s: %w", loc, storage.ErrNotFound)
-	}
+	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("s3: get %s: %w", loc, stall.explain(err))
+		return nil, nil, stall.explain(err)
 	}
-	if stall == nil {
-		return out.Body, nil
+	if stall != nil {
+		stall.timer.Stop()
 	}
-	// From here the clock runs only while a Read waits: a reader that
-	// pauses (pg_restore waiting for a lock on the target, a full pipe
-	// downstream) is not S3 stalling.
-	stall.timer.Stop()
-	return &stallBody{body: out.Body, stall: stall, loc: loc}, nil
+	return out, stall, nil
 }
 
-// stallWatch cancels a Get's context when its response, or a Read of its
+// stallWatch cancels a Get's request when its response, or a Read of its
 // body, has waited its time for a byte: the request's connection is
 // closed, and the read blocked on it returns.
 type stallWatch struct {
@@ -373,26 +401,268 @@ func (w *stallWatch) named(err error) error {
 	return err
 }
 
-// stallBody is a Get's body under its stallWatch.
-type stallBody struct {
-	body  io.ReadCloser
-	stall *stallWatch
-	loc   string
+const (
+	// resumeAttempts is how many requests in a row a Get's body makes to
+	// resume a broken read before it gives up, when none of them
+	// delivered a byte. One that did starts the count again.
+	resumeAttempts = 3
+	// resumeBackoff is the pause before the first of those requests,
+	// doubled before each next one: short, because a reset or a proxy's
+	// idle timeout is over by the time it is noticed, and the SDK backs
+	// off on its own from errors a server answers (503 SlowDown).
+	resumeBackoff = 200 * time.Millisecond
+)
+
+// body is a Get's response body. When a Read of it fails with anything but
+// io.EOF while the caller's context is live, it closes the response and
+// asks for the rest of the same object: GetObject with Range "bytes=off-"
+// and If-Match the first response's ETag, so that a key overwritten
+// meanwhile fails the read (412) instead of splicing two objects into one
+// stream (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html,
+// If-Match and Range). A stall is such a failure: a connection dropped without a reset
+// looks exactly like it. Without an ETag there is nothing to pin the object
+// by, and a broken read fails as it always did.
+//
+// Read and Close may be called from different goroutines (Close ends a
+// blocked Read); Read from one at a time.
+type body struct {
+	s      *Store
+	ctx    context.Context // the caller's: once it is done nothing resumes
+	reqCtx context.Context // ctx, also ended by Close
+	cancel context.CancelFunc
+	key    string // object key, with the store's prefix
+	loc    string
+	etag   string // of the first response
+	size   int64  // of the object, -1 if the first response did not say
+
+	off     int64     // bytes handed to the caller
+	tries   int       // resume requests since the last byte arrived
+	brokeAt time.Time // when the first of them was due
+	broken  error     // why the current response cannot be read on; nil if it can
+	err     error     // what every Read returns from now on
+
+	mu     sync.Mutex // guards what Close touches
+	rc     io.ReadCloser
+	stall  *stallWatch // rc's watch; nil without ReadStall
+	closed bool
 }
 
-func (b *stallBody) Read(p []byte) (int, error) {
-	b.stall.timer.Reset(b.stall.after)
-	n, err := b.body.Read(p)
-	b.stall.timer.Stop()
-	if err != nil && err != io.EOF && context.Cause(b.stall.ctx) != nil {
-		err = fmt.Errorf("s3: get %s: %w", b.loc, b.stall.named(err))
+func (b *body) Read(p []byte) (int, error) {
+	for b.err == nil {
+		if b.broken != nil {
+			b.resume()
+			continue
+		}
+		n, err := b.read(p)
+		b.off += int64(n)
+		if n > 0 {
+			b.tries = 0
+		}
+		switch {
+		case err == nil || err == io.EOF:
+			return n, err
+		case b.resumable():
+			b.broken = err
+		default:
+			b.err = fmt.Errorf("s3: get %s: %w", b.loc, err)
+		}
+		if n > 0 {
+			// Hand over what arrived; the next Read resumes.
+			return n, b.err
+		}
+	}
+	return 0, b.err
+}
+
+// read reads the current response, running its stall clock for as long
+// as the Read waits.
+func (b *body) read(p []byte) (int, error) {
+	b.mu.Lock()
+	rc, stall := b.rc, b.stall
+	b.mu.Unlock()
+	if stall == nil {
+		return rc.Read(p)
+	}
+	stall.timer.Reset(stall.after)
+	n, err := rc.Read(p)
+	stall.timer.Stop()
+	if err != nil && err != io.EOF {
+		err = stall.named(err)
 	}
 	return n, err
 }
 
-func (b *stallBody) Close() error {
+// resumable reports whether a failed read may be resumed: the object has
+// an ETag to pin it by, and neither the caller (its own context, not the
+// stall watch's) nor Close has ended the read.
+func (b *body) resumable() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.etag != "" && b.ctx.Err() == nil && !b.closed
+}
+
+// resume replaces the broken response with one that starts at b.off. It
+// clears b.broken when it got one, sets it to the new failure when that
+// request failed in a way worth another try, and sets b.err when the read
+// is over.
+func (b *body) resume() {
+	cause := b.broken
+	b.drop()
+	switch {
+	case !b.resumable():
+		b.err = fmt.Errorf("s3: get %s: %w", b.loc, cause)
+		return
+	case b.size >= 0 && b.off >= b.size:
+		// Every byte arrived; only the end of the response was lost.
+		b.err = io.EOF
+		return
+	case b.tries == resumeAttempts:
+		b.err = fmt.Errorf("s3: get %s: gave up at %s after %d attempts to resume: %w",
+			b.loc, b.at(), resumeAttempts, cause)
+		return
+	case b.tries == 0:
+		b.brokeAt = time.Now()
+	case b.s.readStall > 0 && time.Since(b.brokeAt) >= b.s.readStall:
+		// Each request may wait ReadStall for its answer: without this
+		// bound a dead endpoint would fail a read only after four times
+		// that (two hours at the default).
+		b.err = fmt.Errorf("s3: get %s: gave up at %s: resuming got no answer within %s: %w",
+			b.loc, b.at(), b.s.readStall, cause)
+		return
+	}
+	pause := time.NewTimer(resumeBackoff << b.tries)
+	b.tries++
+	select {
+	case <-pause.C:
+	case <-b.reqCtx.Done():
+		pause.Stop()
+		b.err = fmt.Errorf("s3: get %s: %w (resuming at %s after: %v)", b.loc, b.reqCtx.Err(), b.at(), cause)
+		return
+	}
+
+	out, stall, err := b.s.getObject(b.reqCtx, &s3.GetObjectInput{
+		Bucket:  aws.String(b.s.bucket),
+		Key:     aws.String(b.key),
+		Range:   aws.String(fmt.Sprintf("bytes=%d-", b.off)),
+		IfMatch: aws.String(b.etag),
+	})
+	if err != nil {
+		switch {
+		case isPreconditionFailed(err) || isNotFound(err):
+			b.err = b.changed(err)
+		case !b.resumable():
+			b.err = fmt.Errorf("s3: get %s: %w", b.loc, err)
+		default:
+			b.broken = err
+		}
+		return
+	}
+	if err := b.check(out); err != nil {
+		out.Body.Close()
+		stall.stop()
+		b.err = err
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		out.Body.Close()
+		stall.stop()
+		b.broken = errors.New("closed")
+		return
+	}
+	b.rc, b.stall, b.broken = out.Body, stall, nil
+}
+
+// check makes sure a resumed response carries the rest of the object the
+// read began on.
+//
+// A server that ignores Range answers 200 with the whole object. Reading
+// and discarding the first off bytes would be correct, but it re-downloads
+// (and, on AWS, pays egress for) everything read so far on every break, and
+// a link that breaks every N bytes would then never get past N; S3 and the
+// compatible servers we know honour Range, so such an answer is a broken
+// middlebox the operator should hear about: fail, naming it.
+func (b *body) check(out *s3.GetObjectOutput) error {
+	cr := aws.ToString(out.ContentRange)
+	start, total, ok := parseContentRange(cr)
+	if cr == "" {
+		return fmt.Errorf("s3: get %s: resuming at %s: the server ignored Range and sent the whole object", b.loc, b.at())
+	}
+	if !ok || start != b.off {
+		return fmt.Errorf("s3: get %s: resuming at %s: the server sent Content-Range %q", b.loc, b.at(), cr)
+	}
+	// If-Match already rules out another object; a server that ignores it
+	// is caught here.
+	if etag := aws.ToString(out.ETag); (etag != "" && etag != b.etag) || (total >= 0 && b.size >= 0 && total != b.size) {
+		return b.changed(fmt.Errorf("ETag %s, %d bytes; the read began on ETag %s, %d bytes", etag, total, b.etag, b.size))
+	}
+	return nil
+}
+
+// changed is the error of a read whose object was replaced or deleted
+// since it began.
+func (b *body) changed(err error) error {
+	return fmt.Errorf("s3: get %s: object changed while being read, at %s: %w", b.loc, b.at(), err)
+}
+
+// at names the read's position: "byte 1048576 of 4194304".
+func (b *body) at() string {
+	if b.size < 0 {
+		return fmt.Sprintf("byte %d", b.off)
+	}
+	return fmt.Sprintf("byte %d of %d", b.off, b.size)
+}
+
+// drop closes the current response and stops its watch.
+func (b *body) drop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.stall.stop()
-	return b.body.Close()
+	b.stall = nil
+	if b.rc != nil {
+		b.rc.Close()
+		b.rc = nil
+	}
+}
+
+func (b *body) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	b.cancel()
+	b.stall.stop()
+	if b.rc == nil {
+		return nil
+	}
+	return b.rc.Close()
+}
+
+// parseContentRange reads "bytes START-END/TOTAL"; total is -1 for "*".
+func parseContentRange(cr string) (start, total int64, ok bool) {
+	rng, ok := strings.CutPrefix(cr, "bytes ")
+	if !ok {
+		return 0, 0, false
+	}
+	rng, size, ok := strings.Cut(rng, "/")
+	if !ok {
+		return 0, 0, false
+	}
+	first, _, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseInt(first, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	total = -1
+	if size != "*" {
+		if total, err = strconv.ParseInt(size, 10, 64); err != nil {
+			return 0, 0, false
+		}
+	}
+	return start, total, true
 }
 
 // List returns every object under the store's prefix whose key starts with
@@ -538,6 +808,17 @@ func isNotFound(err error) bool {
 	}
 	var re *smithyhttp.ResponseError
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
+}
+
+// isPreconditionFailed reports whether err is S3's answer to an If-Match
+// that no longer holds: the object was replaced.
+func isPreconditionFailed(err error) bool {
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "PreconditionFailed" {
+		return true
+	}
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed
 }
 
 // countingReader counts the bytes handed to the uploader and stops the

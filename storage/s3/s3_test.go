@@ -561,13 +561,30 @@ func TestGetStalls(t *testing.T) {
 		}
 	})
 
-	t.Run("body", func(t *testing.T) {
+	t.Run("body resumes", func(t *testing.T) {
+		// A connection dropped without a word looks exactly like a
+		// stall: once the endpoint answers again the read goes on from
+		// where it was.
 		body := started(t)
-		freezeFor(3 * time.Second)
-		if err := readOut(body); err == nil || !strings.Contains(err.Error(), "stalled: no data for 1s") || !strings.Contains(err.Error(), key) || strings.Count(err.Error(), "stalled") != 1 {
-			t.Fatalf("read of a stalled body: %v; want the stall named with the key", err)
+		freezeFor(2 * time.Second)
+		if err := readOut(body); err != nil {
+			t.Fatalf("read of a body stalled for 2 s: %v; want it resumed", err)
 		}
 		thawed()
+	})
+
+	t.Run("body gives up", func(t *testing.T) {
+		// Frozen past the stall and the resume: resumes stop once the
+		// endpoint has not answered them for ReadStall, not after three
+		// requests that each wait that long (four times the bound).
+		body := started(t)
+		proxy.Frozen.Store(true)
+		err := readOut(body)
+		proxy.Frozen.Store(false)
+		t.Logf("read: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "stalled: no data for 1s") || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "gave up at byte ") || !strings.Contains(err.Error(), "resuming got no answer within 1s") || strings.Count(err.Error(), "stalled") != 1 {
+			t.Fatalf("read of a body stalled for good: %v; want the stall named with the key, the offset and the resume bound", err)
+		}
 	})
 
 	t.Run("list", func(t *testing.T) {
