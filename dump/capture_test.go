@@ -378,9 +378,17 @@ func TestCaptureFailures(t *testing.T) {
 		st := &refusingStore{Store: fileStore(t)}
 		o := options(t, pg, db, st)
 		o.LockWaitTimeout = time.Minute
-		ctx := context.Background()
 		unlock := lockTable(t, pg, db, "app.users")
-		m, err := dump.Capture(ctx, o)
+		// Waiting out the lock wait returns the store's error too, a minute
+		// later: only the time tells them apart. Half the lock wait bounds
+		// a hang; stopping pg_dump takes well under a second.
+		var r captured
+		select {
+		case r = <-captureAsync(o):
+		case <-time.After(o.LockWaitTimeout / 2):
+			t.Fatalf("capture still running %s after its store refused the upload: pg_dump was left waiting for its lock (PGBACKUPS_LOCK_WAIT_TIMEOUT=%s)", o.LockWaitTimeout/2, o.LockWaitTimeout)
+		}
+		m, err := r.m, r.err
 		if err == nil || !strings.Contains(err.Error(), "read-only file system") || strings.Contains(err.Error(), "LOCK") {
 			t.Fatalf("err = %v, want the store's error", err)
 		}
@@ -618,8 +626,8 @@ func TestCaptureRefusesToMixClusters(t *testing.T) {
 	if _, err := dump.Capture(ctx, options(t, two, name, st)); err != nil {
 		t.Fatalf("a capture after --new-cluster: %v", err)
 	}
-	if _, err := dump.Capture(ctx, options(t, one, name, st)); err == nil {
-		t.Fatal("the old cluster's capture was accepted after the location moved on")
+	if _, err := dump.Capture(ctx, options(t, one, name, st)); err == nil || !strings.Contains(err.Error(), "of another cluster") {
+		t.Fatalf("the old cluster's capture after the location moved on: err = %v, want a refusal naming the other cluster", err)
 	}
 }
 

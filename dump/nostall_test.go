@@ -277,10 +277,18 @@ func TestWatchdogMeasuresTheWait(t *testing.T) {
 	if abortedAfter < before+threshold {
 		t.Errorf("aborted %s after the migration was sent; want at least %s: its %s before the ALTER counted as waiting", abortedAfter.Round(time.Millisecond), before+threshold, before)
 	}
+	reported := false
 	for _, s := range be.Blocked {
-		if s.PID == migration.pid && s.Waiting >= before {
-			t.Errorf("the migration is reported as waiting %s; it waited for the lock %s at most", s.Waiting, abortedAfter-before)
+		if s.PID != migration.pid {
+			continue
 		}
+		reported = true
+		if s.Waiting < threshold || s.Waiting >= before {
+			t.Errorf("the migration is reported as waiting %s; it waited for the lock past the threshold %s and %s at most", s.Waiting, threshold, abortedAfter-before)
+		}
+	}
+	if !reported {
+		t.Errorf("the migration (pid %d) is not among the sessions the abort reports: %+v", migration.pid, be.Blocked)
 	}
 	migration.wait(t, 10*time.Second)
 }

@@ -138,15 +138,23 @@ func TestCaptureStandbyRecoveryConflict(t *testing.T) {
 	ns.Apply(&o)
 	started := make(chan struct{})
 	onFirstRead(&o, started)
-	go func() {
-		<-started
-		primary.Exec(t, db, "ALTER TABLE app.users ADD COLUMN nickname text")
-		// Replay gets past the ALTER once the standby has ended the dump's
-		// session; then let pg_dump read what the server had buffered.
-		primary.WaitReplay(t, standby)
-		ns.Limiter.SetLimit(0)
-	}()
-	m, err := dump.Capture(context.Background(), o)
+	// The capture runs in the background and the test goroutine does the
+	// DDL: Exec and WaitReplay fail the test through t, which only the
+	// test's own goroutine may do (from a helper goroutine, a failure
+	// after the test returned would panic the whole test binary).
+	done := captureAsync(o)
+	select {
+	case <-started:
+	case r := <-done:
+		t.Fatalf("the capture ended before pg_dump wrote anything: %v", r.err)
+	}
+	primary.Exec(t, db, "ALTER TABLE app.users ADD COLUMN nickname text")
+	// Replay gets past the ALTER once the standby has ended the dump's
+	// session; then let pg_dump read what the server had buffered.
+	primary.WaitReplay(t, standby)
+	ns.Limiter.SetLimit(0)
+	r := <-done
+	m, err := r.m, r.err
 	if err == nil {
 		serverLog, _ := os.ReadFile(filepath.Join(standby.Dir(), "server.log"))
 		t.Fatalf("the dump survived a recovery conflict: %+v\nstandby's log:\n%s", m, serverLog)

@@ -170,6 +170,9 @@ func TestPdeathsig(t *testing.T) {
 	}
 	f := strings.Fields(string(out))
 	if len(f) > 0 && f[0] == "skip" {
+		if os.Getenv("CI") == "true" { // as S3 does: CI installs versitygw
+			t.Fatalf("helper: %s", out)
+		}
 		t.Skip(string(out))
 	}
 	if len(f) != 3 || f[0] != "pid" {
