@@ -149,7 +149,11 @@ func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
 	}
 	tw.Flush()
 	for _, e := range res.Unreadable {
-		fmt.Fprintf(m.Stderr, "left alone: %s has a manifest that cannot be read (%v); inspect it, then `pgbackups delete %s --confirm %s`\n", e.ID, e.Err, e.ID, e.ID)
+		what := "has a manifest that cannot be read"
+		if e.Damaged != nil {
+			what = "is not counted as a good backup"
+		}
+		fmt.Fprintf(m.Stderr, "left alone: %s %s (%v); inspect it, then `pgbackups delete %s --confirm %s`\n", e.ID, what, e.Err, e.ID, e.ID)
 	}
 	fmt.Fprintf(m.Stderr, "%s %s (%s), kept %s\n", verb, plural(n, "item"), config.HumanBytes(bytes), plural(len(res.Kept), "backup"))
 	if !dryRun {

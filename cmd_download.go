@@ -20,7 +20,7 @@ var downloadCommand = command{
 	summary: "write a backup as a pg_dump archive stock pg_restore reads, checksums verified",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
-		out := fs.String("o", "", "the file to write (default ID.dump in the current directory); - writes to stdout")
+		out := fs.String("o", "", "the file to write (default ID.dump in the current directory), put in place only once both sha256s match; - streams to stdout as it is checked, so a mismatch is found after the bytes went out: exit status 1 then says to discard them (use set -o pipefail)")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err
@@ -120,6 +120,12 @@ var urlCommand = command{
 		}
 		if !man.OK() {
 			return fmt.Errorf("backup %s did not complete (status %s): it has no data to hand out", man.ID, man.Status)
+		}
+		if err := man.CheckData(); err != nil {
+			return fmt.Errorf("backup %s: %w", man.ID, err)
+		}
+		if err := m.catalog().Damage(ctx, storage.Manifest{ID: man.ID, Status: man.Status, DataKey: man.DataKey, StoredBytes: man.StoredBytes}); err != nil {
+			return fmt.Errorf("backup %s: %w: no URL handed out", man.ID, err)
 		}
 		signer, ok := m.store.(storage.Signer)
 		if !ok {

@@ -32,13 +32,49 @@ var infoCommand = command{
 		if err != nil {
 			return err
 		}
+		problems, err := m.problems(ctx, man)
+		if err != nil {
+			return err
+		}
+		// Shown, not an error: info is how one looks at a broken backup.
+		for _, p := range problems {
+			fmt.Fprintf(m.Stderr, "warning: backup %s: %s\n", man.ID, p)
+		}
 		if *asJSON {
 			enc := json.NewEncoder(m.Stdout)
 			enc.SetIndent("", "  ")
-			return enc.Encode(infoJSON{Manifest: man, DataLocation: m.location(man.DataKey), GlobalsLocation: m.location(man.GlobalsKey)})
+			return enc.Encode(infoJSON{Manifest: man, DataLocation: m.location(man.DataKey), GlobalsLocation: m.location(man.GlobalsKey), Problems: problems})
 		}
-		return m.printInfo(m.Stdout, man)
+		return m.printInfo(m.Stdout, man, problems)
 	},
+}
+
+// problems says what makes a completed backup unrestorable that can be
+// told without reading it: its manifest's data fields, and its objects as
+// storage lists them (missing, or cut short).
+func (m *Main) problems(ctx context.Context, man storage.Manifest) ([]string, error) {
+	if !man.OK() {
+		return nil, nil
+	}
+	var out []string
+	listed := man
+	if err := man.CheckData(); err != nil {
+		out = append(out, err.Error())
+		// Said already: the listing is asked about the globals only.
+		listed.DataKey, listed.SHA256, listed.StoredBytes = "", "", 0
+	}
+	if err := man.CheckGlobals(); err != nil {
+		out = append(out, err.Error())
+		listed.GlobalsKey = ""
+	}
+	err := m.catalog().Damage(ctx, listed)
+	switch {
+	case errors.Is(err, storage.ErrDamaged):
+		out = append(out, err.Error())
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
 }
 
 // infoJSON is the manifest with the storage locations of its objects.
@@ -46,6 +82,9 @@ type infoJSON struct {
 	storage.Manifest
 	DataLocation    string `json:"data_location,omitempty"`
 	GlobalsLocation string `json:"globals_location,omitempty"`
+	// Problems lists what makes the backup unrestorable, as far as its
+	// manifest and storage's listing tell (a flipped byte takes verify).
+	Problems []string `json:"problems,omitempty"`
 }
 
 // resolve turns the optional [ID|latest] argument into a manifest.
@@ -83,7 +122,7 @@ func (m *Main) root() string {
 	return m.cfg.StorageURL
 }
 
-func (m *Main) printInfo(w io.Writer, man storage.Manifest) error {
+func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, args...)) }
 	when := func(t time.Time) string {
@@ -91,6 +130,9 @@ func (m *Main) printInfo(w io.Writer, man storage.Manifest) error {
 	}
 	row("ID", "%s", man.ID)
 	row("Status", "%s", man.Status)
+	for _, p := range problems {
+		row("Problem", "%s", p)
+	}
 	if man.Error != "" {
 		row("Error", "%s", man.Error)
 	}

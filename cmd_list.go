@@ -40,6 +40,9 @@ var listCommand = command{
 			case e.Err != nil:
 				fmt.Fprintf(m.Stderr, "warning: %v\n", e.Err)
 			case e.Manifest != nil && (*all || e.Manifest.OK()):
+				if e.Damaged != nil {
+					fmt.Fprintf(m.Stderr, "warning: backup %s: %v; it cannot be restored, and retention does not count it as a good backup\n", e.ID, e.Damaged)
+				}
 				ms = append(ms, *e.Manifest)
 			default:
 				if e.Manifest != nil {
@@ -79,7 +82,11 @@ var listCommand = command{
 				fmt.Fprintf(tw, "%s\tunreadable\t-\t-\t-\t-\t-\t-\n", e.ID)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", man.ID, man.Status,
+			status := man.Status
+			if e.Damaged != nil {
+				status = "damaged"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", man.ID, status,
 				man.StartedAt.Local().Format("2006-01-02 15:04:05 MST"),
 				man.StartedAt.UTC().Format(time.RFC3339),
 				man.Duration().Round(time.Second), man.Database,

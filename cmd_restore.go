@@ -209,7 +209,11 @@ var verifyCommand = command{
 			}
 			return err
 		}
-		fmt.Fprintf(m.Stdout, "backup %s is good: stored and archive sha256 match the manifest\n", man.ID)
+		if man.GlobalsKey != "" {
+			fmt.Fprintf(m.Stdout, "backup %s is good: stored, archive and globals sha256 match the manifest\n", man.ID)
+		} else {
+			fmt.Fprintf(m.Stdout, "backup %s is good: stored and archive sha256 match the manifest\n", man.ID)
+		}
 		if res.Restored != nil {
 			fmt.Fprintf(m.Stdout, "restored into %q: %d tables, %d rows\n", res.Restored.Database, res.Restored.Tables, res.Restored.Rows)
 		} else {

@@ -122,7 +122,13 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]b
 	if m.GlobalsKey == "" {
 		return nil, fmt.Errorf("backup %s: %w (it was taken with PGBACKUPS_GLOBALS=false, or pg_dumpall failed: see `pgbackups info %s`)", m.ID, ErrNoGlobals, m.ID)
 	}
+	if err := m.CheckGlobals(); err != nil {
+		return nil, fmt.Errorf("globals: %w", err)
+	}
 	rc, err := st.Get(ctx, m.GlobalsKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: its globals object %s is missing", ErrCorrupt, m.GlobalsKey)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("globals: %w", err)
 	}

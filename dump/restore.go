@@ -39,18 +39,18 @@ type BackupReader struct {
 	n      int64
 }
 
-// OpenBackup opens m's data object. Only completed backups can be read.
+// OpenBackup opens m's data object. Only completed backups can be read,
+// and only from their own folder, with digests to check them against.
 func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest) (*BackupReader, error) {
-	if !m.OK() {
-		why := ""
-		if m.Error != "" {
-			why = ": " + m.Error
-		}
-		return nil, fmt.Errorf("it did not complete (status %s%s); there is nothing to read", m.Status, why)
+	if err := m.CheckData(); err != nil {
+		return nil, err
 	}
 	rc, err := st.Get(ctx, m.DataKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: its data object %s is missing", ErrCorrupt, m.DataKey)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", m.DataKey, err)
 	}
 	stored := &hashingReader{r: rc, h: sha256.New()}
 	// One decoder goroutine: restore speed is pg_restore's, and memory
@@ -203,13 +203,30 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if !m.OK() {
 		return res, fmt.Errorf("backup %s did not complete (status %s); it cannot be restored", m.ID, m.Status)
 	}
+	// What storage can tell without reading the archive fails the restore
+	// before the target is touched: a manifest naming no data object, a
+	// data object missing or cut short, globals missing or corrupt.
+	unchanged := func(err error) (RestoreResult, error) {
+		return fail(fmt.Errorf("%w; nothing was changed", err))
+	}
+	if err := m.CheckData(); err != nil {
+		return unchanged(err)
+	}
+	listed := m
+	if !o.WithGlobals {
+		listed.GlobalsKey = "" // not read: a restore without them works
+	}
+	if err := (storage.Catalog{Store: o.Store}).Damage(ctx, listed); err != nil {
+		if errors.Is(err, storage.ErrDamaged) {
+			return unchanged(fmt.Errorf("%w: %w", ErrCorrupt, err))
+		}
+		return fail(err)
+	}
 	var globals []byte
 	if o.WithGlobals {
-		// Read before touching the target: a backup without globals or
-		// with corrupt ones fails the restore before it starts.
 		g, err := ReadGlobals(ctx, o.Store, m)
 		if err != nil {
-			return fail(err)
+			return unchanged(err)
 		}
 		globals = g
 	}
@@ -239,6 +256,20 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			return fail(fmt.Errorf("the target database is not empty (%d relations); nothing was changed: restore into a new database, or add --clean to replace the objects the backup holds", n))
 		}
 	}
+	var archive string // the checked archive file of a parallel restore
+	var sum ArchiveSummary
+	if o.Jobs > 1 {
+		// Decompressed and checked before anything changes: a damaged
+		// backup then leaves the target (and its cluster's roles) as it was.
+		archive, sum, err = parallelArchive(ctx, o, log)
+		if archive != "" {
+			res.TempFile = archive
+			defer removeTemp(archive)
+		}
+		if err != nil {
+			return unchanged(err)
+		}
+	}
 	if o.WithGlobals {
 		if o.NoTablespaces {
 			globals = WithoutTablespaces(globals)
@@ -249,6 +280,9 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			return fail(err)
 		}
 		log.Info("globals applied", "backup", m.ID, "messages", len(notes))
+		fail = func(err error) (RestoreResult, error) {
+			return res, fmt.Errorf("backup %s into %s: %w; the roles and tablespaces --with-globals applied stay in the target's cluster", m.ID, o.Target, err)
+		}
 	}
 	child, err := o.Target.forChild(os.TempDir())
 	if err != nil {
@@ -272,11 +306,10 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		args = append(args, "--dbname="+child.dbname)
 	}
 
-	var sum ArchiveSummary
 	if o.Jobs > 1 {
-		sum, err = restoreParallel(ctx, o, pgRestore, args, child.env, &res, log)
+		err = restoreParallel(ctx, o, pgRestore, args, child.env, archive)
 	} else {
-		sum, err = restoreStream(ctx, o, pgRestore, args, child.env)
+		sum, err = restoreStream(ctx, o, pgRestore, args, child.env, log)
 	}
 	res.Duration = time.Since(start)
 	if err != nil {
@@ -371,7 +404,7 @@ func shortVersion(v string) string {
 }
 
 // restoreStream pipes the archive into pg_restore's stdin.
-func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, env []string) (ArchiveSummary, error) {
+func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, env []string, log *slog.Logger) (ArchiveSummary, error) {
 	br, err := OpenBackup(ctx, o.Store, o.Manifest)
 	if err != nil {
 		return ArchiveSummary{}, err
@@ -403,16 +436,34 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 	case readErr != nil:
 		return sum, fmt.Errorf("%w (pg_restore was stopped; the target database may be partly restored)", readErr)
 	case waitErr != nil:
-		return sum, partly(childError("pg_restore", waitErr, stderr))
+		failed := partly(childError("pg_restore", waitErr, stderr))
+		if writeErr != nil {
+			// pg_restore stopped before the end of the archive. Damage
+			// that still decompresses (zstd checks its frame's checksum
+			// only at the end) reaches pg_restore as nonsense, and it fails
+			// on it first ("out of memory" for a length gone wrong, a COPY
+			// row that does not parse): read the rest, so that the
+			// checksums tell a damaged backup from a failing restore.
+			log.Warn("pg_restore failed before the end of the archive: reading the rest of the backup to check its checksums (interrupt to skip the check)", "backup", o.Manifest.ID, "err", failed)
+			if err := finish(ctx, br); errors.Is(err, ErrCorrupt) {
+				return sum, fmt.Errorf("%w (pg_restore failed on the damaged archive first, %v)", err, failed)
+			}
+		}
+		return sum, failed
 	case writeErr != nil:
 		// pg_restore finished without reading everything: finish reading
 		// so the checksums still prove the archive.
-		if _, err := io.Copy(io.Discard, ctxReader{ctx, br}); err != nil {
-			return sum, err
-		}
-		return sum, br.Check()
+		return sum, finish(ctx, br)
 	}
 	return sum, nil
+}
+
+// finish reads what is left of br and checks it.
+func finish(ctx context.Context, br *BackupReader) error {
+	if _, err := io.Copy(io.Discard, ctxReader{ctx, br}); err != nil {
+		return err
+	}
+	return br.Check()
 }
 
 // pump copies src to w until src ends or either side fails, telling apart
@@ -436,19 +487,18 @@ func pump(w io.Writer, src io.Reader) (readErr, writeErr error) {
 	}
 }
 
-// restoreParallel decompresses the archive into a temporary file, checks
-// it, and runs pg_restore --jobs on it. The file is removed afterwards.
-func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args, env []string, res *RestoreResult, log *slog.Logger) (ArchiveSummary, error) {
+// parallelArchive decompresses the archive into a temporary file and
+// checks it: pg_restore --jobs needs a seekable file. The caller removes
+// the file (its path is returned whenever it was created).
+func parallelArchive(ctx context.Context, o RestoreOptions, log *slog.Logger) (string, ArchiveSummary, error) {
 	dir := o.TempDir
 	if dir == "" {
 		dir = os.TempDir()
 	}
 	f, err := createRestoreTemp(dir, o.Manifest.ID)
 	if err != nil {
-		return ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs: %w", err)
+		return "", ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs: %w", err)
 	}
-	res.TempFile = f.Name()
-	defer removeTemp(f.Name())
 	log.Info("parallel restore needs a seekable archive: decompressing to a temporary file, removed afterwards",
 		"path", f.Name(), "bytes", o.Manifest.DumpBytes, "jobs", o.Jobs)
 	scan := startArchiveScan()
@@ -457,14 +507,16 @@ func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("temporary archive %s: %w", f.Name(), cerr)
 	}
-	if err != nil {
-		return sum, err
-	}
-	cmd, stderr := command(ctx, pgRestore.Path, append(args, "--jobs="+strconv.Itoa(o.Jobs), f.Name()), env)
+	return f.Name(), sum, err
+}
+
+// restoreParallel runs pg_restore --jobs on the checked archive file.
+func restoreParallel(ctx context.Context, o RestoreOptions, pgRestore Tool, args, env []string, archive string) error {
+	cmd, stderr := command(ctx, pgRestore.Path, append(args, "--jobs="+strconv.Itoa(o.Jobs), archive), env)
 	if err := forkthread.Run(cmd); err != nil {
-		return sum, partly(childError("pg_restore", err, stderr))
+		return partly(childError("pg_restore", err, stderr))
 	}
-	return sum, nil
+	return nil
 }
 
 // partly notes on a failed pg_restore that the target may hold part of the
@@ -507,6 +559,13 @@ var ErrCountMismatch = errors.New("row counts differ from those recorded at capt
 func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 	m := o.Manifest
 	var res VerifyResult
+	// A backup is also its globals (restore --with-globals reads them):
+	// checked first, they are small.
+	if m.OK() && m.GlobalsKey != "" {
+		if _, err := ReadGlobals(ctx, o.Store, m); err != nil {
+			return res, fmt.Errorf("verify %s: %w", m.ID, err)
+		}
+	}
 	if o.RestoreTo != nil {
 		if err := requireEmpty(ctx, *o.RestoreTo); err != nil {
 			return res, fmt.Errorf("verify %s: %w", m.ID, err)

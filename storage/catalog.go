@@ -204,12 +204,12 @@ func decodeManifest(r io.Reader, id string) (Manifest, error) {
 	lr := &io.LimitedReader{R: r, N: manifestReadLimit}
 	if err := json.NewDecoder(lr).Decode(&m); err != nil {
 		if lr.N == 0 {
-			err = fmt.Errorf("over %d MiB: %w", manifestReadLimit>>20, err)
+			err = fmt.Errorf("over the %d MiB a manifest may take", manifestReadLimit>>20)
 		}
 		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: %w", id, err)
 	}
-	if m.ID != id {
-		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: it names backup %q", id, m.ID)
+	if err := m.check(id); err != nil {
+		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: %w", id, err)
 	}
 	return m, nil
 }
@@ -220,7 +220,12 @@ type Entry struct {
 	ID       string
 	Manifest *Manifest // nil: no manifest (an orphan or a capture in progress)
 	Err      error     // the manifest exists but could not be read
-	Objects  []Object
+	// Damaged says what the listing shows is wrong with a completed
+	// backup's objects: its data object missing or not the size its
+	// manifest records, its globals object missing. Such a backup is not
+	// one retention may count as good.
+	Damaged error
+	Objects []Object
 }
 
 // Entries lists everything stored, grouped by backup id, newest first.
@@ -252,16 +257,23 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 	for _, id := range ids {
 		e := byID[id]
 		for _, o := range e.Objects {
-			if o.Key == ManifestKey(id) {
-				m, err := c.Manifest(ctx, id)
-				if err != nil && ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				if err != nil {
-					e.Err = err
-				} else {
-					e.Manifest = &m
-				}
+			if o.Key != ManifestKey(id) {
+				continue
+			}
+			if o.Size > manifestReadLimit {
+				// Not worth reading 64 MiB of it to find out.
+				e.Err = fmt.Errorf("backup %s: manifest is corrupt: %d bytes, over the %d MiB a manifest may take", id, o.Size, manifestReadLimit>>20)
+				continue
+			}
+			m, err := c.Manifest(ctx, id)
+			if err != nil && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if err != nil {
+				e.Err = err
+			} else {
+				e.Manifest = &m
+				e.Damaged = damage(m, e.Objects)
 			}
 		}
 		out = append(out, *e)

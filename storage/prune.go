@@ -52,8 +52,12 @@ type PruneResult struct {
 	Removed []Pruned
 	// Kept lists the retention decision for every backup kept, with why.
 	Kept []schedule.Decision
-	// Unreadable lists ids whose manifest exists but cannot be read. Prune
-	// leaves them alone: only a person should decide about those.
+	// Unreadable lists the backups Prune leaves alone because only a person
+	// should decide about them, each with Err saying why: a manifest that
+	// exists but cannot be read, or a completed backup whose objects are
+	// missing or not the size its manifest records (Entry.Damaged). None
+	// of them counts as a good backup kept: retention keeps good ones as if
+	// they were not there.
 	Unreadable []Entry
 }
 
@@ -87,6 +91,11 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		byID[e.ID] = e
 		switch {
 		case e.Err != nil:
+			res.Unreadable = append(res.Unreadable, e)
+		case e.Damaged != nil:
+			// Counted as good, it could be the one "newest" or a KEEP_*
+			// rule keeps in place of a backup that restores.
+			e.Err = e.Damaged
 			res.Unreadable = append(res.Unreadable, e)
 		case e.Manifest != nil:
 			backups = append(backups, schedule.Backup{ID: e.ID, Time: e.Manifest.StartedAt, OK: e.Manifest.OK()})

@@ -26,12 +26,19 @@ const (
 // part-way must not leave a truncated backup behind. A file someone still
 // has open (a restore reading it) is not shrunk but unlinked at once, so
 // the reader keeps every byte. If ctx ends, the rest is unlinked at once.
+//
+// Only a regular file at p itself is shrunk: a symlink in a backup's
+// folder (someone moved a big dump elsewhere and linked it back) is
+// unlinked, and what it points to, outside the backup, left whole.
 func removeGently(ctx context.Context, p string) error {
-	if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
-		if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Size() > shrinkStep && alone(f) {
-			shrink(ctx, f, info.Size())
+	if at, err := os.Lstat(p); err == nil && at.Mode().IsRegular() && at.Size() > shrinkStep {
+		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			// The same file still: not one swapped in since the Lstat.
+			if info, err := f.Stat(); err == nil && os.SameFile(at, info) && alone(f) {
+				shrink(ctx, f, info.Size())
+			}
+			f.Close()
 		}
-		f.Close()
 	}
 	return os.Remove(p)
 }

@@ -1,0 +1,183 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// What a manifest may say is checked twice. On reading (check), a manifest
+// is refused outright for what no pgbackups ever wrote: another id than its
+// folder's, no or an unknown status, an object key outside its own folder,
+// a negative size, a checksum that is not hex. Such a manifest is listed as
+// unreadable, retention leaves it alone, and `latest` stops at it, rather
+// than it being taken for a failed backup (which prune removes) or a good
+// one (which retention counts as kept). Before its data is read
+// (CheckData), a completed backup must also name its data object and carry
+// sha256 digests to check it against.
+
+// check reports what makes m, read from folder id, not a manifest
+// pgbackups wrote: every problem found, or nil.
+func (m Manifest) check(id string) error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	switch m.ID {
+	case id:
+	case "":
+		bad("it has no id")
+	default:
+		bad("it names backup %q", m.ID)
+	}
+	switch m.Status {
+	case StatusCompleted, StatusFailed:
+	case "":
+		bad("it has no status")
+	default:
+		bad("unknown status %q (want %s or %s)", m.Status, StatusCompleted, StatusFailed)
+	}
+	for _, k := range []struct{ field, key string }{{"data_key", m.DataKey}, {"globals_key", m.GlobalsKey}} {
+		if k.key != "" && !inFolder(id, k.key) {
+			bad("%s %q is outside the backup's own folder %s/", k.field, k.key, id)
+		}
+	}
+	for _, n := range []struct {
+		field string
+		n     int64
+	}{{"dump_bytes", m.DumpBytes}, {"stored_bytes", m.StoredBytes}, {"database_bytes", m.DatabaseBytes}} {
+		if n.n < 0 {
+			bad("%s is negative (%d)", n.field, n.n)
+		}
+	}
+	for _, s := range []struct{ field, sum string }{{"sha256", m.SHA256}, {"dump_sha256", m.DumpSHA256}, {"globals_sha256", m.GlobalsSHA256}} {
+		if s.sum != "" && !isHex(s.sum) {
+			bad("%s %q is not a hex digest", s.field, s.sum)
+		}
+	}
+	if errs == nil {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "; "))
+}
+
+// CheckData reports why m's data object cannot be read and checked: a
+// backup that did not complete, or a manifest that names no data object in
+// its own folder or has no sha256 digests to check it against. Nothing is
+// read from storage.
+func (m Manifest) CheckData() error {
+	if !m.OK() {
+		why := ""
+		if m.Error != "" {
+			why = ": " + m.Error
+		}
+		return fmt.Errorf("it did not complete (status %s%s); there is nothing to read", m.Status, why)
+	}
+	var errs []string
+	switch {
+	case m.DataKey == "":
+		errs = append(errs, "it names no data object (data_key is empty)")
+	case !inFolder(m.ID, m.DataKey):
+		errs = append(errs, fmt.Sprintf("data_key %q is outside the backup's own folder %s/", m.DataKey, m.ID))
+	}
+	for _, s := range []struct{ field, sum string }{{"sha256", m.SHA256}, {"dump_sha256", m.DumpSHA256}} {
+		if !isSHA256(s.sum) {
+			errs = append(errs, fmt.Sprintf("%s %q is not a sha256 digest", s.field, s.sum))
+		}
+	}
+	if m.StoredBytes < 0 || m.DumpBytes < 0 {
+		errs = append(errs, fmt.Sprintf("negative sizes (stored_bytes %d, dump_bytes %d)", m.StoredBytes, m.DumpBytes))
+	}
+	if errs == nil {
+		return nil
+	}
+	return fmt.Errorf("its manifest is corrupt: %s", strings.Join(errs, "; "))
+}
+
+// CheckGlobals is CheckData for the globals object; a backup without one
+// passes (the caller says what its absence means).
+func (m Manifest) CheckGlobals() error {
+	if m.GlobalsKey == "" {
+		return nil
+	}
+	var errs []string
+	if !inFolder(m.ID, m.GlobalsKey) {
+		errs = append(errs, fmt.Sprintf("globals_key %q is outside the backup's own folder %s/", m.GlobalsKey, m.ID))
+	}
+	if !isSHA256(m.GlobalsSHA256) {
+		errs = append(errs, fmt.Sprintf("globals_sha256 %q is not a sha256 digest", m.GlobalsSHA256))
+	}
+	if errs == nil {
+		return nil
+	}
+	return fmt.Errorf("its manifest is corrupt: %s", strings.Join(errs, "; "))
+}
+
+// inFolder reports whether key names an object directly in backup id's
+// folder, as every object capture writes does. It refuses "..", nested
+// keys and other backups' objects: a manifest never makes pgbackups read
+// outside its own backup.
+func inFolder(id, key string) bool {
+	name, ok := strings.CutPrefix(key, id+"/")
+	return ok && name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\\")
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func isSHA256(s string) bool { return len(s) == 64 && isHex(s) }
+
+// ErrDamaged is wrapped by what Damage and Entry.Damaged report.
+var ErrDamaged = errors.New("damaged")
+
+// damage reports what the listing objs of a backup's folder says is wrong
+// with the completed backup m: its data object missing, or of another size
+// than the manifest records, or its globals object missing. It reads
+// nothing, so it cannot see a flipped byte (verify does); nil for a backup
+// that did not complete.
+func damage(m Manifest, objs []Object) error {
+	if !m.OK() {
+		return nil
+	}
+	sizes := map[string]int64{}
+	for _, o := range objs {
+		sizes[o.Key] = o.Size
+	}
+	var errs []string
+	switch {
+	case m.DataKey == "" && (m.SHA256 != "" || m.StoredBytes > 0):
+		// It records a stored object (every capture does) but not where.
+		errs = append(errs, "its manifest records a data object but names none (data_key is empty)")
+	case m.DataKey != "":
+		switch size, ok := sizes[m.DataKey]; {
+		case !ok:
+			errs = append(errs, fmt.Sprintf("its data object %s is missing", m.DataKey))
+		// Zero is what a manifest without sizes says: no size to compare.
+		case m.StoredBytes > 0 && size != m.StoredBytes:
+			errs = append(errs, fmt.Sprintf("its data object %s is %d bytes, the manifest says %d", m.DataKey, size, m.StoredBytes))
+		}
+	}
+	if _, ok := sizes[m.GlobalsKey]; m.GlobalsKey != "" && !ok {
+		errs = append(errs, fmt.Sprintf("its globals object %s is missing", m.GlobalsKey))
+	}
+	if errs == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrDamaged, strings.Join(errs, "; "))
+}
+
+// Damage lists m's folder and reports what is wrong with the objects of
+// the completed backup m, as Entry.Damaged does: before a restore changes
+// anything, and for info.
+func (c Catalog) Damage(ctx context.Context, m Manifest) error {
+	objs, err := c.Store.List(ctx, m.ID+"/")
+	if err != nil {
+		return err
+	}
+	return damage(m, objs)
+}
