@@ -32,11 +32,26 @@ type lockProber interface {
 }
 
 // ErrLockLost is the cause a held lock's context carries when the session
-// holding the lock went away.
+// holding the lock went away (errors.Is; the cause itself says why).
 var ErrLockLost = errors.New("the backup lock was lost (its database session ended); another pgbackups may take it")
 
-// lockCheckInterval is how often a held lock's session is checked.
+// lockLostError is ErrLockLost with what ended the session.
+type lockLostError struct{ why string }
+
+func (e *lockLostError) Error() string {
+	return "the backup lock was lost (" + e.why + "); another pgbackups may take it"
+}
+
+func (e *lockLostError) Is(target error) bool { return target == ErrLockLost }
+
+// lockCheckInterval is how often a held lock's session is asked whether it
+// still holds the lock: that finds a session cut off without a word (a
+// network path gone, a host frozen), which the server cannot tell it.
+// A session the server ends is noticed at once (see Hold).
 var lockCheckInterval = 10 * time.Second
+
+// lockCheckTimeout bounds one such question.
+const lockCheckTimeout = 10 * time.Second
 
 // HeldError says the lock is held by someone else: the backup is skipped,
 // not failed.
@@ -83,10 +98,13 @@ func LockKey(location, database string) int64 {
 // taken with pg_try_advisory_lock on a connection of its own that stays open
 // for as long as the lock is held. It must be the primary: every replica of
 // the daemon has to see the same lock table. If the session ends
-// (idle_session_timeout, a pooler, a failover, a server restart) the server
-// releases the lock; Hold notices within lockCheckInterval and cancels the
-// backup. If pgbackups' host dies instead, the server keeps the lock until
-// its own TCP keepalives (tcp_keepalives_idle) declare the peer dead.
+// (pg_terminate_backend, a failover, a server restart) the server releases
+// the lock; Hold notices as the server ends the session (within
+// lockCheckInterval plus lockCheckTimeout when the connection is cut
+// without a word) and cancels the backup. The session turns off
+// idle_session_timeout for itself. If pgbackups' host dies instead, the
+// server keeps the lock until its own TCP keepalives (tcp_keepalives_idle)
+// declare the peer dead.
 type AdvisoryLock struct {
 	Conn dump.Conn
 	Key  int64
@@ -95,6 +113,14 @@ type AdvisoryLock struct {
 var _ Locker = AdvisoryLock{}
 
 // Hold implements Locker.
+//
+// While the lock is held, a goroutine waits on the lock session's socket,
+// so a session the server ends (pg_terminate_backend, a shutdown or
+// restart, a crash, a timeout) is noticed the moment the server says so,
+// not at the next check: until the backup stops, another replica could
+// take the lock and back up beside it. Every lockCheckInterval it also
+// asks the session whether it still holds the lock, for a session cut off
+// silently.
 func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error) {
 	conn, release, err := l.tryLock(ctx)
 	if err != nil {
@@ -102,27 +128,45 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 	}
 	held, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(lockCheckInterval)
-		defer t.Stop()
+	wg.Go(func() {
 		for {
-			select {
-			case <-held.Done(): // released, or ctx ended
-				return
-			case <-t.C:
+			// Nothing is LISTENed to: this returns when the server sends
+			// something unasked (the FATAL error it ends a session with),
+			// the connection breaks, or the wait times out.
+			wctx, wcancel := context.WithTimeout(held, lockCheckInterval)
+			err := conn.PgConn().WaitForNotification(wctx)
+			timedOut := wctx.Err() != nil
+			wcancel()
+			if held.Err() != nil {
+				return // released, or ctx ended
 			}
-			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if err != nil && !timedOut {
+				cancel(&lockLostError{why: "its database session ended: " + dump.Redact(err, l.Conn)})
+				return
+			}
+			if err == nil {
+				continue // a notification: not expected, nothing here LISTENs
+			}
+			cctx, ccancel := context.WithTimeout(held, lockCheckTimeout)
 			var n int
-			err := conn.QueryRow(cctx, `SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted`).Scan(&n)
+			err = conn.QueryRow(cctx, `SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted`).Scan(&n)
+			checkTimedOut := cctx.Err() != nil
 			ccancel()
-			if err != nil || n == 0 {
-				cancel(ErrLockLost)
+			switch {
+			case held.Err() != nil:
+				return
+			case err != nil && checkTimedOut:
+				cancel(&lockLostError{why: fmt.Sprintf("its database session did not answer a check within %s: the network to the server or the server is gone", lockCheckTimeout)})
+				return
+			case err != nil:
+				cancel(&lockLostError{why: "its database session ended: " + dump.Redact(err, l.Conn)})
+				return
+			case n == 0:
+				cancel(&lockLostError{why: "its database session no longer holds it"})
 				return
 			}
 		}
-	}()
+	})
 	return held, func() {
 		cancel(nil) // stops the watcher
 		wg.Wait()
@@ -168,6 +212,16 @@ func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		conn.Close(cctx)
+	}
+	// The lock lives as long as this session: a role's or database's
+	// idle_session_timeout (PostgreSQL 14) would end it between checks and
+	// abort every backup longer than the timeout. pg_dump, likewise, turns
+	// off the timeouts that would end its own session. Only where the
+	// setting exists (pg_settings), so older servers are not asked to set
+	// what they do not know.
+	if _, err := conn.Exec(ctx, `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`); err != nil {
+		closeConn()
+		return nil, nil, fmt.Errorf("backup lock: session settings on %s: %s", l.Conn, dump.Redact(err, l.Conn))
 	}
 	var ok bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&ok); err != nil {

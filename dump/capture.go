@@ -143,6 +143,13 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Source:           "primary",
 	}
 	log = log.With("backup", m.ID, "database", info.Database)
+	if info.InRecovery {
+		// The backup lock lives in this server's lock table, which the
+		// primary and other standbys do not share: pgbackups pointed
+		// elsewhere would not see it.
+		log.Warn("PGBACKUPS_DATABASE_URL points at a standby (the server is in recovery): the backup lock held there keeps out only pgbackups pointed at this same standby; point it at the primary, and PGBACKUPS_DUMP_URL at the standby to dump from it",
+			"server", o.Conn.String())
+	}
 	warnNewerDump(log, pgDump, info.Major())
 	var standby *standbySource
 	if o.DumpConn != nil {
@@ -167,7 +174,16 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 
 	// Row counts come from the archive as it streams by (see counts.go).
 	scan := startArchiveScan()
+	dumpStart := time.Now() // the server's clock, not o.Now, is what whyLost compares
 	res, err := streamDump(ctx, o, pgDump, m.ID, info.SizeBytes, scan)
+	var lost *connLostError
+	if errors.As(err, &lost) && ctx.Err() == nil {
+		dc := o.Conn
+		if o.DumpConn != nil {
+			dc = *o.DumpConn
+		}
+		err = fmt.Errorf("%w (%s)", err, whyLost(ctx, dc, dumpStart))
+	}
 	if err != nil && standby != nil {
 		err = standby.explain(ctx, err)
 	}
@@ -410,6 +426,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 			err = copyErr // pg_dump was stopped because the upload failed
 		case waitErr != nil:
 			err = childError("pg_dump", waitErr, stderr)
+			err = lostConnection(err, stderr.String())
 			err = recoveryConflict(err, stderr.String())
 			if tail := stderr.String(); strings.Contains(tail, "LOCK TABLE") && strings.Contains(tail, "timeout") {
 				err = fmt.Errorf("%w (pg_dump gave up waiting PGBACKUPS_LOCK_WAIT_TIMEOUT=%s for a table lock another session holds, usually DDL or a migration; the daemon retries the backup)", err, o.LockWaitTimeout)
@@ -584,4 +601,66 @@ func startMonitors(ctx context.Context, abort context.CancelCauseFunc, ms []Moni
 		cancel()
 		wg.Wait()
 	}
+}
+
+// connLostError is a pg_dump failure in which its connection to the server
+// ended under it (or could not be made): the server went away.
+type connLostError struct{ err error }
+
+func (e *connLostError) Error() string { return e.err.Error() }
+func (e *connLostError) Unwrap() error { return e.err }
+
+// connLostSigns are what libpq and the server say, in pg_dump's stderr,
+// when the connection ends: a session terminated (FATAL: terminating
+// connection due to administrator command, ... idle-session timeout, ...
+// conflict with recovery), a server gone (server closed the connection
+// unexpectedly), or none to connect to.
+var connLostSigns = []string{
+	"terminating connection",
+	"server closed the connection unexpectedly",
+	"could not receive data from server",
+	"could not send data to server",
+	"SSL SYSCALL error",
+	"no connection to the server",
+	"connection to server",
+}
+
+// lostConnection marks err as a lost connection when pg_dump's stderr says so.
+func lostConnection(err error, stderr string) error {
+	for _, sign := range connLostSigns {
+		if strings.Contains(stderr, sign) {
+			return &connLostError{err: err}
+		}
+	}
+	return err
+}
+
+// whyLost looks at the server pg_dump lost its connection to and says
+// what most likely happened: pg_dump's stderr shows only the end of its
+// session, the same for a shutdown, a restart and pg_terminate_backend.
+func whyLost(ctx context.Context, c Conn, dumpStart time.Time) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// A restart takes a moment: ask again for a few seconds before calling
+	// the server down.
+	pc, err := Connect(ctx, c)
+	for err != nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+			pc, err = Connect(ctx, c)
+		}
+	}
+	if err != nil {
+		return "pg_dump lost its connection, and the server does not accept one now: it was shut down or is restarting, or is out of reach; " + err.Error()
+	}
+	defer pc.Close(context.WithoutCancel(ctx))
+	var up time.Time
+	if err := pc.QueryRow(ctx, `SELECT pg_postmaster_start_time()`).Scan(&up); err != nil {
+		return "pg_dump lost its connection to the server"
+	}
+	if up.After(dumpStart) {
+		return fmt.Sprintf("pg_dump lost its connection: the server restarted during the dump, and is up again since %s", up.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("pg_dump lost its connection, but the server has been up since %s, before the dump began: its session was ended (pg_terminate_backend, a session timeout, the server recovering from a crashed backend, or, on a standby, a recovery conflict)", up.UTC().Format(time.RFC3339))
 }
