@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -29,7 +30,42 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // an operation failed
 	exitUsage   = 2 // bad arguments or configuration
+	// An interrupted command exits 128+signal, as a shell reports a
+	// process the signal killed: 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
 )
+
+// interrupted is the cause main cancels the root context with when a
+// SIGINT or SIGTERM arrives. Like os/signal's own cause it is
+// context.Canceled to errors.Is, so everything below treats it as a
+// cancellation.
+type interrupted struct{ sig syscall.Signal }
+
+func (e interrupted) Error() string {
+	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig]
+	if name == "" {
+		name = e.sig.String()
+	}
+	return "interrupted by " + name
+}
+
+func (e interrupted) Is(target error) bool { return target == context.Canceled }
+
+// exitCode is the shell's status for a process the signal killed.
+func (e interrupted) exitCode() int { return 128 + int(e.sig) }
+
+// interruptedMessage says what an interrupted command left behind in the
+// user's words: the libraries below report the cancellation as "context
+// canceled", which names no cause.
+func interruptedMessage(err error, cause interrupted) string {
+	msg := err.Error()
+	for _, goism := range []string{"context canceled", "operation was canceled"} {
+		msg = strings.ReplaceAll(msg, goism, cause.Error())
+	}
+	if !strings.Contains(msg, cause.Error()) {
+		msg = cause.Error() + ": " + msg
+	}
+	return msg
+}
 
 // usageError is a mistake in the command line: exit 2 with usage help.
 type usageError struct{ msg string }
@@ -131,7 +167,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(m.Stderr, "pgbackups: unknown command %q\n\n", name)
+		fmt.Fprintf(m.Stderr, "pgbackups: unknown command %q%s\n\n", name, suggestCommand(name))
 		m.usage(m.Stderr)
 		return exitUsage
 	}
@@ -140,11 +176,16 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	var intr interrupted
+	if errors.As(context.Cause(ctx), &intr) {
+		fmt.Fprintf(m.Stderr, "pgbackups %s: %s\n", cmd.name, interruptedMessage(err, intr))
+		return intr.exitCode()
+	}
 	var ue usageError
 	var ce configError
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(m.Stderr, "pgbackups %s: %v\nusage: pgbackups %s %s\nRun 'pgbackups %s --help' for details.\n", cmd.name, err, cmd.name, cmd.args, cmd.name)
+		fmt.Fprintf(m.Stderr, "pgbackups %s: %v\nusage: %s\nRun 'pgbackups %s --help' for details.\n", cmd.name, err, cmd.synopsis(), cmd.name)
 		return exitUsage
 	case errors.As(err, &ce):
 		fmt.Fprintf(m.Stderr, "pgbackups: configuration is invalid:\n")
@@ -171,9 +212,84 @@ Commands:
 	}
 	fmt.Fprint(w, `  help config  every environment variable, its default and meaning
 
+'pgbackups help COMMAND' (or 'pgbackups COMMAND --help') describes one command.
 Configuration is read from PGBACKUPS_* environment variables.
-Exit status: 0 success, 1 an operation failed, 2 usage or configuration error.
-`)
+`+exitStatusHelp)
+}
+
+// exitStatusHelp ends every help text.
+const exitStatusHelp = `Exit status: 0 success, 1 an operation failed, 2 usage or configuration error,
+130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM).
+`
+
+// idHelp explains the [ID|latest] argument of the commands that take one.
+const idHelp = `ID is a backup id as 'pgbackups list' shows it, such as 20261125-020000-k3f9.
+latest, the default, is the newest completed backup; a newer backup whose
+manifest cannot be read stops it with an error naming that backup.
+`
+
+// synopsis is the command's usage line.
+func (c command) synopsis() string {
+	return strings.TrimSpace("pgbackups " + c.name + " " + c.args)
+}
+
+// suggestCommand is " (did you mean X?)" for a mistyped command, or "".
+func suggestCommand(name string) string {
+	if name == "config" {
+		return " (did you mean 'pgbackups help config'?)"
+	}
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	if s := closest(name, names); s != "" {
+		return fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return ""
+}
+
+// closest is the candidate within a small edit distance of s (a typo, a
+// missing or doubled letter), or a unique one s is a prefix of; "" if none.
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	if len(s) <= 4 {
+		bestD = 2
+	}
+	var prefixed []string
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+		// "rest" for restore, "to-db" for to.
+		if len(s) >= 2 && len(c) >= 2 && (strings.HasPrefix(c, s) || strings.HasPrefix(s, c+"-")) {
+			prefixed = append(prefixed, c)
+		}
+	}
+	if best == "" && len(prefixed) == 1 {
+		best = prefixed[0]
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // flags returns a FlagSet for the running command whose errors go to the caller.
@@ -187,20 +303,14 @@ func (m *Main) flags() *flag.FlagSet {
 // parseFlags parses flags anywhere among the positional arguments (so
 // `info latest --json` works) and returns the positionals. -h prints help.
 func (m *Main) parseFlags(fs *flag.FlagSet, args []string, maxPositional int) ([]string, error) {
-	c := m.cmd
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(m.Stdout, "usage: pgbackups %s %s\n\n%s\n", c.name, c.args, c.summary)
-				if hasFlags(fs) {
-					fmt.Fprintln(m.Stdout, "\nFlags:")
-					fs.SetOutput(m.Stdout)
-					fs.PrintDefaults()
-				}
+				m.printHelp(fs)
 				return nil, flag.ErrHelp
 			}
-			return nil, usageError{err.Error()}
+			return nil, usageError{flagError(fs, err)}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -217,6 +327,119 @@ func (m *Main) parseFlags(fs *flag.FlagSet, args []string, maxPositional int) ([
 		return nil, usagef("unexpected argument %q", pos[maxPositional])
 	}
 	return pos, nil
+}
+
+// printHelp writes the running command's help to stdout: its synopsis,
+// summary, what ID means where it takes one, its flags as they are typed
+// (--name), and the exit statuses.
+func (m *Main) printHelp(fs *flag.FlagSet) {
+	c := m.cmd
+	w := m.Stdout
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", c.synopsis(), c.summary)
+	if strings.Contains(c.args, "[ID|latest]") {
+		fmt.Fprintf(w, "\n%s", idHelp)
+	}
+	if hasFlags(fs) {
+		fmt.Fprintln(w, "\nFlags (before or after the arguments):")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			if isBoolFlag(f) {
+				name = ""
+			}
+			fmt.Fprintf(w, "  %s%s", dashes(f.Name), f.Name)
+			if name != "" {
+				fmt.Fprintf(w, " %s", name)
+			}
+			fmt.Fprintf(w, "\n      %s", usage)
+			if !isZeroDefault(f) {
+				fmt.Fprintf(w, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
+	}
+	fmt.Fprintf(w, "\n%s", exitStatusHelp)
+}
+
+// dashes is how the help spells a flag: -o, but --json.
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-"
+	}
+	return "--"
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+func isZeroDefault(f *flag.Flag) bool {
+	switch f.DefValue {
+	case "", "false", "0":
+		return true
+	}
+	return false
+}
+
+// flagError rewords the flag package's errors in the terms the help uses:
+// --name, what a value should look like, and the likely flag for a typo.
+func flagError(fs *flag.FlagSet, err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		if s := closest(strings.TrimLeft(name, "-"), names); s != "" {
+			return fmt.Sprintf("%s (did you mean %s%s?)", msg, dashes(s), s)
+		}
+		if len(names) == 0 {
+			return msg + " (this command takes no flags)"
+		}
+		return msg
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Sprintf("flag %s%s needs a value", dashes(name), name)
+	}
+	// invalid value "abc" for flag -jobs: parse error
+	// invalid boolean value "maybe" for -json: parse error
+	for _, pre := range []string{"invalid value ", "invalid boolean value "} {
+		rest, ok := strings.CutPrefix(msg, pre)
+		if !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, " for ")
+		if i < 0 {
+			break
+		}
+		value := rest[:i]
+		name := strings.TrimPrefix(strings.TrimPrefix(rest[i+len(" for "):], "flag "), "-")
+		if j := strings.Index(name, ":"); j >= 0 {
+			name = name[:j]
+		}
+		want := "a valid value"
+		if f := fs.Lookup(name); f != nil {
+			switch fmt.Sprintf("%T", f.Value) {
+			case "*flag.intValue", "*flag.int64Value":
+				want = "a whole number"
+			case "*flag.durationValue":
+				want = "a duration such as 90s, 5m or 1h"
+			case "*flag.boolValue":
+				want = "true or false"
+			}
+		}
+		return fmt.Sprintf("%s%s %s: want %s", dashes(name), name, value, want)
+	}
+	return msg
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 func hasFlags(fs *flag.FlagSet) bool {

@@ -21,7 +21,7 @@ var deleteCommand = command{
 	summary: "remove one backup, manifest first",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
-		confirm := fs.String("confirm", "", "the backup id, repeated")
+		confirm := fs.String("confirm", "", "the backup `ID`, repeated: deleting cannot be undone")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err
@@ -33,8 +33,12 @@ var deleteCommand = command{
 		if !storage.ValidID(id) {
 			return usagef("%q is not a backup id (they look like 20261125-020000-k3f9); delete takes an exact id, never latest", id)
 		}
-		if *confirm != id {
+		switch *confirm {
+		case id:
+		case "":
 			return usagef("deleting backup %s cannot be undone: repeat its id with --confirm %s", id, id)
+		default:
+			return usagef("--confirm %s does not match backup %s; nothing was deleted: repeat its id with --confirm %s", *confirm, id, id)
 		}
 		if err := m.setup(ctx); err != nil {
 			return err
@@ -45,7 +49,7 @@ var deleteCommand = command{
 		}
 		if err := m.catalog().Delete(ctx, id); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				return fmt.Errorf("backup %s: no such backup in %s", id, m.root())
+				return m.noSuchBackup(ctx, id)
 			}
 			return err
 		}

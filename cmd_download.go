@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -20,14 +23,21 @@ var downloadCommand = command{
 	summary: "write a backup as a pg_dump archive stock pg_restore reads, checksums verified",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
-		out := fs.String("o", "", "the file to write (default ID.dump in the current directory), put in place only once both sha256s match; - streams to stdout as it is checked, so a mismatch is found after the bytes went out: exit status 1 then says to discard them (use set -o pipefail)")
+		out := fs.String("o", "", "the `FILE` to write (default ID.dump in the current directory; given a directory, ID.dump in it). It is written next to FILE under a hidden temporary name and renamed into place only once both sha256s match, replacing a file already there; a mismatch leaves FILE as it was. - streams to stdout as it is checked, so a mismatch is found after the bytes went out: exit status 1 then says to discard them (use set -o pipefail)")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err
 		}
+		if *out == "" && flagSet(fs, "o") {
+			return usagef("-o needs a file name, a directory, or - for stdout")
+		}
 		if *out == "-" {
 			if f, ok := m.Stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				return usagef("refusing to write a binary archive to a terminal: redirect stdout or use -o FILE")
+			}
+		} else if *out != "" {
+			if err := checkOutput(*out); err != nil {
+				return err
 			}
 		}
 		if err := m.setup(ctx); err != nil {
@@ -48,6 +58,8 @@ var downloadCommand = command{
 		path := *out
 		if path == "" {
 			path = man.ID + ".dump"
+		} else if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			path = filepath.Join(path, man.ID+".dump")
 		}
 		n, err := downloadFile(ctx, m.store, man, path)
 		if err != nil {
@@ -59,18 +71,46 @@ var downloadCommand = command{
 	},
 }
 
+// checkOutput refuses an -o that cannot work before anything is read from
+// storage: a directory that does not exist, or something other than a
+// regular file or a directory (renaming over /dev/null would replace the
+// device with the archive).
+func checkOutput(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil && !fi.Mode().IsRegular():
+		return usagef("-o %s is not a regular file or a directory; to send the archive there use -o - > %s", path, path)
+	case err == nil:
+		return nil // replaced once the download is verified
+	case strings.HasSuffix(path, string(filepath.Separator)):
+		return usagef("-o %s: no such directory", path)
+	}
+	dir := filepath.Dir(path)
+	switch di, err := os.Stat(dir); {
+	case err != nil && errors.Is(err, fs.ErrNotExist):
+		return usagef("-o %s: directory %s does not exist", path, dir)
+	case err == nil && !di.IsDir():
+		return usagef("-o %s: %s is not a directory", path, dir)
+	}
+	return nil
+}
+
 // downloadFile writes the archive to a temporary file next to path and
 // renames it into place only once its checksums matched: path is either
 // absent or a verified archive, never a partial one.
 func downloadFile(ctx context.Context, st storage.Store, man storage.Manifest, path string) (int64, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
+	dir, base := filepath.Dir(path), filepath.Base(path)
 	// 0600 (CreateTemp's mode): the archive holds the whole database.
 	f, err := os.CreateTemp(dir, "."+base+".partial-*")
 	if err != nil {
-		return 0, fmt.Errorf("download %s: %w", man.ID, err)
+		// The temporary name means nothing to the user: name the directory.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return 0, fmt.Errorf("download %s: cannot create a file in %s to write %s: %w", man.ID, dir, path, err)
 	}
 	done := false
 	defer func() {
@@ -90,7 +130,11 @@ func downloadFile(ctx context.Context, st storage.Store, man storage.Manifest, p
 		return n, fmt.Errorf("download %s: %w", man.ID, err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
-		return n, fmt.Errorf("download %s: %w", man.ID, err)
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			err = le.Err
+		}
+		return n, fmt.Errorf("download %s: put the verified archive at %s: %w", man.ID, path, err)
 	}
 	done = true
 	return n, nil

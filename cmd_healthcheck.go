@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -36,6 +38,9 @@ var healthcheckCommand = command{
 		timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 		if _, err := m.parseFlags(fs, args, 0); err != nil {
 			return err
+		}
+		if *timeout <= 0 {
+			return usagef("--timeout %s: want a positive duration such as 5s", *timeout)
 		}
 		path := "/healthz"
 		if *live {
@@ -104,7 +109,14 @@ func probe(ctx context.Context, w io.Writer, u string, timeout time.Duration) er
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		if ctx.Err() == context.DeadlineExceeded {
+			return fmt.Errorf("GET %s: no answer within %s (--timeout)", u, timeout)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // not `Get "URL": ...`: the URL once, as below
+		}
+		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))

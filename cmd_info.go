@@ -97,10 +97,41 @@ func (m *Main) resolve(ctx context.Context, pos []string) (storage.Manifest, err
 		return storage.Manifest{}, usagef("%q is not a backup id (they look like 20261125-020000-k3f9; try `pgbackups list`), nor latest", ref)
 	}
 	man, err := m.catalog().Resolve(ctx, ref)
-	if errors.Is(err, storage.ErrNoBackups) {
+	switch {
+	case errors.Is(err, storage.ErrNoBackups):
 		return man, fmt.Errorf("no completed backup in %s; `pgbackups list --all` shows failed ones, `pgbackups capture` takes one", m.root())
+	case errors.Is(err, storage.ErrNotFound) && ref != "latest":
+		return man, m.noSuchBackup(ctx, ref)
 	}
 	return man, err
+}
+
+// noSuchBackup says that id is not stored, with the stored id it was
+// likely meant to be (a typo in the random suffix, or the same second).
+func (m *Main) noSuchBackup(ctx context.Context, id string) error {
+	hint := ""
+	// One listing, no manifest read: this is an error path, and on S3
+	// every manifest is a request.
+	if objs, err := m.catalog().Store.List(ctx, ""); err == nil {
+		var ids []string
+		seen := map[string]bool{}
+		for _, o := range objs {
+			if other, _, ok := strings.Cut(o.Key, "/"); ok && storage.ValidID(other) && !seen[other] {
+				seen[other] = true
+				ids = append(ids, other)
+			}
+		}
+		near := closest(id, ids)
+		for _, other := range ids {
+			if near == "" && len(id) > 15 && len(other) > 15 && other[:15] == id[:15] {
+				near = other // taken in the same second
+			}
+		}
+		if near != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", near)
+		}
+	}
+	return fmt.Errorf("backup %s: no such backup in %s%s; `pgbackups list --all` shows the ids stored", id, m.root(), hint)
 }
 
 // location names a key the way the operator knows the store; "" for "".

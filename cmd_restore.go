@@ -21,13 +21,13 @@ var restoreCommand = command{
 	summary: "restore a backup into a database, streaming it into pg_restore",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
-		to := fs.String("to", "", "the database to restore into (URL or key=value DSN; it must exist). Its password may come from PGPASSWORD or ~/.pgpass instead, which keeps it out of the process list")
-		confirm := fs.String("confirm", "", "the target database's name, repeated: restore replaces what it holds")
+		to := fs.String("to", "", "the database to restore into: a `DATABASE_URL` or key=value DSN naming a database that exists. Its password may come from PGPASSWORD or ~/.pgpass instead, which keeps it out of the process list")
+		confirm := fs.String("confirm", "", "the target database's name (`DBNAME`), repeated: restore replaces what it holds")
 		clean := fs.Bool("clean", false, "drop the backup's objects in the target before recreating them (pg_restore --clean --if-exists)")
 		noOwner := fs.Bool("no-owner", false, "do not restore ownership: everything belongs to the restoring role (needed when the backup's roles do not exist there)")
 		noACL := fs.Bool("no-acl", false, "do not restore privileges (GRANT/REVOKE)")
 		noTablespaces := fs.Bool("no-tablespaces", false, "do not restore tablespace assignments: everything goes into the target's default tablespace (needed when the backup's tablespaces do not exist there); with --with-globals they are not created either")
-		jobs := fs.Int("jobs", 1, "restore with N parallel jobs; needs the archive as a file, decompressed to a temporary file first")
+		jobs := fs.Int("jobs", 1, "restore with `N` parallel jobs; needs the archive as a file, decompressed to a temporary file first")
 		withGlobals := fs.Bool("with-globals", false, "first create the backup's roles and tablespaces in the target cluster (an existing role keeps its password and attributes; the backup's settings, memberships and comments are applied to it)")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
@@ -174,12 +174,17 @@ var verifyCommand = command{
 	summary: "re-read a backup: checksums, pg_restore --list, row counts; optionally restore it into a scratch database",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
-		restoreTo := fs.String("restore-to", "", "an empty scratch database to restore into (without owners, grants or tablespaces; roles named in row-level security policies must exist there) and count rows in")
+		restoreTo := fs.String("restore-to", "", "the `DATABASE_URL` of an empty scratch database to restore into (without owners, grants or tablespaces; roles named in row-level security policies must exist there) and count rows in")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err
 		}
 		var scratch *dump.Conn
+		if *restoreTo == "" && flagSet(fs, "restore-to") {
+			// An unset variable (--restore-to "$SCRATCH_URL") must not
+			// quietly skip the restore the caller asked for.
+			return usagef("--restore-to is empty: give the DATABASE_URL of an empty scratch database, or leave the flag out to skip the restore")
+		}
 		if *restoreTo != "" {
 			c, err := m.target("--restore-to", *restoreTo)
 			if err != nil {

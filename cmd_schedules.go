@@ -21,8 +21,8 @@ var schedulesCommand = command{
 	summary: "show PGBACKUPS_SCHEDULE (or SPEC) parsed: its time zone and next run times",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
-		n := fs.Int("next", 5, "how many upcoming runs to list")
-		after := fs.String("after", "", "list runs after this RFC 3339 time instead of now")
+		n := fs.Int("next", 5, "how many upcoming runs to list (`N`, 0 to 1000)")
+		after := fs.String("after", "", "list runs after this RFC 3339 `TIME` (such as 2026-03-08T00:00:00-08:00) instead of now")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err

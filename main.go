@@ -20,20 +20,22 @@ var (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// The first SIGINT or SIGTERM cancels ctx with an interrupted cause, so
+	// Run can tell an interrupted command (exit 128+signal) from a failed
+	// one. signal.NotifyContext's own cause names the signal only in text.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
+		s := <-sigs
+		cancel(interrupted{s.(syscall.Signal)})
 		// After the first signal cancels ctx, a second one exits at once.
 		// Nothing partial becomes visible: an unfinished multipart upload is
 		// invisible, a temporary file is never listed, and pg_dump dies with
-		// us (Pdeathsig).
-		<-ctx.Done()
-		// Listened for before stop() restores the default action, which
-		// would otherwise kill us without removing the passfiles.
-		again := make(chan os.Signal, 1)
-		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
-		stop()
-		<-again
+		// us (Pdeathsig). The signals stay caught: the default action would
+		// kill us without removing the passfiles.
+		<-sigs
 		fmt.Fprintln(os.Stderr, "pgbackups: second signal, exiting now")
 		// os.Exit skips deferred calls: the passfiles handed to children
 		// (which hold the password) and a restore's temporary archive would
