@@ -69,6 +69,15 @@ func Redact(err error, c Conn) string {
 // Preflight connects, reads the server version and database size, and
 // fails clearly when the database cannot be reached.
 func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	failed := func(err error) (ServerInfo, error) {
+		if ctx.Err() != nil && parent.Err() == nil {
+			return ServerInfo{}, fmt.Errorf("pre-flight on %s: no answer within %s: the server, or the network to it, stopped responding", c, preflightTimeout)
+		}
+		return ServerInfo{}, fmt.Errorf("pre-flight on %s: %s", c, Redact(err, c))
+	}
 	conn, err := Connect(ctx, c)
 	if err != nil {
 		return ServerInfo{}, err
@@ -81,7 +90,7 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		pg_database_size(current_database()),
 		pg_is_in_recovery()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery)
 	if err != nil {
-		return ServerInfo{}, fmt.Errorf("pre-flight on %s: %s", c, Redact(err, c))
+		return failed(err)
 	}
 	// Best effort: it tells two clusters' same-named databases apart.
 	if s.VersionNum >= 90600 {
@@ -89,8 +98,15 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		if err := conn.QueryRow(ctx, `SELECT system_identifier FROM pg_control_system()`).Scan(&id); err == nil {
 			s.SystemID = strconv.FormatInt(id, 10)
 		} else if ctx.Err() != nil {
-			return ServerInfo{}, fmt.Errorf("pre-flight on %s: %s", c, Redact(err, c))
+			return failed(err)
 		}
 	}
 	return s, nil
 }
+
+// preflightTimeout bounds pre-flight as a whole. Connecting has its own
+// bound (Connect); this one is for a server, or a network path, that goes
+// silent once connected, which would otherwise hold the run until TCP
+// keepalives give up, most of an hour later. pg_database_size of a
+// database with very many files takes seconds, not minutes.
+var preflightTimeout = 2 * time.Minute
