@@ -33,7 +33,7 @@ var listCommand = command{
 		// and manifests that cannot be read, which may be good backups'
 		// and are never left out without a word.
 		var rows []storage.Entry
-		var ms []storage.Manifest
+		var ms []listRow
 		var hidden []string // failed backups left out, newest first
 		for _, e := range entries {
 			switch {
@@ -43,7 +43,11 @@ var listCommand = command{
 				if e.Damaged != nil {
 					fmt.Fprintf(m.Stderr, "warning: backup %s: %v; it cannot be restored, and retention does not count it as a good backup\n", e.ID, e.Damaged)
 				}
-				ms = append(ms, *e.Manifest)
+				row := listRow{Manifest: *e.Manifest}
+				if e.Damaged != nil {
+					row.Problems = []string{e.Damaged.Error()}
+				}
+				ms = append(ms, row)
 			default:
 				if e.Manifest != nil {
 					hidden = append(hidden, e.ID)
@@ -60,7 +64,7 @@ var listCommand = command{
 		}
 		if *asJSON {
 			if ms == nil {
-				ms = []storage.Manifest{}
+				ms = []listRow{}
 			}
 			enc := json.NewEncoder(m.Stdout)
 			enc.SetIndent("", "  ")
@@ -94,4 +98,12 @@ var listCommand = command{
 		}
 		return tw.Flush()
 	},
+}
+
+// listRow is a manifest as list --json shows it: with the problems
+// storage's listing shows (a data object missing or cut short), so a script
+// choosing a backup from it can leave a damaged one alone, as restore does.
+type listRow struct {
+	storage.Manifest
+	Problems []string `json:"problems,omitempty"`
 }

@@ -224,6 +224,16 @@ func TestCorruptDataObject(t *testing.T) {
 				!strings.Contains(r.stderr, "backup "+id+": damaged: its data object "+key) || !strings.Contains(r.stderr, c.want) {
 				t.Errorf("list: exit %d, want %s damaged (%q) and %s completed\n%s%s", r.code, id, c.want, f.old.ID, r.stdout, r.stderr)
 			}
+			// list --json: a script choosing a backup sees the damage.
+			r = run(t, env, "list", "--json")
+			var rows []struct {
+				ID       string   `json:"id"`
+				Problems []string `json:"problems"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 2 || rows[0].ID != id ||
+				len(rows[0].Problems) != 1 || !strings.Contains(rows[0].Problems[0], c.want) || len(rows[1].Problems) != 0 {
+				t.Errorf("list --json: %v, want %s with its problem (%q) and %s without\n%s", err, id, c.want, f.old.ID, r.stdout)
+			}
 			r = run(t, env, "info", id)
 			if r.code != 0 || !strings.Contains(r.stdout, "Problem:") || !strings.Contains(r.stdout, c.want) {
 				t.Errorf("info: exit %d, want the damage shown (%q)\n%s%s", r.code, c.want, r.stdout, r.stderr)
@@ -568,8 +578,11 @@ func TestRestoreTellsDamageFromRestoreErrors(t *testing.T) {
 		target := f.pg.CreateDB(t)
 		f.pg.Exec(t, target, `CREATE SCHEMA app`) // no relation: the restore starts, and stops at CREATE SCHEMA
 		r := run(t, f.env(f.pristine), "restore", f.new.ID, "--to", f.pg.URL(target), "--confirm", target)
-		if r.code != exitFailure || !strings.Contains(r.stderr, "already exists") || strings.Contains(r.stderr, "does not match its manifest") {
-			t.Errorf("restore: exit %d, want pg_restore's error and no damage claimed\n%s", r.code, r.stderr)
+		// Not read to its end first (a large backup would keep the answer
+		// waiting): verify is suggested instead.
+		if r.code != exitFailure || !strings.Contains(r.stderr, "already exists") || strings.Contains(r.stderr, "does not match its manifest") ||
+			!strings.Contains(r.stderr, "run `pgbackups verify "+f.new.ID+"`") || strings.Contains(r.stderr, "reading the rest of the backup") {
+			t.Errorf("restore: exit %d, want pg_restore's error, no damage claimed, verify suggested and the rest not read\n%s", r.code, r.stderr)
 		}
 	})
 }

@@ -174,15 +174,14 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 
 	// Row counts come from the archive as it streams by (see counts.go).
 	scan := startArchiveScan()
-	dumpStart := time.Now() // the server's clock, not o.Now, is what whyLost compares
 	res, err := streamDump(ctx, o, pgDump, m.ID, info.SizeBytes, scan)
 	var lost *connLostError
 	if errors.As(err, &lost) && ctx.Err() == nil {
-		dc := o.Conn
-		if o.DumpConn != nil {
-			dc = *o.DumpConn
+		dc, started := o.Conn, info.Started
+		if standby != nil {
+			dc, started = *o.DumpConn, standby.info.Started
 		}
-		err = fmt.Errorf("%w (%s)", err, whyLost(ctx, dc, dumpStart))
+		err = fmt.Errorf("%w (%s)", err, whyLost(ctx, dc, started))
 	}
 	if err != nil && standby != nil {
 		err = standby.explain(ctx, err)
@@ -614,7 +613,8 @@ func (e *connLostError) Unwrap() error { return e.err }
 // when the connection ends: a session terminated (FATAL: terminating
 // connection due to administrator command, ... idle-session timeout, ...
 // conflict with recovery), a server gone (server closed the connection
-// unexpectedly), or none to connect to.
+// unexpectedly). Not a pg_dump that could not connect at all ("connection
+// to server at ... failed: too many clients"): that is no lost session.
 var connLostSigns = []string{
 	"terminating connection",
 	"server closed the connection unexpectedly",
@@ -622,7 +622,6 @@ var connLostSigns = []string{
 	"could not send data to server",
 	"SSL SYSCALL error",
 	"no connection to the server",
-	"connection to server",
 }
 
 // lostConnection marks err as a lost connection when pg_dump's stderr says so.
@@ -638,7 +637,9 @@ func lostConnection(err error, stderr string) error {
 // whyLost looks at the server pg_dump lost its connection to and says
 // what most likely happened: pg_dump's stderr shows only the end of its
 // session, the same for a shutdown, a restart and pg_terminate_backend.
-func whyLost(ctx context.Context, c Conn, dumpStart time.Time) string {
+// started is the server's start time read before the dump (its own clock,
+// so no two hosts' clocks are compared).
+func whyLost(ctx context.Context, c Conn, started time.Time) string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// A restart takes a moment: ask again for a few seconds before calling
@@ -659,7 +660,7 @@ func whyLost(ctx context.Context, c Conn, dumpStart time.Time) string {
 	if err := pc.QueryRow(ctx, `SELECT pg_postmaster_start_time()`).Scan(&up); err != nil {
 		return "pg_dump lost its connection to the server"
 	}
-	if up.After(dumpStart) {
+	if up.After(started) {
 		return fmt.Sprintf("pg_dump lost its connection: the server restarted during the dump, and is up again since %s", up.UTC().Format(time.RFC3339))
 	}
 	return fmt.Sprintf("pg_dump lost its connection, but the server has been up since %s, before the dump began: its session was ended (pg_terminate_backend, a session timeout, the server recovering from a crashed backend, or, on a standby, a recovery conflict)", up.UTC().Format(time.RFC3339))

@@ -23,6 +23,9 @@ type ServerInfo struct {
 	// shared by its physical replicas and kept across failover; empty
 	// where the server does not say (before 9.6, or not permitted).
 	SystemID string
+	// Started is when the server last started (pg_postmaster_start_time):
+	// a later reading means it restarted since.
+	Started time.Time
 }
 
 // Major is the server's major version (15 for 150018, 9 for 90624: dumping
@@ -88,7 +91,7 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		current_setting('server_version'),
 		current_setting('server_version_num')::int,
 		pg_database_size(current_database()),
-		pg_is_in_recovery()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery)
+		pg_is_in_recovery(), pg_postmaster_start_time()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery, &s.Started)
 	if err != nil {
 		return failed(err)
 	}

@@ -217,10 +217,16 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		listed.GlobalsKey = "" // not read: a restore without them works
 	}
 	if err := (storage.Catalog{Store: o.Store}).Damage(ctx, listed); err != nil {
-		if errors.Is(err, storage.ErrDamaged) {
+		switch {
+		case errors.Is(err, storage.ErrDamaged):
 			return unchanged(fmt.Errorf("%w: %w", ErrCorrupt, err))
+		case ctx.Err() != nil:
+			return fail(err)
 		}
-		return fail(err)
+		// A role allowed to read objects but not to list them (no
+		// s3:ListBucket) restores as it always did: the checksums still
+		// prove what is read.
+		log.Warn("could not list the backup's objects to check them before restoring; going on, the checksums check what is read", "backup", m.ID, "err", err)
 	}
 	var globals []byte
 	if o.WithGlobals {
@@ -437,17 +443,24 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 		return sum, fmt.Errorf("%w (pg_restore was stopped; the target database may be partly restored)", readErr)
 	case waitErr != nil:
 		failed := partly(childError("pg_restore", waitErr, stderr))
-		if writeErr != nil {
+		switch {
+		case writeErr != nil && mayBeDamage(stderr.String()):
 			// pg_restore stopped before the end of the archive. Damage
 			// that still decompresses (zstd checks its frame's checksum
 			// only at the end) reaches pg_restore as nonsense, and it fails
 			// on it first ("out of memory" for a length gone wrong, a COPY
 			// row that does not parse): read the rest, so that the
 			// checksums tell a damaged backup from a failing restore.
-			log.Warn("pg_restore failed before the end of the archive: reading the rest of the backup to check its checksums (interrupt to skip the check)", "backup", o.Manifest.ID, "err", failed)
+			log.Warn("pg_restore failed before the end of the archive on what may be damage: reading the rest of the backup to check its checksums (interrupt to skip the check)", "backup", o.Manifest.ID, "err", failed)
 			if err := finish(ctx, br); errors.Is(err, ErrCorrupt) {
 				return sum, fmt.Errorf("%w (pg_restore failed on the damaged archive first, %v)", err, failed)
 			}
+		case writeErr != nil:
+			// A statement the server refused (a missing role, an object
+			// that exists): the restore's problem, found early. Reading
+			// the rest of a large backup first would keep the answer
+			// waiting for hours.
+			failed = fmt.Errorf("%w; to check the backup itself, run `pgbackups verify %s`", failed, o.Manifest.ID)
 		}
 		return sum, failed
 	case writeErr != nil:
@@ -456,6 +469,24 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 		return sum, finish(ctx, br)
 	}
 	return sum, nil
+}
+
+// mayBeDamage reports whether pg_restore's stderr may show a damaged
+// archive rather than a statement the server refused for what it says (a
+// missing role, an object that exists), which pg_restore reports as
+// "could not execute query". Anything else may be damage: pg_restore's own
+// complaints about its input, a COPY whose rows do not parse, a statement
+// that is not SQL.
+func mayBeDamage(stderr string) bool {
+	if !strings.Contains(stderr, "could not execute query") {
+		return true
+	}
+	for _, sign := range []string{"COPY failed", "syntax error", "invalid byte sequence"} {
+		if strings.Contains(stderr, sign) {
+			return true
+		}
+	}
+	return false
 }
 
 // finish reads what is left of br and checks it.

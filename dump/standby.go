@@ -26,7 +26,7 @@ func checkStandby(ctx context.Context, primary Conn, pinfo ServerInfo, dc Conn, 
 	defer sc.Close(context.WithoutCancel(ctx))
 	var s ServerInfo
 	err = sc.QueryRow(ctx, `SELECT current_database(), current_setting('server_version'),
-		current_setting('server_version_num')::int, pg_is_in_recovery()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.InRecovery)
+		current_setting('server_version_num')::int, pg_is_in_recovery(), pg_postmaster_start_time()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.InRecovery, &s.Started)
 	if err != nil {
 		return nil, fmt.Errorf("standby: pre-flight on %s: %s", dc, Redact(err, dc))
 	}

@@ -235,6 +235,14 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, erro
 		if err != nil {
 			return err
 		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			// An object moved elsewhere and linked back (a big dump on
+			// another disk): its size is what Get reads, the target's. A
+			// dangling link keeps the link's own, and shows as damage.
+			if target, err := os.Stat(p); err == nil {
+				info = target
+			}
+		}
 		objs = append(objs, storage.Object{Key: key, Size: info.Size(), Modified: info.ModTime()})
 		return nil
 	})

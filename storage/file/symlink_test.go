@@ -52,3 +52,37 @@ func TestDeleteLeavesSymlinkTargetsWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestListSymlinkedObjectSize: an object moved elsewhere and linked back is
+// listed at the size Get reads (its target's), so the backup is not taken
+// for damaged (its manifest's stored_bytes against the link's own few
+// bytes); a dangling link is listed at the link's size, so it is.
+func TestListSymlinkedObjectSize(t *testing.T) {
+	ctx := context.Background()
+	st, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := storage.NewID(time.Now())
+	content := bytes.Repeat([]byte("moved "), 10000)
+	outside := filepath.Join(t.TempDir(), "moved.dump.zst")
+	if err := os.WriteFile(outside, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(st.Root, filepath.FromSlash(storage.DataKey(id)))
+	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := st.List(ctx, id+"/")
+	if err != nil || len(objs) != 1 || objs[0].Size != int64(len(content)) {
+		t.Fatalf("List of a symlinked object: %+v, %v; want one object of %d bytes", objs, err, len(content))
+	}
+	os.Remove(outside)
+	objs, err = st.List(ctx, id+"/")
+	if err != nil || len(objs) != 1 || objs[0].Size == int64(len(content)) {
+		t.Fatalf("List of a dangling symlink: %+v, %v; want it listed, not at the gone target's size", objs, err)
+	}
+}
