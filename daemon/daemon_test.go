@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -570,24 +573,31 @@ func (f *failingCapture) count() int {
 }
 
 // TestRetriesStopBeforeNextRun runs a scheduled run whose backups keep
-// failing, one second before the next scheduled run, with a 200ms first
-// pause: retries at +200ms and +600ms fit, the one at +1400ms does not.
+// failing, a second and a half before the next scheduled run, with a
+// 250ms first pause: retries at +250ms and +750ms fit, the one at +1750ms
+// does not. The margins suit a loaded machine: the retry due at +250ms is
+// still made if it starts up to 750ms late, and the run may take a second
+// more than its 750ms before it counts as having slept the pause it
+// should not.
 func TestRetriesStopBeforeNextRun(t *testing.T) {
-	base := time.Date(2026, 3, 1, 2, 0, 59, 0, time.UTC) // next run: 02:01:00
+	const backoff = 250 * time.Millisecond
+	base := time.Date(2026, 3, 1, 2, 0, 58, 5e8, time.UTC) // next run: 02:01:00
 	fc := &failingCapture{fails: 100}
 	d, logs := newDaemon(t, Options{
 		Schedule: mustParse(t, "0 * * * * *"),
 		Capture:  fc.capture,
-		Retry:    Retry{Max: 10, Backoff: 200 * time.Millisecond},
+		Retry:    Retry{Max: 10, Backoff: backoff},
 		Now:      runningClock(base),
 	})
 	ctx := context.Background()
 	start := time.Now()
 	d.runScheduled(ctx, ctx, d.now())
 	if n := fc.count(); n != 3 {
-		t.Errorf("%d attempts, want 3 (0, +200ms, +600ms)\n%s", n, logs)
+		t.Errorf("%d attempts, want 3 (0, +250ms, +750ms)\n%s", n, logs)
 	}
-	if took := time.Since(start); took > 900*time.Millisecond {
+	// Timers never fire early: a run that slept the third pause (4 x
+	// backoff) after the third attempt took at least 1750ms.
+	if took := time.Since(start); took >= 7*backoff {
 		t.Errorf("run took %s: it waited for a retry it should not make", took)
 	}
 	if !strings.Contains(logs.String(), "would run into the next scheduled run") {
@@ -676,8 +686,11 @@ func TestSkippedRun(t *testing.T) {
 		m := manifest("20260301-020000-hold", time.Now(), time.Second)
 		published.Store(&m)
 	}()
-	ctx := context.Background()
-	d.runScheduled(ctx, ctx, tick)
+	// Without the holder's backup seen, the run would follow storage until
+	// the next midnight: stopping after ten seconds bounds the test.
+	stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d.runScheduled(stop, context.Background(), tick)
 	if fc.count() != 0 || lock.calls.Load() < 1 {
 		t.Errorf("capture called %d times, lock %d; want 0 and at least 1", fc.count(), lock.calls.Load())
 	}
@@ -850,7 +863,15 @@ func TestSkippedRunFollowLimits(t *testing.T) {
 				FollowInterval: 20 * time.Millisecond,
 				Now:            runningClock(tc.tick),
 			})
-			stop, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			// A backup that counts ends the run at the first look (after
+			// 20ms), so ten seconds only bound a hang; one that must not
+			// count is looked at some fifteen times in 300ms, and is
+			// taken at the first look if it is taken at all.
+			timeout := 300 * time.Millisecond
+			if tc.counts {
+				timeout = 10 * time.Second
+			}
+			stop, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			d.runScheduled(stop, context.Background(), tc.tick)
 			s := d.state.lastSuccess()
@@ -1031,8 +1052,15 @@ func TestRunShutdown(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatalf("no backup started in 5s\n%s", logs)
 			}
-			time.Sleep(150 * time.Millisecond) // let progress be logged
-			if m := scrape(t, d.Handler()); m["pgbackups_backup_in_progress"] != 1 || m["pgbackups_current_backup_bytes"] != 777 {
+			// Let the capture count its bytes and progress be logged.
+			var m map[string]float64
+			if !within(10*time.Second, func() bool {
+				m = scrape(t, d.Handler())
+				return m["pgbackups_current_backup_bytes"] == 777 && strings.Contains(logs.String(), "backup in progress")
+			}) {
+				t.Errorf("no progress line, or no bytes counted, 10s into the backup\n%s", logs)
+			}
+			if m["pgbackups_backup_in_progress"] != 1 || m["pgbackups_current_backup_bytes"] != 777 {
 				t.Errorf("mid-backup metrics: in_progress %v, bytes %v", m["pgbackups_backup_in_progress"], m["pgbackups_current_backup_bytes"])
 			}
 			if _, body := getHealth(t, d.Handler()); body.Running == nil || body.Running.Bytes != 777 {
@@ -1041,7 +1069,12 @@ func TestRunShutdown(t *testing.T) {
 			stopAt := time.Now()
 			cancel()
 			if !tc.wantAbort {
-				time.Sleep(100 * time.Millisecond) // the signal lands mid-backup
+				// The backup ends only once the shutdown waits for it.
+				if !within(10*time.Second, func() bool {
+					return strings.Contains(logs.String(), "waiting for the scheduled run in progress to finish")
+				}) {
+					t.Errorf("the shutdown does not wait for the backup in progress\n%s", logs)
+				}
 				close(release)
 			}
 			select {
@@ -1089,20 +1122,23 @@ func contains(list []string, s string) bool {
 }
 
 func TestRunWithoutScheduleServesHealth(t *testing.T) {
-	port := freePort(t)
-	d, logs := newDaemon(t, Options{HTTPAddr: "127.0.0.1:" + port})
+	d, logs := newDaemon(t, Options{HTTPAddr: "127.0.0.1:0"})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	resp := waitHTTP(t, "http://127.0.0.1:"+port+"/healthz")
+	base := "http://" + servingAddr(t, logs)
+	resp := waitHTTP(t, base+"/healthz")
 	var body Health
 	json.NewDecoder(resp.Body).Decode(&body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || body.Status != StatusOK {
 		t.Errorf("/healthz %d %+v", resp.StatusCode, body)
 	}
-	if r, err := http.Get("http://127.0.0.1:" + port + "/nope"); err != nil || r.StatusCode != 404 {
+	if r, err := http.Get(base + "/nope"); err != nil || r.StatusCode != 404 {
 		t.Errorf("unknown path: %v %v", r, err)
+	} else {
+		r.Body.Close()
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -1126,8 +1162,43 @@ func TestRunListenError(t *testing.T) {
 	}
 }
 
+// servingAddr waits for the log line of a daemon's Run saying where it
+// serves, and returns that address: a daemon given 127.0.0.1:0 listens on
+// a port of the kernel's choosing, which no other process can take first.
+func servingAddr(t *testing.T, logs *logBuffer) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="serving /healthz and /metrics".* addr=(\S+)`)
+	var addr string
+	if !within(10*time.Second, func() bool {
+		m := re.FindStringSubmatch(logs.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	}) {
+		t.Fatalf("the daemon did not say where it serves in 10s\n%s", logs)
+	}
+	return addr
+}
+
+// freePort returns a port on 127.0.0.1 free a moment ago, for a test that
+// needs the port before the daemon listens (prefer 127.0.0.1:0 and
+// servingAddr). It is taken below the kernel's ephemeral range where it
+// can: a port the kernel hands out (to a listener on port 0, or to an
+// outgoing connection of a test running beside this one) could be taken
+// again before the daemon listens on it; one outside that range only by a
+// process asking for it by number.
 func freePort(t *testing.T) string {
 	t.Helper()
+	if low := ephemeralLow(); low > 10000 {
+		for range 100 {
+			port := strconv.Itoa(10000 + rand.IntN(low-10000))
+			if ln, err := net.Listen("tcp", "127.0.0.1:"+port); err == nil {
+				ln.Close()
+				return port
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1135,6 +1206,31 @@ func freePort(t *testing.T) string {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
+}
+
+// ephemeralLow is the lowest port of Linux's ephemeral range, 0 if unknown.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, _ := strconv.Atoi(f[0])
+	return low
+}
+
+// within polls cond every 10ms until it holds or d has passed, and reports
+// whether it held.
+func within(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 func waitHTTP(t *testing.T, url string) *http.Response {
@@ -1192,7 +1288,7 @@ func TestNotifications(t *testing.T) {
 
 	var pings []string
 	var events []Event
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(30 * time.Second) // two runs a second apart: about two seconds
 	for len(events) < 2 || len(pings) < 4 {
 		select {
 		case h := <-hits:
@@ -1210,7 +1306,7 @@ func TestNotifications(t *testing.T) {
 				events = append(events, ev)
 			}
 		case <-timeout:
-			t.Fatalf("got pings %q and %d events in 10s\n%s", pings, len(events), logs)
+			t.Fatalf("got pings %q and %d events in 30s\n%s", pings, len(events), logs)
 		}
 	}
 	cancel()
@@ -1269,7 +1365,10 @@ func TestNotificationsNeverBlock(t *testing.T) {
 	for range 5 {
 		d.runScheduled(ctx, ctx, d.now())
 	}
-	if took := time.Since(start); took > time.Second {
+	// A backup that waited for the endpoint would wait for it to time out
+	// (notifyTimeout); half of that for all five leaves a loaded machine
+	// time enough.
+	if took := time.Since(start); took > notifyTimeout/2 {
 		t.Errorf("5 backups took %s with a hanging webhook", took)
 	}
 	if fc.count() != 5 {

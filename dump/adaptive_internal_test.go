@@ -35,15 +35,23 @@ func TestAdaptiveController(t *testing.T) {
 		}
 	}
 	// From the floor to unlimited in slow start and back: bounded number
-	// of steps.
+	// of steps. The loops stop after a thousand, so a controller that
+	// never gets there fails here rather than spin until go test's timeout.
+	const never = 1000
 	c := &control{a: a}
 	cur, up := a.Floor, 0
-	for cur != 0 {
+	for cur != 0 && up < never {
 		cur, up = c.next(cur, cur, 0, 0), up+1 // the dump keeps up with the limit
 	}
+	if cur != 0 {
+		t.Fatalf("not unlimited after %d idle Intervals of slow start from the floor: %d B/s", up, cur)
+	}
 	down := 0
-	for cur != a.Floor {
+	for cur != a.Floor && down < never {
 		cur, down = c.next(cur, 0, 5, 0), down+1
+	}
+	if cur != a.Floor {
+		t.Fatalf("not at the floor after %d busy Intervals from unlimited: %d B/s", down, cur)
 	}
 	if up > 10 || down > 12 {
 		t.Errorf("floor to unlimited in %d steps, back in %d; want at most 10 and 12", up, down)
@@ -97,18 +105,24 @@ func TestAdaptiveController(t *testing.T) {
 	c = &control{a: b}
 	cur = c.next(b.Start, b.Start, 3, 0)
 	steps, at8 := 0, 0
-	for cur < 32*M {
+	for cur < 32*M && cur != 0 && steps < never {
 		cur, steps = c.next(cur, cur, 0, 0), steps+1
 		if at8 == 0 && cur >= b.Start {
 			at8 = steps
 		}
 	}
+	if cur < 32*M {
+		t.Fatalf("after a busy Interval at the start rate: %d B/s after %d idle Intervals, want 32 MiB/s", cur, steps)
+	}
 	if at8 > 7 || steps > 15 || steps < 8 {
 		t.Errorf("after a busy Interval at the start rate: back to 8 MiB/s in %d Intervals, 32 MiB/s in %d; want at most 7, and 8-15", at8, steps)
 	}
 	// And growth past the peak never outpaces slow start (half per
-	// Interval), however long the probe.
-	for cur != 0 {
+	// Interval), however long the probe, and ends unlimited.
+	for probe := 0; cur != 0; probe++ {
+		if probe == never {
+			t.Fatalf("probing past the peak: %d B/s after %d idle Intervals, want unlimited", cur, probe)
+		}
 		nxt := c.next(cur, cur, 0, 0)
 		if nxt != 0 && nxt > cur+cur/2 {
 			t.Fatalf("probe from %s to %s: faster than slow start", rateString(cur), rateString(nxt))
@@ -144,20 +158,34 @@ func TestAdaptiveController(t *testing.T) {
 // once per fifty samples. Here each sample takes a tenth of an Interval
 // (fifty would take five Intervals) and the application is busy
 // throughout: a cut per Interval takes the limit to 0.7^n of the start
-// within n Intervals, a cut per fifty samples to about 0.7^(n/5).
+// within n Intervals, a cut per fifty samples to about 0.7^(n/5). The test
+// counts samples, not time: 120 of them span twelve Intervals or more (on
+// a slow machine a sample takes longer, and an Interval holds fewer), so
+// ten or more cuts; counted in samples, two.
 func TestAdaptiveSlowSamples(t *testing.T) {
 	const (
 		interval = 100 * time.Millisecond
 		slow     = interval / 10
 		start    = 1 << 20
+		samples  = 120
 	)
 	lim := NewLimiter(0)
-	busyFrom := time.Now().Add(interval + interval) // after the baseline: its Interval to settle, and Baseline
+	reached, release := make(chan struct{}), make(chan struct{})
+	busy := 0 // busy samples taken, by Watch's goroutine
 	a := &Adaptive{
 		Limiter: lim, Floor: 1 << 10, Start: start, Interval: interval, Baseline: interval,
 		sample: func(ctx context.Context) (int, error) {
-			if time.Now().Before(busyFrom) {
-				return 0, nil // an idle baseline
+			if busy == 0 && lim.Limit() != start {
+				return 0, nil // an idle baseline, until Watch sets Start at its end
+			}
+			if busy++; busy > samples {
+				// The controller has acted on the first 120: hold Watch
+				// here while the test reads the limit.
+				if busy == samples+1 {
+					close(reached)
+				}
+				<-release
+				return 0, ctx.Err()
 			}
 			select {
 			case <-ctx.Done():
@@ -170,20 +198,26 @@ func TestAdaptiveSlowSamples(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Watch(ctx, Running{ID: "slow-samples"}) }()
-	// Twelve Intervals after the baseline: with an Interval's timing (a
-	// tenth of one added by the sample that crosses its end) ten or more
-	// cuts; counted in samples, two.
-	time.Sleep(2*interval + 12*interval)
-	// Read while Watch runs: once it returns, the limit is back at Floor
-	// whatever the controller did (TestAdaptiveEndsAtFloor).
-	got := lim.Limit()
+	var got int64
+	var read bool
+	select {
+	case <-reached:
+		// Read while Watch runs: once it returns, the limit is back at
+		// Floor whatever the controller did (TestAdaptiveEndsAtFloor).
+		got, read = lim.Limit(), true
+	case <-time.After(time.Minute):
+	}
 	cancel()
+	close(release)
 	if err := <-done; err != nil {
 		t.Fatalf("Watch: %v", err)
 	}
+	if !read {
+		t.Fatalf("Watch took fewer than %d busy samples of %s in a minute", samples, slow)
+	}
 	if want := int64(start * math.Pow(0.7, 6)); got <= 0 || got > want {
-		t.Errorf("limit %s after twelve busy Intervals of slow samples; want at most %s (six cuts of 0.7): the Interval waits for its fifty samples",
-			rateString(got), rateString(want))
+		t.Errorf("limit %s after %d busy samples of a tenth of an Interval; want at most %s (six cuts of 0.7): the Interval waits for its fifty samples",
+			rateString(got), samples, rateString(want))
 	}
 }
 

@@ -47,13 +47,23 @@ func TestCaptureLowersBackend(t *testing.T) {
 		_, err := dump.Capture(context.Background(), o)
 		done <- err
 	}()
-	<-started
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("the capture ended before pg_dump's output was read: %v", err)
+	}
 	pid := dumpBackend(t, pg, db)
 	if !eventually(5*time.Second, func() bool { return niceOf(t, pid) == 7 }) {
 		t.Errorf("the dump's backend (pid %d) runs at nice %d, want 7", pid, niceOf(t, pid))
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	// A ~4 MB dump at 512 KiB/s: about eight seconds.
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("capture still running after 2 minutes")
 	}
 	if l := logs.lines("lowered the dump's server backend"); len(l) != 1 || !strings.Contains(l[0], `"nice":7`) {
 		t.Errorf("want one log line saying the backend was lowered to 7, got %q\n%s", l, logs)

@@ -249,16 +249,30 @@ func TestCaptureFailures(t *testing.T) {
 		own.SeedRich(t, odb, 50_000)
 		st := fileStore(t)
 		o := options(t, own, odb, st)
-		started := make(chan struct{})
+		started, ended := make(chan struct{}), make(chan struct{})
 		o.Throttle = slowThrottle(started)
 		stopped := make(chan error, 1)
 		go func() {
-			<-started
-			stopped <- own.Stop()
+			select {
+			case <-started:
+				stopped <- own.Stop()
+			case <-ended:
+			}
 		}()
 		m, err := dump.Capture(context.Background(), o)
-		if serr := <-stopped; serr != nil {
-			t.Fatal(serr)
+		close(ended)
+		select {
+		case <-started:
+		default:
+			t.Fatalf("the capture ended before pg_dump's output was read: %v", err)
+		}
+		select {
+		case serr := <-stopped:
+			if serr != nil {
+				t.Fatal(serr)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the server did not stop within 2 minutes")
 		}
 		if err == nil || !strings.Contains(err.Error(), "pg_dump") {
 			t.Fatalf("err = %v, want pg_dump failing as its server backend dies", err)
@@ -306,21 +320,36 @@ func TestCaptureFailures(t *testing.T) {
 		var progress atomic.Int64
 		o.Progress = &progress
 		done := captureAsync(o)
-		<-started
+		select {
+		case <-started:
+		case r := <-done:
+			t.Fatalf("the capture ended before pg_dump's output was read: %v", r.err)
+		}
 		proxy.Frozen.Store(true)
 		// Once no byte has moved for longer than the stall timeout, the
 		// backup must have been aborted: storage comes back (so recording
 		// the failure does not wait out its own timeout), and without the
-		// abort the upload would now simply complete.
-		last, since := progress.Load(), time.Now()
+		// abort the upload would now simply complete. The bytes still
+		// moving after the freeze fill the pipe and the upload's parts in
+		// seconds; two minutes bound the wait for that.
+		last, since, frozen := progress.Load(), time.Now(), time.Now()
 		for time.Since(since) < 4*time.Second {
+			if time.Since(frozen) > 2*time.Minute {
+				proxy.Frozen.Store(false)
+				t.Fatalf("the dump still moved 2 minutes after storage froze (%d bytes read): nothing holds it back", last)
+			}
 			time.Sleep(100 * time.Millisecond)
 			if n := progress.Load(); n != last {
 				last, since = n, time.Now()
 			}
 		}
 		proxy.Frozen.Store(false)
-		r := <-done
+		var r captured
+		select {
+		case r = <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("capture still running a minute after storage came back (stall timeout 2s)")
+		}
 		m, err := r.m, r.err
 		if err == nil || !strings.Contains(err.Error(), "no progress for 2s (PGBACKUPS_STALL_TIMEOUT)") {
 			t.Fatalf("err = %v, want the stall named", err)
