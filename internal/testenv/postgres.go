@@ -178,8 +178,22 @@ func startCluster(t testing.TB, extra []string) (*Postgres, error) {
 	}
 	fmt.Fprintln(hba, "host replication all 127.0.0.1/32 scram-sha-256")
 	hba.Close()
-	if err := p.Start(); err != nil {
-		return nil, err
+	// The port was free a moment ago; another process (a test binary of
+	// another package, running beside this one) may have taken it since.
+	for attempt := 1; ; attempt++ {
+		err := p.Start()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "already in use") {
+			return nil, err
+		}
+		if p.Port, err = freePort(); err != nil {
+			return nil, err
+		}
+		if err := appendConf(p.DataDir, []string{fmt.Sprintf("port = %d", p.Port)}); err != nil {
+			return nil, err
+		}
 	}
 	allPG = append(allPG, p)
 	return p, nil
