@@ -59,7 +59,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 			o.Progress = progress
 			return dump.Capture(ctx, o)
 		},
-		Prune: func(ctx context.Context) (int, error) {
+		Prune: func(ctx context.Context) (int, int, error) {
 			return prune(ctx, cat, storage.PruneOptions{
 				Policy:   policy,
 				Location: sched.Location(),
@@ -103,8 +103,9 @@ func storageLocation(st storage.Store, raw string) string {
 	return raw
 }
 
-// prune applies retention and logs what it removed.
-func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log *slog.Logger) (int, error) {
+// prune applies retention and logs what it removed and what it left alone
+// without counting it as good.
+func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log *slog.Logger) (removed, leftAlone int, err error) {
 	res, err := storage.Prune(ctx, cat, o)
 	for _, p := range res.Removed {
 		what := slog.String("backup", p.ID)
@@ -116,5 +117,5 @@ func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log
 	for _, e := range res.Unreadable {
 		log.Warn("retention left alone a backup it cannot count as good (unreadable manifest or damaged objects)", "backup", e.ID, "err", e.Err)
 	}
-	return len(res.Removed), err
+	return len(res.Removed), len(res.Unreadable), err
 }

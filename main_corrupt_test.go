@@ -625,10 +625,10 @@ func TestDaemonRetentionKeepsGoodBackups(t *testing.T) {
 	noKey := backup(1, "data", func(m *storage.Manifest) { m.DataKey = "" })
 
 	var logs bytes.Buffer
-	removed, err := prune(ctx, cat, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Location: time.UTC, Now: now, Grace: 24 * time.Hour},
+	removed, alone, err := prune(ctx, cat, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Location: time.UTC, Now: now, Grace: 24 * time.Hour},
 		slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil || removed != 0 {
-		t.Errorf("retention removed %d, err %v; want nothing removed\n%s", removed, err, logs.String())
+	if err != nil || removed != 0 || alone != 4 {
+		t.Errorf("retention removed %d and left alone %d, err %v; want nothing removed and the 4 broken backups left alone (the daemon's gauge)\n%s", removed, alone, err, logs.String())
 	}
 	for _, id := range []string{unknown, good, missing, cut, noKey} {
 		if _, err := cat.Manifest(ctx, id); err != nil && !strings.Contains(err.Error(), "unknown status") {

@@ -222,11 +222,14 @@ func (d *Daemon) retention(ctx context.Context, log *slog.Logger) {
 		ctx, cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("retention took longer than %s (PGBACKUPS_STALL_TIMEOUT): a storage endpoint that stopped answering?", t))
 		defer cancel()
 	}
-	n, err := d.opts.Prune(ctx)
+	n, alone, err := d.opts.Prune(ctx)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = fmt.Errorf("%w (%v)", cause, err)
 	}
 	d.metrics.retentionDeleted.Add(float64(n))
+	if err == nil || alone > 0 {
+		d.metrics.leftAlone.Set(float64(alone))
+	}
 	if err != nil {
 		d.metrics.retentionErrors.Inc()
 		log.Warn("retention incomplete; the next backup retries it", "removed", n, "err", err)

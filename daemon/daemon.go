@@ -45,8 +45,10 @@ type Options struct {
 	// is cancelled.
 	Capture func(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error)
 	// Prune applies retention after each successful backup, while the lock
-	// is still held; it returns how much it removed. Nil: no retention.
-	Prune func(ctx context.Context) (removed int, err error)
+	// is still held; it returns how much it removed, and how many backups
+	// it left alone without counting them as good (unreadable or damaged).
+	// Nil: no retention.
+	Prune func(ctx context.Context) (removed, leftAlone int, err error)
 	// RetentionTimeout bounds Prune (PGBACKUPS_STALL_TIMEOUT): it runs
 	// under the backup lock, and a storage endpoint that stops answering
 	// must not hold the lock, and the run, for ever. 0: no bound.

@@ -1505,9 +1505,9 @@ func TestRetentionIsBounded(t *testing.T) {
 		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
 			return manifest("20260301-000000-good", now(), 10*time.Millisecond), nil
 		},
-		Prune: func(ctx context.Context) (int, error) {
+		Prune: func(ctx context.Context) (int, int, error) {
 			<-ctx.Done() // a List that never answers
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		},
 		RetentionTimeout: 100 * time.Millisecond,
 		Lock:             &heldLock{heldFor: -1},

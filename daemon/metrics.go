@@ -33,6 +33,7 @@ type metrics struct {
 	inProgress       prometheus.Gauge
 	retentionDeleted prometheus.Counter
 	retentionErrors  prometheus.Counter
+	leftAlone        prometheus.Gauge
 	blockingAborts   prometheus.Counter
 }
 
@@ -84,6 +85,10 @@ func newMetrics(d *Daemon) *metrics {
 			Name: "pgbackups_retention_errors_total",
 			Help: "Retention runs that did not complete.",
 		}),
+		leftAlone: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgbackups_retention_left_alone",
+			Help: "Backups the last retention pass left alone and did not count as good: a manifest it cannot read, or objects storage lists as missing or cut short. They take space until someone looks (pgbackups list) and deletes them.",
+		}),
 		blockingAborts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgbackups_blocking_aborts_total",
 			Help: "Backups stopped because they blocked other sessions (PGBACKUPS_ON_BLOCKING=abort).",
@@ -95,7 +100,7 @@ func newMetrics(d *Daemon) *metrics {
 	reg.MustRegister(
 		m.lastSuccess, m.lastFailure, m.lastDuration, m.lastDumpBytes, m.lastStoredBytes,
 		m.databaseBytes, m.overLogicalLimit, m.backups, m.inProgress,
-		m.retentionDeleted, m.retentionErrors, m.blockingAborts,
+		m.retentionDeleted, m.retentionErrors, m.leftAlone, m.blockingAborts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pgbackups_current_backup_bytes",
 			Help: "Uncompressed dump bytes the running backup has produced so far; 0 when none runs.",
