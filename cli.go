@@ -257,7 +257,7 @@ func closest(s string, candidates []string) string {
 	}
 	var prefixed []string
 	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
+		if d := config.EditDistance(s, c); d < bestD {
 			best, bestD = c, d
 		}
 		// "rest" for restore, "to-db" for to.
@@ -269,27 +269,6 @@ func closest(s string, candidates []string) string {
 		best = prefixed[0]
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // flags returns a FlagSet for the running command whose errors go to the caller.

@@ -229,7 +229,7 @@ var awsVariables = map[string]string{
 func suggest(name string, known map[string]bool) string {
 	best, bestD := "", 4
 	for k := range known {
-		if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
+		if d := EditDistance(name, k); d < bestD || (d == bestD && k < best) {
 			best, bestD = k, d
 		}
 	}
@@ -239,7 +239,10 @@ func suggest(name string, known map[string]bool) string {
 	return "; did you mean " + best + "?"
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b: how many
+// single-byte edits turn one into the other. Suggestions for a mistyped
+// name use it.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
