@@ -58,10 +58,11 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # A fixed non-root uid, so Kubernetes' runAsNonRoot can verify it and volumes
 # can be chowned to it ahead of time. Its home is the state directory: the
-# local backend's default and where libpq looks for ~/.pgpass.
+# local backend's default and where libpq looks for ~/.pgpass. 0700: backups
+# hold the whole database, and a new named volume copies this mode.
 RUN groupadd --system --gid 65532 pgbackups \
     && useradd --system --uid 65532 --gid pgbackups --home-dir /var/lib/pgbackups --shell /usr/sbin/nologin pgbackups \
-    && install -d -o pgbackups -g pgbackups -m 0750 /var/lib/pgbackups
+    && install -d -o pgbackups -g pgbackups -m 0700 /var/lib/pgbackups
 
 COPY --from=pgdg-key /pgdg.asc /usr/share/keyrings/apt.postgresql.org.asc
 

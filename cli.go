@@ -440,7 +440,7 @@ func (m *Main) setup(ctx context.Context) error {
 	if n := dump.SweepStaleTempFiles(); n > 0 {
 		m.log.Info("removed temporary files (passfiles, restore archives) left by pgbackups processes that are gone", "count", n, "dir", os.TempDir())
 	}
-	store, err := openStore(ctx, cfg, m.cmd.name == "capture" || m.cmd.name == "daemon")
+	store, err := openStore(ctx, cfg, m.cmd.name == "capture" || m.cmd.name == "daemon", m.log)
 	if err != nil {
 		return err
 	}
@@ -468,7 +468,7 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 // openStore opens the backend PGBACKUPS_STORAGE_URL names. A local
 // directory is created only when create is set (capture and the daemon
 // write backups); the commands that read them want it to exist.
-func openStore(ctx context.Context, cfg *config.Config, create bool) (storage.Store, error) {
+func openStore(ctx context.Context, cfg *config.Config, create bool, log *slog.Logger) (storage.Store, error) {
 	raw := cfg.StorageURL
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -504,7 +504,13 @@ func openStore(ctx context.Context, cfg *config.Config, create bool) (storage.St
 			dir = filepath.Clean(raw)
 		}
 		if create {
-			return file.New(dir)
+			st, err := file.New(dir)
+			if err == nil {
+				if werr := st.Exposed(); werr != nil {
+					log.Warn("the local store is open to every user", "err", werr)
+				}
+			}
+			return st, err
 		}
 		st, err := file.Open(dir)
 		if err != nil && os.Getenv("PGBACKUPS_STORAGE_URL") == "" {

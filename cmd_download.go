@@ -180,9 +180,13 @@ var urlCommand = command{
 		if err != nil {
 			return fmt.Errorf("url %s: %w", man.ID, err)
 		}
+		// The URL is a bearer credential for the whole database until it
+		// expires: it goes to stdout only, never into the hint on stderr,
+		// which ends up in terminals' scrollback, CI logs and the journal
+		// even when stdout is captured by $(...).
 		fmt.Fprintln(m.Stdout, u)
-		fmt.Fprintf(m.Stderr, "valid until %s; the object is zstd-compressed, restore straight from it with:\n  curl -fsS %s | zstd -d | pg_restore --no-owner --dbname=\"$TARGET_DATABASE_URL\"\n",
-			time.Now().Add(*expires).Local().Format("2006-01-02 15:04 MST"), quote(u))
+		fmt.Fprintf(m.Stderr, "URL on stdout, valid until %s: anyone holding it can read the whole backup. The object is zstd-compressed; restore straight from it with:\n  curl -fsS \"$URL\" | zstd -d | pg_restore --no-owner --dbname=\"$TARGET_DATABASE_URL\"\n",
+			time.Now().Add(*expires).Local().Format("2006-01-02 15:04 MST"))
 		return nil
 	},
 }

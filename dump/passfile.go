@@ -59,14 +59,22 @@ const creatingPrefix = ".creating-"
 // createLocked creates a 0600 file in dir named after pattern (as
 // os.CreateTemp), holding a shared flock on it until removeTemp. The lock
 // is on a descriptor of its own, so the caller may close the returned file.
+//
+// Everything goes through the descriptor os.CreateTemp opened (O_EXCL):
+// the file is never opened again by name. $TMPDIR may be a directory other
+// users can write to, and without the sticky bit (or as root, which the
+// sticky bit does not stop) one of them could put a symlink at the final
+// name between the rename and a reopen, and have the password or the whole
+// restore archive written into a file of theirs.
 func createLocked(dir, pattern string) (*os.File, error) {
 	tmp, err := os.CreateTemp(dir, creatingPrefix+pattern)
 	if err != nil {
 		return nil, err
 	}
-	defer tmp.Close()
 	name := filepath.Join(filepath.Dir(tmp.Name()), strings.TrimPrefix(filepath.Base(tmp.Name()), creatingPrefix))
-	lock, err := os.Open(tmp.Name())
+	// A duplicate descriptor shares the open file, and so the flock, which
+	// lasts until both are closed.
+	lock, err := dupFile(tmp, tmp.Name())
 	if err == nil {
 		if err = syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
 			lock.Close()
@@ -78,16 +86,35 @@ func createLocked(dir, pattern string) (*os.File, error) {
 		}
 	}
 	if err != nil {
+		tmp.Close()
 		os.Remove(tmp.Name())
 		return nil, err
 	}
+	afterRename(name)
 	locks.Store(name, lock)
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	// tmp is named as it was created: hand the caller the same open file
+	// under the name it has now, for the child's environment and removeTemp.
+	defer tmp.Close()
+	f, err := dupFile(tmp, name)
 	if err != nil {
 		removeTemp(name)
 		return nil, err
 	}
 	return f, nil
+}
+
+// afterRename is called between a temporary file's rename and its use;
+// tests swap the name there.
+var afterRename = func(string) {}
+
+// dupFile returns a new descriptor, called name, for f's open file.
+func dupFile(f *os.File, name string) (*os.File, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // removeTemp removes a file createLocked made, and drops its lock.

@@ -46,7 +46,8 @@ type Store struct {
 }
 
 // New returns a Store rooted at dir, creating it (0700: backups hold all of
-// the database) if it does not exist.
+// the database) if it does not exist. See Exposed for an existing dir that
+// every user may write to.
 func New(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -61,6 +62,27 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("file: create %s: %w", abs, err)
 	}
 	return resolved(abs)
+}
+
+// Exposed reports a root every user may write to (0777 and no sticky bit:
+// a shared directory's usual mistake, a volume someone chmod-ed 777), nil
+// otherwise. Each backup's own folder is 0700 and its files 0600, so nobody
+// else reads them; but in such a root anyone may rename a backup's folder
+// away, put a folder or a symlink of theirs in its place and have the rest
+// of the backup (its manifest, globals) written there, delete backups, or
+// plant one a restore would run. With the sticky bit (as /tmp) only their
+// owner can rename or remove entries, which leaves nothing to exploit. It is
+// a warning, not a refusal: a backup not taken is worse.
+func (s *Store) Exposed() error {
+	fi, err := os.Stat(s.Root)
+	if err != nil {
+		return fmt.Errorf("file: %s: %w", s.given, err)
+	}
+	if perm := fi.Mode(); perm&0o002 != 0 && perm&fs.ModeSticky == 0 {
+		return fmt.Errorf("file: %s is writable by every user (mode %04o): anyone could delete or replace backups there; restrict it (chmod 0700 %s) or store elsewhere",
+			s.given, perm.Perm(), s.given)
+	}
+	return nil
 }
 
 // resolved returns a Store for the existing directory abs.
