@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -525,3 +526,27 @@ func ParseIONice(s string) (class, level int, err error) {
 	}
 	return 0, 0, fmt.Errorf("%q is not idle, best-effort[:0-7] or none", s)
 }
+
+// redacted is the config with every secret field (secret:"true": URLs with
+// passwords, S3 keys, webhook tokens) replaced, for anything that prints it.
+func (c Config) redacted() map[string]any {
+	out := map[string]any{}
+	v := reflect.ValueOf(c)
+	for _, f := range Fields() {
+		val := v.FieldByIndex(f.Index).Interface()
+		if f.Tag.Get("secret") == "true" && !v.FieldByIndex(f.Index).IsZero() {
+			val = "<redacted>"
+		}
+		out[VarName(f)] = val
+	}
+	return out
+}
+
+// String, GoString and LogValue print the config without its secrets, so
+// a log line or an error that includes it (%v, %+v, %#v, slog) cannot leak
+// them.
+func (c Config) String() string   { return fmt.Sprint(c.redacted()) }
+func (c Config) GoString() string { return c.String() }
+
+// LogValue implements slog.LogValuer.
+func (c Config) LogValue() slog.Value { return slog.AnyValue(c.redacted()) }
