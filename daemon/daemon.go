@@ -144,7 +144,10 @@ func New(o Options) (*Daemon, error) {
 		o.FollowInterval = 30 * time.Second
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: notifyTimeout}
+		// A transport of its own, not http.DefaultTransport: Run closes
+		// its idle connections when it returns, which on the shared one
+		// would close everyone's.
+		o.HTTPClient = &http.Client{Timeout: notifyTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	if o.Version == "" {
 		o.Version = "dev"
@@ -292,6 +295,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		<-drained
 	}
 	t.Stop()
+	// The senders' keep-alive connections to the webhook and ping hosts
+	// (a goroutine pair and a descriptor each) would otherwise outlive
+	// Run for as long as the transport's idle timeout, or for ever where
+	// the caller's transport has none.
+	d.opts.HTTPClient.CloseIdleConnections()
 	log.Info("stopped")
 	return runErr
 }
