@@ -19,7 +19,7 @@ import (
 
 var downloadCommand = command{
 	name:    "download",
-	args:    "[ID|latest] [-o FILE|-]",
+	args:    "[ID|latest] [-o FILE|DIR|-]",
 	summary: "write a backup as a pg_dump archive stock pg_restore reads, checksums verified",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()

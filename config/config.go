@@ -37,7 +37,7 @@ type Config struct {
 
 	S3PathStyle       *bool  `envconfig:"S3_PATH_STYLE" desc:"Path-style S3 addressing (bucket in the path). Default true when a custom endpoint (AWS_ENDPOINT_URL_S3) is set."`
 	S3PartSize        Size   `envconfig:"S3_PART_SIZE" default:"8MiB" desc:"Multipart upload part size; grows with the database size so a 5 TiB dump fits S3's 10,000 parts (concurrency then drops to keep memory within S3_PART_SIZE x S3_CONCURRENCY)."`
-	S3Concurrency     int    `envconfig:"S3_CONCURRENCY" default:"4" desc:"Parts uploaded in parallel. Upload memory is S3_PART_SIZE x S3_CONCURRENCY."`
+	S3Concurrency     int    `envconfig:"S3_CONCURRENCY" default:"4" desc:"Parts uploaded in parallel (1-64). Upload memory is about S3_PART_SIZE x (S3_CONCURRENCY + 2)."`
 	S3AccessKeyID     string `envconfig:"S3_ACCESS_KEY_ID" secret:"true" desc:"Static S3 access key; unset uses the AWS SDK chain (AWS_ACCESS_KEY_ID, shared files, instance roles)."`
 	S3SecretAccessKey string `envconfig:"S3_SECRET_ACCESS_KEY" secret:"true" desc:"Static S3 secret key, paired with S3_ACCESS_KEY_ID."`
 
@@ -65,7 +65,7 @@ type Config struct {
 	Nice              int      `envconfig:"NICE" default:"10" desc:"CPU niceness (0-19) of pg_dump and of the thread compressing its output (of the whole process under the capture command): the client side. BACKEND_NICE lowers the server side."`
 	BackendNice       int      `envconfig:"BACKEND_NICE" default:"10" desc:"CPU niceness (0-19; 0 leaves it alone) of the PostgreSQL backend running the dump's COPY, where pgbackups can see it (same host and PID namespace) and may renice it (the server's user, or CAP_SYS_NICE); otherwise the backup logs why and goes on."`
 	IONiceClass       string   `envconfig:"IONICE_CLASS" default:"idle" desc:"IO priority of pg_dump and of the compressing thread: idle, best-effort[:0-7] or none."`
-	MaxRate           Rate     `envconfig:"MAX_RATE" default:"auto" desc:"Throttle on uncompressed dump bytes per second (e.g. 40MiB), auto (slow down when the application's load rises above its level before the dump) or off. Backpressure slows the server-side COPY."`
+	MaxRate           Rate     `envconfig:"MAX_RATE" default:"auto" desc:"Throttle on uncompressed dump bytes per second (e.g. 40MiB), auto (slow down when the application's load rises above its level before the dump) or off. At least 64KiB. Backpressure slows the server-side COPY."`
 	LockWaitTimeout   Duration `envconfig:"LOCK_WAIT_TIMEOUT" default:"30s" desc:"pg_dump --lock-wait-timeout: give up instead of queueing behind DDL."`
 	StallTimeout      Duration `envconfig:"STALL_TIMEOUT" default:"30m" desc:"Abort a backup (the daemon retries it) when pg_dump has produced no output for this long and storage has taken none, or a call to storage before or after the stream (location check, globals, manifest) takes this long: a hung S3 endpoint or a dump source gone silent. An S3 request unanswered for this long fails (list, restore, download, verify, prune; a read broken mid-object is resumed first), and so does the daemon's retention pass as a whole. At least 1m; 0 disables."`
 	OnBlocking        string   `envconfig:"ON_BLOCKING" default:"warn" desc:"When the dump blocks other sessions longer than BLOCKING_THRESHOLD: warn or abort."`
@@ -240,10 +240,11 @@ func suggest(name string, known map[string]bool) string {
 	return "; did you mean " + best + "?"
 }
 
-// EditDistance is the Levenshtein distance between a and b: how many
-// single-byte edits turn one into the other. Suggestions for a mistyped
-// name use it.
+// EditDistance is how many single-byte edits (insert, delete, replace, or
+// swap two neighbours: "lsit" for list) turn a into b, the optimal string
+// alignment distance. Suggestions for a mistyped name use it.
 func EditDistance(a, b string) int {
+	pprev := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -257,8 +258,11 @@ func EditDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], pprev[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		pprev, prev, cur = prev, cur, pprev
 	}
 	return prev[len(b)]
 }

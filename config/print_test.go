@@ -31,3 +31,17 @@ func TestConfigPrintsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestEditDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"list", "list", 0}, {"lsit", "list", 1}, {"restor", "restore", 1},
+		{"SCHEDUEL", "SCHEDULE", 1}, {"abc", "", 3}, {"ab", "ba", 1}, {"kitten", "sitting", 3},
+	} {
+		if got := EditDistance(c.a, c.b); got != c.want {
+			t.Errorf("EditDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
