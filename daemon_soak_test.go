@@ -207,11 +207,25 @@ func soak(t *testing.T, store string, cycles int) {
 
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var logs syncBuffer
 	m := &Main{Stdout: io.Discard, Stderr: &logs}
-	done := make(chan int, 1)
-	go func() { done <- m.Run(ctx, []string{"daemon"}); m.Close() }()
+	done, stopped := make(chan int, 1), make(chan struct{})
+	go func() {
+		code := m.Run(ctx, []string{"daemon"})
+		m.Close()
+		done <- code
+		close(stopped)
+	}()
+	// However the test ends, the daemon is gone before its environment
+	// and temp dirs are.
+	defer func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(60 * time.Second):
+			t.Error("the daemon did not stop within 60s of the test's end")
+		}
+	}()
 	defer func() {
 		if t.Failed() {
 			t.Logf("daemon log (tail):\n%s", tail(logs.String(), 60))

@@ -537,9 +537,15 @@ func (c Config) redacted() map[string]any {
 	out := map[string]any{}
 	v := reflect.ValueOf(c)
 	for _, f := range Fields() {
-		val := v.FieldByIndex(f.Index).Interface()
-		if f.Tag.Get("secret") == "true" && !v.FieldByIndex(f.Index).IsZero() {
+		fv := v.FieldByIndex(f.Index)
+		var val any = nil
+		switch {
+		case f.Tag.Get("secret") == "true" && !fv.IsZero():
 			val = "<redacted>"
+		case fv.Kind() == reflect.Pointer && !fv.IsNil():
+			val = fv.Elem().Interface() // the value, not its address
+		case fv.Kind() != reflect.Pointer:
+			val = fv.Interface()
 		}
 		out[VarName(f)] = val
 	}

@@ -12,11 +12,13 @@ import (
 // line or an error that one day does (%v, %+v, %#v, slog) must not carry
 // the database password, the S3 secret or the webhook token.
 func TestConfigPrintsNoSecrets(t *testing.T) {
+	yes := true
 	c := Config{
 		DatabaseURL:       "postgres://app:db-s3cret@db/app",
 		S3SecretAccessKey: "s3-s3cret",
 		WebhookURL:        "https://hooks.example.com/T0/hook-s3cret",
 		Schedule:          "02:00 UTC",
+		S3PathStyle:       &yes,
 	}
 	var logs bytes.Buffer
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "cfg", c)
@@ -26,8 +28,8 @@ func TestConfigPrintsNoSecrets(t *testing.T) {
 				t.Errorf("printed config shows %q: %s", secret, out)
 			}
 		}
-		if !strings.Contains(out, "02:00 UTC") {
-			t.Errorf("printed config lost what is not secret: %s", out)
+		if !strings.Contains(out, "02:00 UTC") || strings.Contains(out, "0x") {
+			t.Errorf("printed config lost what is not secret, or shows an address for a value: %s", out)
 		}
 	}
 }

@@ -147,7 +147,11 @@ func New(o Options) (*Daemon, error) {
 		// A transport of its own, not http.DefaultTransport: Run closes
 		// its idle connections when it returns, which on the shared one
 		// would close everyone's.
-		o.HTTPClient = &http.Client{Timeout: notifyTimeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		var tr http.RoundTripper = http.DefaultTransport
+		if t, ok := tr.(*http.Transport); ok {
+			tr = t.Clone()
+		}
+		o.HTTPClient = &http.Client{Timeout: notifyTimeout, Transport: tr}
 	}
 	if o.Version == "" {
 		o.Version = "dev"

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -1181,45 +1180,15 @@ func servingAddr(t *testing.T, logs *logBuffer) string {
 	return addr
 }
 
-// freePort returns a port on 127.0.0.1 free a moment ago, for a test that
-// needs the port before the daemon listens (prefer 127.0.0.1:0 and
-// servingAddr). It is taken below the kernel's ephemeral range where it
-// can: a port the kernel hands out (to a listener on port 0, or to an
-// outgoing connection of a test running beside this one) could be taken
-// again before the daemon listens on it; one outside that range only by a
-// process asking for it by number.
+// freePort is testenv.FreePort for a test that needs the port before the
+// daemon listens (prefer 127.0.0.1:0 and servingAddr).
 func freePort(t *testing.T) string {
 	t.Helper()
-	if low := ephemeralLow(); low > 10000 {
-		for range 100 {
-			port := strconv.Itoa(10000 + rand.IntN(low-10000))
-			if ln, err := net.Listen("tcp", "127.0.0.1:"+port); err == nil {
-				ln.Close()
-				return port
-			}
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
-// ephemeralLow is the lowest port of Linux's ephemeral range, 0 if unknown.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0
-	}
-	low, _ := strconv.Atoi(f[0])
-	return low
+	return strconv.Itoa(port)
 }
 
 // within polls cond every 10ms until it holds or d has passed, and reports

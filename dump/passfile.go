@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A passfile (or service file) hands a secret to a libpq child (see
@@ -109,11 +111,12 @@ var afterRename = func(string) {}
 
 // dupFile returns a new descriptor, called name, for f's open file.
 func dupFile(f *os.File, name string) (*os.File, error) {
-	fd, err := syscall.Dup(int(f.Fd()))
+	// F_DUPFD_CLOEXEC: close-on-exec from the start, so a child forked
+	// by another goroutine meanwhile cannot inherit the secret file.
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("dup: %w", err)
 	}
-	syscall.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), name), nil
 }
 

@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -308,13 +310,45 @@ func (v *versitygw) logTail() string {
 	return "\nversitygw log:\n" + string(b)
 }
 
-func freePort() (int, error) {
+func freePort() (int, error) { return FreePort() }
+
+// FreePort returns a port on 127.0.0.1 free a moment ago, for a server
+// that must be told its port before it listens (prefer listening on port
+// 0 where the server allows it). It is taken below the kernel's ephemeral
+// range where it can: a port the kernel hands out (to a listener on port
+// 0, or to an outgoing connection of a test running beside this one)
+// could be taken again before the server listens on it; one outside that
+// range only by a process asking for it by number.
+func FreePort() (int, error) {
+	if low := ephemeralLow(); low > 10000 {
+		for range 100 {
+			port := 10000 + mrand.IntN(low-10000)
+			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+				l.Close()
+				return port, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the lowest port of Linux's ephemeral range, 0 if unknown.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, _ := strconv.Atoi(f[0])
+	return low
 }
 
 func randomHex(n int) string {

@@ -261,7 +261,11 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, erro
 			// An object moved elsewhere and linked back (a big dump on
 			// another disk): its size is what Get reads, the target's. A
 			// dangling link keeps the link's own, and shows as damage.
-			if target, err := os.Stat(p); err == nil {
+			target, err := os.Stat(p)
+			if err == nil && target.IsDir() {
+				return nil // a folder, not an object (WalkDir does not enter it)
+			}
+			if err == nil {
 				info = target
 			}
 		}

@@ -86,3 +86,24 @@ func TestListSymlinkedObjectSize(t *testing.T) {
 		t.Fatalf("List of a dangling symlink: %+v, %v; want it listed, not at the gone target's size", objs, err)
 	}
 }
+
+// TestListSkipsSymlinkedFolders: a symlink to a directory inside a
+// backup's folder is no object (WalkDir does not enter it); it used to be
+// listed at the directory's size.
+func TestListSkipsSymlinkedFolders(t *testing.T) {
+	st, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := storage.NewID(time.Now())
+	if _, err := st.Put(context.Background(), storage.ManifestKey(id), bytes.NewReader([]byte("{}"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(st.Root, id, "elsewhere")); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := st.List(context.Background(), id+"/")
+	if err != nil || len(objs) != 1 || objs[0].Key != storage.ManifestKey(id) {
+		t.Fatalf("List: %+v, %v; want the manifest only", objs, err)
+	}
+}
