@@ -648,3 +648,30 @@ func TestDaemonRetentionKeepsGoodBackups(t *testing.T) {
 		t.Errorf("kept %+v, %d left alone, %v; want %s kept as the one good backup", res.Kept, len(res.Unreadable), err, good)
 	}
 }
+
+// TestVerifyReadsPastARefusedStatement: verify's answer is the checksums.
+// When the scratch database refuses a statement early (here a schema that
+// exists already), restore answers at once, but verify must still read the
+// whole backup and report damage in it, not pg_restore's complaint with a
+// hint to run verify.
+func TestVerifyReadsPastARefusedStatement(t *testing.T) {
+	f := newCorruptFixture(t)
+	row := []byte("user100@example.com\t")
+	at := bytes.Index(f.archive, row)
+	if at < 0 {
+		t.Fatal("the archive is not what this test expects")
+	}
+	dir := f.copyStore(t)
+	archive := bytes.Clone(f.archive)
+	archive[at+len(row)-1] = ' ' // a COPY row that does not parse
+	obj := zstdCompress(t, archive)
+	writeFile(t, filepath.Join(dir, f.new.DataKey), obj)
+	editManifest(t, dir, f.new.ID, func(m map[string]any) { m["stored_bytes"] = len(obj) })
+
+	scratch := f.pg.CreateDB(t)
+	f.pg.Exec(t, scratch, `CREATE SCHEMA app`) // no relation: verify starts, and pg_restore stops at CREATE SCHEMA
+	r := run(t, f.env(dir), "verify", f.new.ID, "--restore-to", f.pg.URL(scratch))
+	if r.code != exitFailure || !strings.Contains(r.stderr, "does not match its manifest") || strings.Contains(r.stderr, "run `pgbackups verify") {
+		t.Errorf("verify --restore-to of a damaged backup into a scratch database that refuses a statement: exit %d, want the damage reported\n%s", r.code, r.stderr)
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgbackups/pgbackups/storage"
 )
@@ -52,6 +54,8 @@ type ArchiveSummary struct {
 	// Tables lists every TABLE DATA entry in TOC order with the rows its
 	// COPY data held (0 for a block that never arrived; see Complete).
 	Tables []storage.TableCount
+	// Subscriptions names the archive's logical replication subscriptions.
+	Subscriptions []string
 	// Complete is true once every TABLE DATA block was read to its end
 	// marker and the archive ended cleanly.
 	Complete bool
@@ -334,9 +338,12 @@ func (a *archiveReader) toc(sum *ArchiveSummary) (map[int64]*tableData, error) {
 		if err := a.skip(int64(1 + a.offSize)); err != nil {
 			return nil, err
 		}
-		if desc == "TABLE DATA" {
+		switch desc {
+		case "TABLE DATA":
 			tables[id] = &tableData{idx: len(sum.Tables)}
 			sum.Tables = append(sum.Tables, storage.TableCount{Schema: namespace, Table: tag})
+		case "SUBSCRIPTION":
+			sum.Subscriptions = append(sum.Subscriptions, tag)
 		}
 		sum.Entries++
 	}
@@ -561,28 +568,77 @@ func CompareCounts(m storage.Manifest, got map[[2]string]int64) []CountCheck {
 // A table that does not exist there is left out of the result. Each count is
 // of the table's own rows (FROM ONLY), as pg_dump copied them: a parent's
 // count(*) would include its inheritance children's.
+//
+// Row-level security must not hide rows from the count, as it hid none
+// from pg_dump (which sets row_security off and fails rather than dump a
+// filtered table). A superuser or BYPASSRLS role sees every row anyway; any
+// other role counts with row_security off too, so a policy that would
+// filter makes the count fail instead of coming out short. The restoring
+// role owns what it restored (verify restores --no-owner), and an owner is
+// exempt unless the table FORCEs row level security: then the count is
+// taken with FORCE lifted in a transaction that is rolled back, and the
+// restored table stays as the backup has it.
+// https://www.postgresql.org/docs/current/ddl-rowsecurity.html
 func countRows(ctx context.Context, c Conn, tables []storage.TableCount) (map[[2]string]int64, error) {
 	conn, err := Connect(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "SET row_security = off"); err != nil {
+		return nil, fmt.Errorf("count rows on %s: %s", c, Redact(err, c))
+	}
 	got := map[[2]string]int64{}
 	for _, t := range tables {
+		name := pgx.Identifier{t.Schema, t.Table}.Sanitize()
 		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{t.Schema, t.Table}.Sanitize()).Scan(&exists); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
 			return nil, fmt.Errorf("count rows on %s: %s", c, Redact(err, c))
 		}
 		if !exists {
 			continue
 		}
-		var n int64
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM ONLY "+pgx.Identifier{t.Schema, t.Table}.Sanitize()).Scan(&n); err != nil {
+		n, err := countOnly(ctx, conn, name)
+		if isRowSecurityRefusal(err) {
+			n, err = countUnforced(ctx, conn, name)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("count rows of %s.%s on %s: %s", t.Schema, t.Table, c, Redact(err, c))
 		}
 		got[[2]string{t.Schema, t.Table}] = n
 	}
 	return got, nil
+}
+
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func countOnly(ctx context.Context, q queryRower, name string) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, "SELECT count(*) FROM ONLY "+name).Scan(&n)
+	return n, err
+}
+
+// isRowSecurityRefusal reports the error a query gets, with row_security
+// off, from a table whose policies would filter it for this role.
+func isRowSecurityRefusal(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42501" && strings.Contains(pgErr.Message, "row-level security")
+}
+
+// countUnforced counts a table that forces row level security on its owner,
+// as that owner, with FORCE lifted in a transaction rolled back afterwards.
+func countUnforced(ctx context.Context, conn *pgx.Conn, name string) (int64, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "ALTER TABLE ONLY "+name+" NO FORCE ROW LEVEL SECURITY"); err != nil {
+		return 0, fmt.Errorf("row-level security hides rows of this table from this role, which cannot lift it (%w): count as its owner, a superuser or a BYPASSRLS role", err)
+	}
+	return countOnly(ctx, tx, name)
 }
 
 // captureExtras records what a completed dump needs beyond its data: row

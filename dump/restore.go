@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strconv"
@@ -166,12 +167,20 @@ type RestoreOptions struct {
 	NoOwner       bool // skip ALTER ... OWNER TO: everything belongs to the restoring role
 	NoACL         bool // skip GRANT/REVOKE
 	NoTablespaces bool // skip SET default_tablespace: all goes into the target's default, so the backup's tablespaces need not exist there
-	WithGlobals   bool // apply the backup's roles and tablespaces first
+	// NoSubscriptions leaves out the backup's logical replication
+	// subscriptions (pg_restore --no-subscriptions). Restored, each names
+	// the source's publisher and replication slot: see warnSubscriptions.
+	NoSubscriptions bool
+	WithGlobals     bool // apply the backup's roles and tablespaces first
 	// Jobs > 1 runs pg_restore in parallel, which needs the archive as a
 	// seekable file: it is decompressed into TempDir first, then removed.
 	Jobs    int
 	TempDir string // "" means os.TempDir()
 	Logger  *slog.Logger
+
+	// checkAll reads the whole archive even when pg_restore stops early on
+	// a statement the target refused: verify's answer is the checksums.
+	checkAll bool
 }
 
 // RestoreResult describes a finished restore.
@@ -220,12 +229,13 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		switch {
 		case errors.Is(err, storage.ErrDamaged):
 			return unchanged(fmt.Errorf("%w: %w", ErrCorrupt, err))
-		case ctx.Err() != nil:
-			return fail(err)
+		case ctx.Err() != nil || !accessDenied(err):
+			return unchanged(err)
 		}
 		// A role allowed to read objects but not to list them (no
 		// s3:ListBucket) restores as it always did: the checksums still
-		// prove what is read.
+		// prove what is read. Any other failure to list (the network, the
+		// store down) fails here, before anything changes.
 		log.Warn("could not list the backup's objects to check them before restoring; going on, the checksums check what is read", "backup", m.ID, "err", err)
 	}
 	var globals []byte
@@ -308,6 +318,9 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if o.NoTablespaces {
 		args = append(args, "--no-tablespaces")
 	}
+	if o.NoSubscriptions {
+		args = append(args, "--no-subscriptions")
+	}
 	if child.dbname != "" {
 		args = append(args, "--dbname="+child.dbname)
 	}
@@ -335,7 +348,29 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		res.Tables++
 		res.Rows += t.Rows
 	}
+	if !o.NoSubscriptions {
+		warnSubscriptions(log, m.ID, sum.Subscriptions)
+	}
 	return res, nil
+}
+
+// warnSubscriptions tells about the logical replication subscriptions a
+// restore brought back. pg_dump writes each WITH (connect = false), so it
+// arrives disabled and connects nowhere, but it still names the source's
+// publisher (its conninfo, password included if it had one) and that
+// publisher's replication slot: ALTER SUBSCRIPTION ... ENABLE would consume
+// the slot the source's own subscriber relies on, and DROP SUBSCRIPTION
+// connects to the publisher and drops it. A database holding one cannot be
+// dropped either. See "Replication slot management" in the PostgreSQL
+// docs (logical-replication-subscription.html).
+func warnSubscriptions(log *slog.Logger, id string, subs []string) {
+	if len(subs) == 0 {
+		return
+	}
+	log.Warn("the backup's logical replication subscriptions were restored, disabled; they still name the source's publisher and replication slot: "+
+		"before enabling one, point it at the right publisher and slot, and before dropping one (or the database) run ALTER SUBSCRIPTION name DISABLE; ALTER SUBSCRIPTION name SET (slot_name = NONE), "+
+		"or DROP SUBSCRIPTION drops the publisher's slot",
+		"backup", id, "subscriptions", subs)
 }
 
 // archiveMajor is the major version of the pg_dump that wrote m's archive:
@@ -444,7 +479,7 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 	case waitErr != nil:
 		failed := partly(childError("pg_restore", waitErr, stderr))
 		switch {
-		case writeErr != nil && mayBeDamage(stderr.String()):
+		case writeErr != nil && (o.checkAll || mayBeDamage(stderr.String())):
 			// pg_restore stopped before the end of the archive. Damage
 			// that still decompresses (zstd checks its frame's checksum
 			// only at the end) reaches pg_restore as nonsense, and it fails
@@ -471,6 +506,14 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 	return sum, nil
 }
 
+// accessDenied reports whether err is storage refusing the request for
+// lack of permission: S3's AccessDenied (any API error with that code), or
+// a local directory pgbackups may not read.
+func accessDenied(err error) bool {
+	var api interface{ ErrorCode() string }
+	return errors.Is(err, fs.ErrPermission) || errors.As(err, &api) && api.ErrorCode() == "AccessDenied"
+}
+
 // mayBeDamage reports whether pg_restore's stderr may show a damaged
 // archive rather than a statement the server refused for what it says (a
 // missing role, an object that exists), which pg_restore reports as
@@ -481,7 +524,7 @@ func mayBeDamage(stderr string) bool {
 	if !strings.Contains(stderr, "could not execute query") {
 		return true
 	}
-	for _, sign := range []string{"COPY failed", "syntax error", "invalid byte sequence"} {
+	for _, sign := range []string{"COPY failed", "syntax error", "invalid byte sequence", "unterminated", "invalid input syntax"} {
 		if strings.Contains(stderr, sign) {
 			return true
 		}
@@ -601,9 +644,14 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 		if err := requireEmpty(ctx, *o.RestoreTo); err != nil {
 			return res, fmt.Errorf("verify %s: %w", m.ID, err)
 		}
+		// Without subscriptions: restored, each would name the source's
+		// publisher and replication slot, and dropping it (to re-create
+		// the scratch database) would drop that slot; creating one needs
+		// a superuser besides.
 		r, err := Restore(ctx, RestoreOptions{
 			Store: o.Store, Manifest: m, Target: *o.RestoreTo, PgBinDir: o.PgBinDir,
-			NoOwner: true, NoACL: true, NoTablespaces: true, Logger: o.Logger,
+			NoOwner: true, NoACL: true, NoTablespaces: true, NoSubscriptions: true, Logger: o.Logger,
+			checkAll: true,
 		})
 		if err != nil {
 			return res, fmt.Errorf("restore into the scratch database: %w", err)
