@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,6 +191,10 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	m.FinishedAt = now().UTC()
 	m.DumpBytes, m.StoredBytes = res.dumpBytes, res.storedBytes
 	if err == nil {
+		for _, w := range res.warnings {
+			log.Warn("pg_dump warned; the backup completed, the manifest records it", "warning", w)
+		}
+		m.Warnings = append(m.Warnings, res.warnings...)
 		m.Status = storage.StatusCompleted
 		m.DataKey = storage.DataKey(m.ID)
 		m.SHA256, m.DumpSHA256 = res.storedSHA, res.dumpSHA
@@ -309,6 +314,7 @@ func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo, ne
 type streamResult struct {
 	dumpBytes, storedBytes int64
 	dumpSHA, storedSHA     string
+	warnings               []string // pg_dump's own, from a dump that succeeded
 }
 
 // streamDump runs pg_dump and streams its output through zstd into the
@@ -475,7 +481,31 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	}
 	res.dumpSHA = hex.EncodeToString(dumpHash.Sum(nil))
 	res.storedSHA = hex.EncodeToString(storedHash.Sum(nil))
+	res.warnings = dumpWarnings(stderr.String())
 	return res, nil
+}
+
+// maxDumpWarnings bounds how many of pg_dump's warnings a manifest keeps.
+const maxDumpWarnings = 20
+
+// dumpWarnings returns pg_dump's warnings ("pg_dump: warning: ..." lines)
+// in its stderr: what it left out or could not do in a dump that still
+// succeeded, such as "subscriptions not dumped because current user is not
+// a superuser". Without them a backup would look complete.
+func dumpWarnings(stderr string) []string {
+	var out []string
+	for line := range strings.Lines(stderr) {
+		w, ok := strings.CutPrefix(strings.TrimSpace(line), "pg_dump: warning: ")
+		if !ok || w == "" || slices.Contains(out, "pg_dump: "+w) {
+			continue
+		}
+		if len(out) == maxDumpWarnings {
+			out = append(out, "pg_dump: more warnings left out")
+			break
+		}
+		out = append(out, "pg_dump: "+w)
+	}
+	return out
 }
 
 func errUploadStopped(err error) error {
