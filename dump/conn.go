@@ -187,16 +187,36 @@ func writeSecretFile(dir, content string) (string, error) {
 // childEnviron is the environment a libpq child inherits: ours without the
 // variables that hold pgbackups' own secrets (database URLs, S3 keys), which
 // a child has no use for and would expose in /proc/PID/environ.
+//
+// The children's messages are kept in English (LC_MESSAGES=C; LANGUAGE,
+// which overrides it for gettext, and LC_ALL, which overrides every
+// category, are dropped, LC_ALL's value kept for the character type):
+// pgbackups reads their stderr for what went wrong (a lock wait timed out,
+// a lost connection, a warning that something was left out), and Debian's
+// client packages ship translations.
 func childEnviron(env []string) []string {
-	kept := make([]string, 0, len(env))
+	kept := make([]string, 0, len(env)+2)
+	var all string
+	ctype := false
 	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "PGBACKUPS_") || strings.HasPrefix(name, "AWS_") || name == "DATABASE_URL" {
+		name, value, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "PGBACKUPS_") || strings.HasPrefix(name, "AWS_") || name == "DATABASE_URL":
 			continue
+		case name == "LANGUAGE" || name == "LC_MESSAGES":
+			continue
+		case name == "LC_ALL":
+			all = value
+			continue
+		case name == "LC_CTYPE":
+			ctype = true
 		}
 		kept = append(kept, kv)
 	}
-	return kept
+	if all != "" && !ctype {
+		kept = append(kept, "LC_CTYPE="+all)
+	}
+	return append(kept, "LC_MESSAGES=C")
 }
 
 // pgpassEscape escapes ':' and '\' as the passfile format requires.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -585,7 +584,8 @@ func countRows(ctx context.Context, c Conn, tables []storage.TableCount) (map[[2
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "SET row_security = off"); err != nil {
+	// row_security exists from PostgreSQL 9.5, as row level security does.
+	if _, err := conn.Exec(ctx, `SELECT set_config('row_security', 'off', false) WHERE current_setting('server_version_num')::int >= 90500`); err != nil {
 		return nil, fmt.Errorf("count rows on %s: %s", c, Redact(err, c))
 	}
 	got := map[[2]string]int64{}
@@ -599,7 +599,7 @@ func countRows(ctx context.Context, c Conn, tables []storage.TableCount) (map[[2
 			continue
 		}
 		n, err := countOnly(ctx, conn, name)
-		if isRowSecurityRefusal(err) {
+		if isRowSecurityRefusal(ctx, conn, name, err) {
 			n, err = countUnforced(ctx, conn, name)
 		}
 		if err != nil {
@@ -620,11 +620,19 @@ func countOnly(ctx context.Context, q queryRower, name string) (int64, error) {
 	return n, err
 }
 
-// isRowSecurityRefusal reports the error a query gets, with row_security
-// off, from a table whose policies would filter it for this role.
-func isRowSecurityRefusal(err error) bool {
+// isRowSecurityRefusal reports whether err is the refusal a query gets,
+// with row_security off, from a table whose policies would filter it for
+// this role: insufficient privilege on a table with row level security
+// enabled. Judged by the catalog, not by the message, which the server
+// may translate.
+func isRowSecurityRefusal(ctx context.Context, conn *pgx.Conn, name string, err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "42501" && strings.Contains(pgErr.Message, "row-level security")
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		return false
+	}
+	var rls bool
+	qerr := conn.QueryRow(ctx, `SELECT relrowsecurity FROM pg_class WHERE oid = $1::regclass`, name).Scan(&rls)
+	return qerr == nil && rls
 }
 
 // countUnforced counts a table that forces row level security on its owner,

@@ -16,6 +16,17 @@ import (
 // warnings carry it, so info and /healthz show a backup that is not
 // everything, instead of it looking complete.
 func TestCaptureKeepsPgDumpWarnings(t *testing.T) {
+	t.Run("English", func(t *testing.T) { captureKeepsWarnings(t) })
+	t.Run("German", func(t *testing.T) {
+		// pg_dump's messages are translated (Debian ships the catalogs):
+		// pgbackups keeps its children in English, or it could not read them.
+		t.Setenv("LC_ALL", "C.UTF-8")
+		t.Setenv("LANGUAGE", "de")
+		captureKeepsWarnings(t)
+	})
+}
+
+func captureKeepsWarnings(t *testing.T) {
 	pg := testenv.PG(t)
 	ensureRole(t, pg, "dumpwarn_reader", "reader-pw-1", "")
 	src := pg.CreateDB(t)

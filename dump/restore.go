@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgbackups/pgbackups/internal/forkthread"
@@ -271,6 +272,19 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		if n > 0 {
 			return fail(fmt.Errorf("the target database is not empty (%d relations); nothing was changed: restore into a new database, or add --clean to replace the objects the backup holds", n))
 		}
+	} else if info.VersionNum >= 100000 {
+		// --clean sends DROP SUBSCRIPTION for the backup's subscriptions,
+		// and dropping one that has a replication slot connects to its
+		// publisher and drops the slot there: a restored copy's would be
+		// the real subscriber's.
+		subs, err := slottedSubscriptions(ctx, o.Target)
+		if err != nil {
+			return fail(err)
+		}
+		if len(subs) > 0 {
+			return fail(fmt.Errorf("the target database holds subscriptions with replication slots (%s), and --clean would drop them, and their slots on the publisher; nothing was changed: detach each first (ALTER SUBSCRIPTION name DISABLE; ALTER SUBSCRIPTION name SET (slot_name = NONE)), or restore into a new database",
+				strings.Join(subs, ", ")))
+		}
 	}
 	var archive string // the checked archive file of a parallel restore
 	var sum ArchiveSummary
@@ -318,8 +332,8 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if o.NoTablespaces {
 		args = append(args, "--no-tablespaces")
 	}
-	if o.NoSubscriptions {
-		args = append(args, "--no-subscriptions")
+	if o.NoSubscriptions && pgRestore.Major >= 10 {
+		args = append(args, "--no-subscriptions") // older archives hold none
 	}
 	if child.dbname != "" {
 		args = append(args, "--dbname="+child.dbname)
@@ -486,9 +500,18 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 			// on it first ("out of memory" for a length gone wrong, a COPY
 			// row that does not parse): read the rest, so that the
 			// checksums tell a damaged backup from a failing restore.
-			log.Warn("pg_restore failed before the end of the archive on what may be damage: reading the rest of the backup to check its checksums (interrupt to skip the check)", "backup", o.Manifest.ID, "err", failed)
-			if err := finish(ctx, br); errors.Is(err, ErrCorrupt) {
+			why := "on what may be damage"
+			if o.checkAll {
+				why = "(verify checks the whole backup all the same)"
+			}
+			log.Warn("pg_restore failed before the end of the archive "+why+": reading the rest of the backup to check its checksums (interrupt to skip the check)", "backup", o.Manifest.ID, "err", failed)
+			switch err := finish(ctx, br); {
+			case errors.Is(err, ErrCorrupt):
 				return sum, fmt.Errorf("%w (pg_restore failed on the damaged archive first, %v)", err, failed)
+			case err == nil:
+				failed = fmt.Errorf("%w; the backup's checksums match", failed)
+			default:
+				failed = fmt.Errorf("%w; the backup's checksums were not checked (%v)", failed, err)
 			}
 		case writeErr != nil:
 			// A statement the server refused (a missing role, an object
@@ -504,6 +527,26 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 		return sum, finish(ctx, br)
 	}
 	return sum, nil
+}
+
+// slottedSubscriptions lists the subscriptions of c's database that have a
+// replication slot on their publisher (PostgreSQL 10+).
+func slottedSubscriptions(ctx context.Context, c Conn) ([]string, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT quote_ident(subname) FROM pg_subscription
+		WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND subslotname IS NOT NULL ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions in %s: %s", c, Redact(err, c))
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions in %s: %s", c, Redact(err, c))
+	}
+	return names, nil
 }
 
 // accessDenied reports whether err is storage refusing the request for

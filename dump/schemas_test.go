@@ -488,3 +488,35 @@ func TestVerifyRestoreToLeavesOutSubscriptions(t *testing.T) {
 		t.Errorf("restore of a backup with a subscription logged no warning naming it:\n%s", logs.String())
 	}
 }
+
+// TestRestoreCleanRefusesSlottedSubscriptions: restore --clean into a
+// database holding a subscription with a replication slot (a copy restored
+// earlier, or the subscriber itself) would send DROP SUBSCRIPTION, which
+// connects to the publisher and drops the real subscriber's slot. It is
+// refused before anything changes, saying how to detach it.
+func TestRestoreCleanRefusesSlottedSubscriptions(t *testing.T) {
+	ctx := context.Background()
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE t (id int); INSERT INTO t VALUES (1)`)
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := pg.CreateDB(t)
+	pg.Exec(t, target, `CREATE TABLE t (id int)`)
+	subscribed(t, pg, target, "clean_sub")
+	_, err = dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, Clean: true})
+	if err == nil || !strings.Contains(err.Error(), "clean_sub") || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), "slot_name = NONE") {
+		t.Fatalf("restore --clean into a database with a slotted subscription: %v, want it refused, naming it and how to detach it", err)
+	}
+	if got := subscriptionsIn(t, pg, target); !strings.Contains(got, "clean_sub") {
+		t.Errorf("subscriptions after the refused restore: %q, want clean_sub untouched", got)
+	}
+	// Detached (no slot), --clean goes ahead.
+	pg.Exec(t, target, `ALTER SUBSCRIPTION clean_sub SET (slot_name = NONE)`)
+	if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, Clean: true}); err != nil {
+		t.Fatalf("restore --clean once the subscription is detached: %v", err)
+	}
+}
