@@ -674,4 +674,12 @@ func TestVerifyReadsPastARefusedStatement(t *testing.T) {
 	if r.code != exitFailure || !strings.Contains(r.stderr, "does not match its manifest") || strings.Contains(r.stderr, "run `pgbackups verify") {
 		t.Errorf("verify --restore-to of a damaged backup into a scratch database that refuses a statement: exit %d, want the damage reported\n%s", r.code, r.stderr)
 	}
+
+	// An intact backup into that scratch database: pg_restore's complaint,
+	// the checksums' verdict, and advice verify can take (it has no --clean).
+	r = run(t, f.env(f.pristine), "verify", f.new.ID, "--restore-to", f.pg.URL(scratch))
+	if r.code != exitFailure || !strings.Contains(r.stderr, "already exists") || !strings.Contains(r.stderr, "checksums match") ||
+		!strings.Contains(r.stderr, "re-create it") || strings.Contains(r.stderr, "--clean") {
+		t.Errorf("verify --restore-to of a good backup into a scratch database that is not empty: exit %d, want the checksums' verdict and to re-create the scratch database\n%s", r.code, r.stderr)
+	}
 }

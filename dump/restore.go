@@ -347,6 +347,8 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	res.Duration = time.Since(start)
 	if err != nil {
 		switch msg := err.Error(); {
+		case strings.Contains(msg, "already exists") && o.checkAll:
+			err = fmt.Errorf("%w (the scratch database is not empty: drop and re-create it before each verify)", err)
 		case strings.Contains(msg, "already exists") && !o.Clean:
 			err = fmt.Errorf("%w (the target database is not empty: restore into a new database, or add --clean to replace the objects the backup holds)", err)
 		case strings.Contains(msg, "cannot drop") && strings.Contains(msg, "depend") && o.Clean:
@@ -355,6 +357,12 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			err = fmt.Errorf("%w (the target cluster lacks a tablespace the backup uses: create it first, or add --no-tablespaces to put everything in the target's default tablespace)", err)
 		case strings.Contains(msg, "does not exist") && strings.Contains(msg, "CREATE POLICY"):
 			err = fmt.Errorf("%w (a row-level security policy names a role the target cluster lacks; --no-owner and --no-acl do not drop policies: create that role there first, as --with-globals does)", err)
+		}
+		if subs := sum.Subscriptions; len(subs) > 0 && !o.NoSubscriptions {
+			// Dropping the target, the usual next step, needs them gone, and
+			// DROP SUBSCRIPTION drops the publisher's slot.
+			err = fmt.Errorf("%w; if the restore got as far as the backup's subscriptions (%s), the target holds them: detach each (ALTER SUBSCRIPTION name DISABLE; ALTER SUBSCRIPTION name SET (slot_name = NONE)) before dropping it or the database",
+				err, strings.Join(subs, ", "))
 		}
 		return fail(err)
 	}
@@ -493,6 +501,8 @@ func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, 
 	case waitErr != nil:
 		failed := partly(childError("pg_restore", waitErr, stderr))
 		switch {
+		case ctx.Err() != nil:
+			// Interrupted: nothing to tell apart, and no time to read on.
 		case writeErr != nil && (o.checkAll || mayBeDamage(stderr.String())):
 			// pg_restore stopped before the end of the archive. Damage
 			// that still decompresses (zstd checks its frame's checksum
@@ -557,17 +567,18 @@ func accessDenied(err error) bool {
 	return errors.Is(err, fs.ErrPermission) || errors.As(err, &api) && api.ErrorCode() == "AccessDenied"
 }
 
-// mayBeDamage reports whether pg_restore's stderr may show a damaged
-// archive rather than a statement the server refused for what it says (a
-// missing role, an object that exists), which pg_restore reports as
-// "could not execute query". Anything else may be damage: pg_restore's own
-// complaints about its input, a COPY whose rows do not parse, a statement
-// that is not SQL.
+// mayBeDamage reports whether pg_restore's stderr shows what a damaged
+// archive causes: pg_restore's own complaints about its input, a COPY
+// whose rows do not parse, a statement that is not SQL. Anything else (a
+// statement the server refused for what it says, a connection refused,
+// pg_restore killed) is answered at once, with verify suggested.
 func mayBeDamage(stderr string) bool {
-	if !strings.Contains(stderr, "could not execute query") {
-		return true
-	}
-	for _, sign := range []string{"COPY failed", "syntax error", "invalid byte sequence", "unterminated", "invalid input syntax"} {
+	for _, sign := range []string{
+		// pg_restore's own complaints about its input.
+		"valid archive", "magic string", "unexpected end of file", "could not read", "out of memory", "unsupported version", "invalid", "bad ",
+		// Statements and rows built from damaged bytes.
+		"COPY failed", "syntax error", "unterminated",
+	} {
 		if strings.Contains(stderr, sign) {
 			return true
 		}
