@@ -300,6 +300,13 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			return unchanged(err)
 		}
 	}
+	var br *BackupReader // the archive of a streamed restore, opened before anything changes
+	if o.Jobs <= 1 {
+		if br, err = OpenBackup(ctx, o.Store, m); err != nil {
+			return unchanged(err)
+		}
+		defer br.Close()
+	}
 	if o.WithGlobals {
 		if o.NoTablespaces {
 			globals = WithoutTablespaces(globals)
@@ -342,7 +349,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if o.Jobs > 1 {
 		err = restoreParallel(ctx, o, pgRestore, args, child.env, archive)
 	} else {
-		sum, err = restoreStream(ctx, o, pgRestore, args, child.env, log)
+		sum, err = restoreStream(ctx, o, br, pgRestore, args, child.env, log)
 	}
 	res.Duration = time.Since(start)
 	if err != nil {
@@ -467,12 +474,7 @@ func shortVersion(v string) string {
 }
 
 // restoreStream pipes the archive into pg_restore's stdin.
-func restoreStream(ctx context.Context, o RestoreOptions, pgRestore Tool, args, env []string, log *slog.Logger) (ArchiveSummary, error) {
-	br, err := OpenBackup(ctx, o.Store, o.Manifest)
-	if err != nil {
-		return ArchiveSummary{}, err
-	}
-	defer br.Close()
+func restoreStream(ctx context.Context, o RestoreOptions, br *BackupReader, pgRestore Tool, args, env []string, log *slog.Logger) (ArchiveSummary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd, stderr := command(ctx, pgRestore.Path, args, env)
