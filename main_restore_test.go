@@ -596,8 +596,8 @@ func TestGlobalsDisabled(t *testing.T) {
 	}
 	target := pg.CreateDB(t)
 	r = run(t, env, "restore", id, "--to", pg.URL(target), "--confirm", target, "--with-globals")
-	if r.code != exitFailure || !strings.Contains(r.stderr, "no globals stored") {
-		t.Fatalf("restore --with-globals without globals: exit %d\n%s", r.code, r.stderr)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "no globals stored") || strings.Contains(r.stderr, ": backup "+id+": ") {
+		t.Fatalf("restore --with-globals without globals: exit %d, want the reason, without naming the backup twice\n%s", r.code, r.stderr)
 	}
 	if r := run(t, env, "restore", id, "--to", pg.URL(target), "--confirm", target); r.code != 0 {
 		t.Fatalf("restore: %s", r.stderr)

@@ -117,10 +117,11 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 var ErrNoGlobals = errors.New("no globals stored with this backup")
 
 // ReadGlobals fetches a backup's globals SQL, checking the stored object's
-// sha256 against the manifest.
+// sha256 against the manifest. Its errors do not name the backup: the
+// caller's do.
 func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]byte, error) {
 	if m.GlobalsKey == "" {
-		return nil, fmt.Errorf("backup %s: %w (it was taken with PGBACKUPS_GLOBALS=false, or pg_dumpall failed: see `pgbackups info %s`)", m.ID, ErrNoGlobals, m.ID)
+		return nil, fmt.Errorf("%w (it was taken with PGBACKUPS_GLOBALS=false, or pg_dumpall failed: see `pgbackups info %s`)", ErrNoGlobals, m.ID)
 	}
 	if err := m.CheckGlobals(); err != nil {
 		return nil, fmt.Errorf("globals: %w", err)

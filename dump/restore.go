@@ -314,7 +314,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		notes, err := applyGlobals(ctx, o.Target, o.PgBinDir, globals)
 		res.GlobalsNotes = notes
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("%w (some of the backup's roles and tablespaces may be in the target's cluster already)", err))
 		}
 		log.Info("globals applied", "backup", m.ID, "messages", len(notes))
 		fail = func(err error) (RestoreResult, error) {
