@@ -168,7 +168,9 @@ var urlCommand = command{
 		if err := man.CheckData(); err != nil {
 			return fmt.Errorf("backup %s: %w", man.ID, err)
 		}
-		if err := m.catalog().Damage(ctx, storage.Manifest{ID: man.ID, Status: man.Status, DataKey: man.DataKey, StoredBytes: man.StoredBytes}); err != nil {
+		listed := man
+		listed.GlobalsKey = "" // a URL hands out the data object only
+		if err := m.catalog().Damage(ctx, listed); err != nil {
 			return fmt.Errorf("backup %s: %w: no URL handed out", man.ID, err)
 		}
 		signer, ok := m.store.(storage.Signer)

@@ -116,7 +116,7 @@ func (m *Main) noSuchBackup(ctx context.Context, id string) error {
 		var ids []string
 		seen := map[string]bool{}
 		for _, o := range objs {
-			if other, _, ok := strings.Cut(o.Key, "/"); ok && storage.ValidID(other) && !seen[other] {
+			if other, ok := storage.BackupOf(o.Key); ok && !seen[other] {
 				seen[other] = true
 				ids = append(ids, other)
 			}

@@ -93,6 +93,30 @@ func (f *corruptFixture) copyStore(t *testing.T) string {
 	return dir
 }
 
+// storeWith returns a fresh copy of the store with key's object replaced
+// by data, or removed when data is nil.
+func (f *corruptFixture) storeWith(t *testing.T, key string, data []byte) string {
+	t.Helper()
+	dir := f.copyStore(t)
+	if data == nil {
+		os.Remove(filepath.Join(dir, key))
+	} else {
+		writeFile(t, filepath.Join(dir, key), data)
+	}
+	return dir
+}
+
+// storeWithArchive returns a fresh copy of the store whose newer backup
+// holds archive, compressed, at the size its manifest records: only the
+// checksums can tell.
+func (f *corruptFixture) storeWithArchive(t *testing.T, archive []byte) string {
+	t.Helper()
+	obj := zstdCompress(t, archive)
+	dir := f.storeWith(t, f.new.DataKey, obj)
+	editManifest(t, dir, f.new.ID, func(m map[string]any) { m["stored_bytes"] = len(obj) })
+	return dir
+}
+
 // editManifest rewrites id's manifest in dir through its JSON fields.
 func editManifest(t *testing.T, dir, id string, edit func(map[string]any)) {
 	t.Helper()
@@ -211,13 +235,8 @@ func TestCorruptDataObject(t *testing.T) {
 		{"missing", nil, key + " is missing"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := f.copyStore(t)
+			dir := f.storeWith(t, key, c.data)
 			env := f.env(dir)
-			if c.data == nil {
-				os.Remove(filepath.Join(dir, key))
-			} else {
-				writeFile(t, filepath.Join(dir, key), c.data)
-			}
 
 			r := run(t, env, "list")
 			if r.code != 0 || !strings.Contains(r.stdout, id+"  damaged") || !strings.Contains(r.stdout, f.old.ID+"  completed") ||
@@ -490,13 +509,8 @@ func TestCorruptGlobals(t *testing.T) {
 		{"other SQL", zstdCompress(t, []byte("CREATE ROLE corrupt_globals_probe;\n")), "globals " + key + ": stored object does not match its manifest: sha256"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := f.copyStore(t)
+			dir := f.storeWith(t, key, c.data)
 			env := f.env(dir)
-			if c.data == nil {
-				os.Remove(filepath.Join(dir, key))
-			} else {
-				writeFile(t, filepath.Join(dir, key), c.data)
-			}
 			target := f.pg.CreateDB(t)
 			r := run(t, env, "restore", f.new.ID, "--to", f.pg.URL(target), "--confirm", target, "--with-globals")
 			if r.code != exitFailure || !strings.Contains(r.stderr, "does not match its manifest") || !strings.Contains(r.stderr, c.want) || !strings.Contains(r.stderr, "nothing was changed") {
@@ -552,14 +566,9 @@ func TestRestoreTellsDamageFromRestoreErrors(t *testing.T) {
 		{"table data", func(b []byte) { b[at+len(row)-1] = ' ' }}, // COPY: missing data for a column
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := f.copyStore(t)
-			env := f.env(dir)
 			archive := bytes.Clone(f.archive)
 			c.damage(archive)
-			obj := zstdCompress(t, archive)
-			writeFile(t, filepath.Join(dir, f.new.DataKey), obj)
-			// Its size as the manifest records: only the checksums can tell.
-			editManifest(t, dir, f.new.ID, func(m map[string]any) { m["stored_bytes"] = len(obj) })
+			env := f.env(f.storeWithArchive(t, archive))
 
 			target := f.pg.CreateDB(t)
 			r := run(t, env, "restore", f.new.ID, "--to", f.pg.URL(target), "--confirm", target)
@@ -661,12 +670,9 @@ func TestVerifyReadsPastARefusedStatement(t *testing.T) {
 	if at < 0 {
 		t.Fatal("the archive is not what this test expects")
 	}
-	dir := f.copyStore(t)
 	archive := bytes.Clone(f.archive)
 	archive[at+len(row)-1] = ' ' // a COPY row that does not parse
-	obj := zstdCompress(t, archive)
-	writeFile(t, filepath.Join(dir, f.new.DataKey), obj)
-	editManifest(t, dir, f.new.ID, func(m map[string]any) { m["stored_bytes"] = len(obj) })
+	dir := f.storeWithArchive(t, archive)
 
 	scratch := f.pg.CreateDB(t)
 	f.pg.Exec(t, scratch, `CREATE SCHEMA app`) // no relation: verify starts, and pg_restore stops at CREATE SCHEMA

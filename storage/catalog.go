@@ -228,6 +228,17 @@ type Entry struct {
 	Objects []Object
 }
 
+// BackupOf returns the id of the backup whose folder holds key directly
+// (ID/name), and false for a key outside the id layout or nested deeper in
+// an id's folder, which is not the backup's.
+func BackupOf(key string) (string, bool) {
+	id, name, ok := strings.Cut(key, "/")
+	if !ok || !ValidID(id) || name == "" || strings.Contains(name, "/") {
+		return "", false
+	}
+	return id, true
+}
+
 // Entries lists everything stored, grouped by backup id, newest first.
 // Keys outside the id layout are ignored, and so are keys nested deeper
 // in an id's folder (an S3 console's folder, a copy someone put there):
@@ -240,8 +251,8 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 	byID := map[string]*Entry{}
 	var ids []string
 	for _, o := range objs {
-		id, name, ok := strings.Cut(o.Key, "/")
-		if !ok || !ValidID(id) || name == "" || strings.Contains(name, "/") {
+		id, ok := BackupOf(o.Key)
+		if !ok {
 			continue
 		}
 		e := byID[id]
@@ -314,7 +325,7 @@ func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *M
 	}
 	var ids []string
 	for _, o := range objs {
-		if id, _, ok := strings.Cut(o.Key, "/"); ok && ValidID(id) && o.Key == ManifestKey(id) {
+		if id, ok := BackupOf(o.Key); ok && o.Key == ManifestKey(id) {
 			ids = append(ids, id)
 		}
 	}
