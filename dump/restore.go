@@ -179,9 +179,12 @@ type RestoreOptions struct {
 	TempDir string // "" means os.TempDir()
 	Logger  *slog.Logger
 
-	// checkAll reads the whole archive even when pg_restore stops early on
-	// a statement the target refused: verify's answer is the checksums.
-	checkAll bool
+	// verifying marks verify's restore into its scratch database: the
+	// whole archive is read even when pg_restore stops early on a statement
+	// the target refused (verify's answer is the checksums), and advice
+	// names what verify can do (re-create the scratch database), not
+	// restore's flags.
+	verifying bool
 }
 
 // RestoreResult describes a finished restore.
@@ -354,7 +357,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	res.Duration = time.Since(start)
 	if err != nil {
 		switch msg := err.Error(); {
-		case strings.Contains(msg, "already exists") && o.checkAll:
+		case strings.Contains(msg, "already exists") && o.verifying:
 			err = fmt.Errorf("%w (the scratch database is not empty: drop and re-create it before each verify)", err)
 		case strings.Contains(msg, "already exists") && !o.Clean:
 			err = fmt.Errorf("%w (the target database is not empty: restore into a new database, or add --clean to replace the objects the backup holds)", err)
@@ -505,7 +508,7 @@ func restoreStream(ctx context.Context, o RestoreOptions, br *BackupReader, pgRe
 		switch {
 		case ctx.Err() != nil:
 			// Interrupted: nothing to tell apart, and no time to read on.
-		case writeErr != nil && (o.checkAll || mayBeDamage(stderr.String())):
+		case writeErr != nil && (o.verifying || mayBeDamage(stderr.String())):
 			// pg_restore stopped before the end of the archive. Damage
 			// that still decompresses (zstd checks its frame's checksum
 			// only at the end) reaches pg_restore as nonsense, and it fails
@@ -513,7 +516,7 @@ func restoreStream(ctx context.Context, o RestoreOptions, br *BackupReader, pgRe
 			// row that does not parse): read the rest, so that the
 			// checksums tell a damaged backup from a failing restore.
 			why := "on what may be damage"
-			if o.checkAll {
+			if o.verifying {
 				why = "(verify checks the whole backup all the same)"
 			}
 			log.Warn("pg_restore failed before the end of the archive "+why+": reading the rest of the backup to check its checksums (interrupt to skip the check)", "backup", o.Manifest.ID, "err", failed)
@@ -707,7 +710,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 		r, err := Restore(ctx, RestoreOptions{
 			Store: o.Store, Manifest: m, Target: *o.RestoreTo, PgBinDir: o.PgBinDir,
 			NoOwner: true, NoACL: true, NoTablespaces: true, NoSubscriptions: true, Logger: o.Logger,
-			checkAll: true,
+			verifying: true,
 		})
 		if err != nil {
 			return res, fmt.Errorf("restore into the scratch database: %w", err)
