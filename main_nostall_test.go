@@ -14,13 +14,17 @@ import (
 func TestCaptureNoStallWiring(t *testing.T) {
 	primary := testenv.NewCluster(t)
 	db := primary.CreateDB(t)
-	primary.SeedRich(t, db, 2000)
+	// A ~3 MB dump at 2 MiB/s: pg_dump stays connected for about a second
+	// once the 1 MiB pipe is full. A dump that fits in the pipe (2000 rows,
+	// 0.6 MB) left pg_dump's session on the standby for a few dozen
+	// milliseconds, so the backend monitor missed it about one run in three.
+	primary.SeedRich(t, db, 10_000)
 	standby := primary.NewStandby(t)
 	env := []string{
 		"PGBACKUPS_DATABASE_URL=" + primary.URL(db),
 		"PGBACKUPS_DUMP_URL=" + standby.URL(db),
 		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
-		"PGBACKUPS_MAX_RATE=8MiB",
+		"PGBACKUPS_MAX_RATE=2MiB",
 		"PGBACKUPS_ON_BLOCKING=abort",
 		"PGBACKUPS_LOGICAL_LIMIT=1MiB",
 		"PGBACKUPS_NICE=5",
