@@ -85,6 +85,11 @@ type command struct {
 	args    string // synopsis after the name
 	summary string
 	run     func(m *Main, ctx context.Context, args []string) error
+	// usageExit, when set, replaces exitUsage for this command's flag
+	// errors: healthcheck's caller is Docker, for which 2 is reserved.
+	usageExit int
+	// exitHelp, when set, replaces exitStatusHelp in the command's help.
+	exitHelp string
 }
 
 // commands is filled by each cmd_*.go file's init-free table entry below.
@@ -186,6 +191,9 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintf(m.Stderr, "pgbackups %s: %v\nusage: %s\nRun 'pgbackups %s --help' for details.\n", cmd.name, err, cmd.synopsis(), cmd.name)
+		if cmd.usageExit != 0 {
+			return cmd.usageExit
+		}
 		return exitUsage
 	case errors.As(err, &ce):
 		fmt.Fprintf(m.Stderr, "pgbackups: configuration is invalid:\n")
@@ -336,7 +344,11 @@ func (m *Main) printHelp(fs *flag.FlagSet) {
 			fmt.Fprintln(w)
 		})
 	}
-	fmt.Fprintf(w, "\n%s", exitStatusHelp)
+	help := exitStatusHelp
+	if c.exitHelp != "" {
+		help = c.exitHelp
+	}
+	fmt.Fprintf(w, "\n%s", help)
 }
 
 // dashes is how the help spells a flag: -o, but --json.

@@ -32,6 +32,13 @@ var healthcheckCommand = command{
 	name:    "healthcheck",
 	args:    "[--live] [--timeout 5s]",
 	summary: "probe the local daemon's /healthz (or /livez with --live): exit 0 on 200, else 1",
+	// Docker reserves exit status 2 and treats anything but 0 and 1 as
+	// undefined; a mistyped HEALTHCHECK flag is an unhealthy container, and
+	// says why in the health log.
+	usageExit: exitFailure,
+	exitHelp: `Exit status: 0 healthy (200), 1 anything else: unhealthy, unreachable, or a bad
+flag (Docker reserves 2).
+`,
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
 		live := fs.Bool("live", false, "probe /livez (is the daemon working?) instead of /healthz (are backups succeeding?)")

@@ -64,25 +64,32 @@ func TestCLIUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string
+		code int // exitUsage unless set
 	}{
-		{[]string{"restor"}, `unknown command "restor" (did you mean restore?)`},
-		{[]string{"config"}, "did you mean 'pgbackups help config'?"},
-		{[]string{"restore", "--cnfirm", "x"}, "flag provided but not defined: -cnfirm (did you mean --confirm?)"},
-		{[]string{"restore", "--to-db", "x"}, "(did you mean --to?)"},
-		{[]string{"version", "--short"}, "(this command takes no flags)"},
-		{[]string{"restore", "--jobs", "many"}, `--jobs "many": want a whole number`},
-		{[]string{"info", "--json=maybe"}, `--json "maybe": want true or false`},
-		{[]string{"healthcheck", "--timeout", "5"}, `--timeout "5": want a duration`},
-		{[]string{"download", "-o"}, "flag -o needs a value"},
+		{[]string{"restor"}, `unknown command "restor" (did you mean restore?)`, 0},
+		{[]string{"config"}, "did you mean 'pgbackups help config'?", 0},
+		{[]string{"restore", "--cnfirm", "x"}, "flag provided but not defined: -cnfirm (did you mean --confirm?)", 0},
+		{[]string{"restore", "--to-db", "x"}, "(did you mean --to?)", 0},
+		{[]string{"version", "--short"}, "(this command takes no flags)", 0},
+		{[]string{"restore", "--jobs", "many"}, `--jobs "many": want a whole number`, 0},
+		{[]string{"info", "--json=maybe"}, `--json "maybe": want true or false`, 0},
+		// Docker reserves 2: healthcheck's usage errors are "unhealthy".
+		{[]string{"healthcheck", "--timeout", "5"}, `--timeout "5": want a duration`, exitFailure},
+		{[]string{"download", "-o"}, "flag -o needs a value", 0},
 		// Empty values, as an unset shell variable gives them.
-		{[]string{"download", "-o", ""}, "-o needs a file name"},
-		{[]string{"verify", "--restore-to", ""}, "--restore-to is empty"},
-		{[]string{"healthcheck", "--timeout", "0s"}, "--timeout 0s: want a positive duration"},
-		{[]string{"healthcheck", "--timeout=-1s"}, "want a positive duration"},
+		{[]string{"download", "-o", ""}, "-o needs a file name", 0},
+		{[]string{"verify", "--restore-to", ""}, "--restore-to is empty", 0},
+		{[]string{"healthcheck", "--timeout", "0s"}, "--timeout 0s: want a positive duration", exitFailure},
+		{[]string{"healthcheck", "--timeout=-1s"}, "want a positive duration", exitFailure},
+		{[]string{"healthcheck", "--liv"}, "(did you mean --live?)", exitFailure},
 	} {
 		r := run(t, []string{store, addr}, tc.args...)
-		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {
-			t.Errorf("%v: exit %d, want %d with %q:\n%s%s", tc.args, r.code, exitUsage, tc.want, r.stdout, r.stderr)
+		code := exitUsage
+		if tc.code != 0 {
+			code = tc.code
+		}
+		if r.code != code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s%s", tc.args, r.code, code, tc.want, r.stdout, r.stderr)
 		}
 		if strings.Contains(r.stderr, "parse error") || strings.Contains(r.stderr, "context deadline exceeded") {
 			t.Errorf("%v: a Go error reaches the user:\n%s", tc.args, r.stderr)
