@@ -219,6 +219,15 @@ func childEnviron(env []string) []string {
 	return append(kept, "LC_MESSAGES=C")
 }
 
+// toolEnviron is the environment of a child that never connects (pg_dump
+// --version, pg_restore --list): childEnviron without libpq's variables,
+// PGPASSWORD above all, which it has no use for either.
+func toolEnviron(env []string) []string {
+	return slices.DeleteFunc(childEnviron(env), func(kv string) bool {
+		return strings.HasPrefix(kv, "PG")
+	})
+}
+
 // pgpassEscape escapes ':' and '\' as the passfile format requires.
 func pgpassEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(s)

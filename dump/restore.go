@@ -738,7 +738,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 	defer cancel()
 	// pg_restore --list reads the header and TOC from stdin and exits; the
 	// rest of the archive is still read, for the checksums and the scan.
-	cmd, stderr := command(ctx, pgRestore.Path, []string{"--list"}, childEnviron(os.Environ()))
+	cmd, stderr := command(ctx, pgRestore.Path, []string{"--list"}, toolEnviron(os.Environ()))
 	list := &tocLines{}
 	cmd.Stdout = list
 	stdin, err := cmd.StdinPipe()

@@ -55,7 +55,7 @@ var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)(?:\.(\d+))?`)
 func toolVersion(ctx context.Context, path string) (Tool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmd, stderr := command(ctx, path, []string{"--version"}, childEnviron(os.Environ()))
+	cmd, stderr := command(ctx, path, []string{"--version"}, toolEnviron(os.Environ()))
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	if err := forkthread.Run(cmd); err != nil {
