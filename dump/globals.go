@@ -325,11 +325,7 @@ const globalsMessagesBytes = 1 << 20
 // so the restore can go on; pg_restore then fails clearly if an owner is
 // still missing. It returns psql's messages: NOTICEs for roles kept, ERRORs
 // for statements refused.
-func applyGlobals(ctx context.Context, target Conn, pgBinDir string, sql []byte) ([]string, error) {
-	psql, err := FindTool(ctx, "psql", pgBinDir, 0)
-	if err != nil {
-		return nil, err
-	}
+func applyGlobals(ctx context.Context, target Conn, psql Tool, sql []byte) ([]string, error) {
 	child, err := target.forChild(os.TempDir())
 	if err != nil {
 		return nil, err

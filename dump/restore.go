@@ -259,6 +259,12 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return fail(err)
 	}
+	var psql Tool // applies the globals; looked for before anything changes
+	if o.WithGlobals {
+		if psql, err = FindTool(ctx, "psql", o.PgBinDir, 0); err != nil {
+			return unchanged(err)
+		}
+	}
 	if src := manifestMajor(m); src > info.Major() {
 		log.Warn("restoring into an older PostgreSQL than the backup's: pg_dump does not promise that its output loads there",
 			"backup", m.ID, "backup_server_version", m.ServerVersion, "target_server_version", info.Version)
@@ -314,7 +320,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		if o.NoTablespaces {
 			globals = WithoutTablespaces(globals)
 		}
-		notes, err := applyGlobals(ctx, o.Target, o.PgBinDir, globals)
+		notes, err := applyGlobals(ctx, o.Target, psql, globals)
 		res.GlobalsNotes = notes
 		if err != nil {
 			return fail(fmt.Errorf("%w (some of the backup's roles and tablespaces may be in the target's cluster already)", err))

@@ -220,3 +220,55 @@ func conn(t *testing.T, raw string) Conn {
 	}
 	return c
 }
+
+// TestRestoreWithGlobalsNeedsPsqlFirst: with --with-globals, a missing
+// psql fails the restore before anything is done, not after a parallel
+// restore has decompressed the whole archive.
+func TestRestoreWithGlobalsNeedsPsqlFirst(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE a (x int); INSERT INTO a VALUES (1), (2), (3)`)
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Capture(ctx, CaptureOptions{Conn: conn(t, pg.URL(src)), Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GlobalsKey == "" {
+		t.Fatal("the backup has no globals")
+	}
+
+	// pg_restore installed, psql not.
+	old := debianBinGlob
+	t.Cleanup(func() { debianBinGlob = old })
+	root := t.TempDir()
+	debianBinGlob = filepath.Join(root, "*", "bin")
+	t.Setenv("PATH", t.TempDir())
+	own := filepath.Join(root, strconv.Itoa(pg.Major), "bin")
+	if err := os.MkdirAll(own, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(pg.Tool("pg_restore"), filepath.Join(own, "pg_restore")); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+
+	target := pg.CreateDB(t)
+	res, err := Restore(ctx, RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), WithGlobals: true, Jobs: 2})
+	if err == nil || !strings.Contains(err.Error(), "psql") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("restore --with-globals without psql: %v, want an error naming psql that says nothing was changed", err)
+	}
+	if strings.Contains(err.Error(), "version 0") || strings.Contains(err.Error(), "client-0") {
+		t.Errorf("the error asks for a psql of version 0: %v", err)
+	}
+	if res.TempFile != "" {
+		t.Errorf("the archive was decompressed (%s) before psql was looked for", res.TempFile)
+	}
+	if n := pg.QueryString(t, target, `SELECT count(*)::text FROM pg_class WHERE relname = 'a'`); n != "0" {
+		t.Errorf("the target holds table a")
+	}
+}

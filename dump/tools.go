@@ -152,6 +152,10 @@ func findTool(ctx context.Context, name, binDir string, minMajor int, closest bo
 	if len(found) > 0 {
 		what = "found: " + strings.Join(found, "; ")
 	}
+	if minMajor <= 0 { // any version will do
+		return Tool{}, fmt.Errorf("no %s in PGBACKUPS_PG_BIN_DIR, %s or PATH; %s. Install the PostgreSQL client (`apt install postgresql-client`), or point PGBACKUPS_PG_BIN_DIR at its bin directory",
+			name, debianBinGlob, what)
+	}
 	return Tool{}, fmt.Errorf("no %s of major version %d or newer (the server's) in PGBACKUPS_PG_BIN_DIR, %s or PATH; %s. Install the client for the server's version, e.g. `apt install postgresql-client-%d` from apt.postgresql.org, or point PGBACKUPS_PG_BIN_DIR at its bin directory",
 		name, minMajor, debianBinGlob, what, minMajor)
 }
