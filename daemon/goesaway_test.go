@@ -201,3 +201,50 @@ func slowReader(started chan struct{}) func(io.Reader) io.Reader {
 type readFunc func([]byte) (int, error)
 
 func (f readFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestLockQueriesBounded: a server that stops answering once connected
+// (here: a session holding an exclusive lock on the catalog views the lock
+// queries read) fails taking the lock, and asking whether it is free, after
+// lockQueryTimeout, saying so, instead of holding the backup for as long as
+// the server stays stuck.
+func TestLockQueriesBounded(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	old := lockQueryTimeout
+	lockQueryTimeout = 500 * time.Millisecond
+	t.Cleanup(func() { lockQueryTimeout = old })
+	ctx := context.Background()
+	blocker, err := dump.Connect(ctx, mustConn(t, pg.URL(db)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close(ctx)
+	if _, err := blocker.Exec(ctx, `BEGIN; LOCK TABLE pg_catalog.pg_settings, pg_catalog.pg_locks IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	l := AdvisoryLock{Conn: mustConn(t, pg.URL(db)), Key: LockKey("/srv/stuck", db)}
+	for name, f := range map[string]func() error{
+		"TryLock": func() error { _, err := l.TryLock(ctx); return err },
+		"Free":    func() error { _, err := l.Free(ctx); return err },
+	} {
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "did not answer within 500ms") {
+				t.Errorf("%s against a stuck server: %v, want it to name the bound", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s against a stuck server still waiting after %s", name, time.Since(start).Round(time.Second))
+		}
+	}
+	if _, err := blocker.Exec(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	release, err := l.TryLock(ctx)
+	if err != nil {
+		t.Fatalf("TryLock once the server answers again: %v", err)
+	}
+	release()
+}

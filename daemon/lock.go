@@ -53,6 +53,30 @@ var lockCheckInterval = 10 * time.Second
 // lockCheckTimeout bounds one such question.
 const lockCheckTimeout = 10 * time.Second
 
+// lockQueryTimeout bounds the questions asked to take the lock or to see
+// whether it is free, after the connection (bounded on its own): a server
+// or network that goes silent once connected would otherwise hold the
+// backup until TCP keepalives give up, most of an hour.
+var lockQueryTimeout = 30 * time.Second
+
+// errLockQueryTimeout is the cause of a lock query's context that
+// lockQueryTimeout ended.
+var errLockQueryTimeout = errors.New("lock query timed out")
+
+// lockQueryContext bounds the lock queries on ctx by lockQueryTimeout.
+func lockQueryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, lockQueryTimeout, errLockQueryTimeout)
+}
+
+// lockQueryError explains a lock query's failure, naming the bound when it
+// was the bound that ended it.
+func lockQueryError(qctx context.Context, what string, c dump.Conn, err error) error {
+	if errors.Is(context.Cause(qctx), errLockQueryTimeout) {
+		return fmt.Errorf("backup lock: %s on %s did not answer within %s: the server is overloaded or stuck, or the network to it is gone", what, c, lockQueryTimeout)
+	}
+	return fmt.Errorf("backup lock: %s on %s: %s", what, c, dump.Redact(err, c))
+}
+
 // HeldError says the lock is held by someone else: the backup is skipped,
 // not failed.
 type HeldError struct {
@@ -183,14 +207,16 @@ func (l AdvisoryLock) Free(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("backup lock: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	qctx, qcancel := lockQueryContext(ctx)
+	defer qcancel()
 	var n int
-	err = conn.QueryRow(ctx, `
+	err = conn.QueryRow(qctx, `
 		SELECT count(*) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted AND objsubid = 1
 		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		  AND classid = $1::bigint::oid AND objid = $2::bigint::oid`, int64(uint32(uint64(l.Key)>>32)), int64(uint32(uint64(l.Key)))).Scan(&n)
 	if err != nil {
-		return false, fmt.Errorf("backup lock: pg_locks on %s: %s", l.Conn, dump.Redact(err, l.Conn))
+		return false, lockQueryError(qctx, "pg_locks", l.Conn, err)
 	}
 	return n == 0, nil
 }
@@ -219,14 +245,17 @@ func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 	// off the timeouts that would end its own session. Only where the
 	// setting exists (pg_settings), so older servers are not asked to set
 	// what they do not know.
-	if _, err := conn.Exec(ctx, `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`); err != nil {
+	qctx, qcancel := lockQueryContext(ctx)
+	defer qcancel()
+	if _, err := conn.Exec(qctx, `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`); err != nil {
 		closeConn()
-		return nil, nil, fmt.Errorf("backup lock: session settings on %s: %s", l.Conn, dump.Redact(err, l.Conn))
+		return nil, nil, lockQueryError(qctx, "session settings", l.Conn, err)
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&ok); err != nil {
+	if err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1)`, l.Key).Scan(&ok); err != nil {
+		// Closing the session lets go of a lock granted as the bound ran out.
 		closeConn()
-		return nil, nil, fmt.Errorf("backup lock: pg_try_advisory_lock on %s: %s", l.Conn, dump.Redact(err, l.Conn))
+		return nil, nil, lockQueryError(qctx, "pg_try_advisory_lock", l.Conn, err)
 	}
 	if !ok {
 		held := &HeldError{}
@@ -234,7 +263,7 @@ func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 		// objid (low half) and objsubid 1, in this database only.
 		var app, client *string
 		var since *time.Time
-		err := conn.QueryRow(ctx, `
+		err := conn.QueryRow(qctx, `
 			SELECT l.pid, a.application_name, host(a.client_addr), a.backend_start
 			FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
