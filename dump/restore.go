@@ -545,7 +545,10 @@ func restoreStream(ctx context.Context, o RestoreOptions, br *BackupReader, pgRe
 	case writeErr != nil:
 		// pg_restore finished without reading everything: finish reading
 		// so the checksums still prove the archive.
-		return sum, finish(ctx, br)
+		if err := finish(ctx, br); err != nil {
+			return sum, fmt.Errorf("%w (pg_restore had finished without reading it all, so the target database holds what it restored: do not rely on it)", err)
+		}
+		return sum, nil
 	}
 	return sum, nil
 }

@@ -2,6 +2,7 @@ package dump
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -270,5 +271,57 @@ func TestRestoreWithGlobalsNeedsPsqlFirst(t *testing.T) {
 	}
 	if n := pg.QueryString(t, target, `SELECT count(*)::text FROM pg_class WHERE relname = 'a'`); n != "0" {
 		t.Errorf("the target holds table a")
+	}
+}
+
+// TestRestoreDamageAfterPgRestoreFinished: a pg_restore that exits 0
+// without reading the whole archive, of a backup damaged after that point:
+// the restore fails on the checksums, and says the target now holds what
+// pg_restore restored.
+func TestRestoreDamageAfterPgRestoreFinished(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	pg.SeedRich(t, src, 2000)
+	root := t.TempDir()
+	st, err := file.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Capture(ctx, CaptureOptions{Conn: conn(t, pg.URL(src)), Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second, SkipGlobals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same size, one byte changed near the end.
+	data := filepath.Join(root, filepath.FromSlash(m.DataKey))
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-100] ^= 0xff
+	if err := os.WriteFile(data, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	old := debianBinGlob
+	t.Cleanup(func() { debianBinGlob = old })
+	bins := t.TempDir()
+	debianBinGlob = filepath.Join(bins, "*", "bin")
+	t.Setenv("PATH", t.TempDir())
+	own := filepath.Join(bins, strconv.Itoa(pg.Major), "bin")
+	if err := os.MkdirAll(own, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`#!/bin/sh
+if [ "$1" = --version ]; then exec %s --version; fi
+head -c 4096 >/dev/null
+exit 0
+`, pg.Tool("pg_restore"))
+	if err := os.WriteFile(filepath.Join(own, "pg_restore"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Restore(ctx, RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(pg.CreateDB(t)))})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "the target database holds what it restored") {
+		t.Fatalf("restore: %v, want ErrCorrupt saying the target holds what pg_restore restored", err)
 	}
 }
