@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,11 +20,12 @@ import (
 
 var infoCommand = command{
 	name:    "info",
-	args:    "[ID|latest] [--json]",
+	args:    "[ID|latest] [--json] [--tables]",
 	summary: "show everything recorded about one backup, failed ones included",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
 		asJSON := fs.Bool("json", false, "print the manifest as JSON, plus where each object is stored")
+		allTables := fs.Bool("tables", false, fmt.Sprintf("list every table's row count (a backup of more than %d tables shows the %d with the most rows)", infoTablesAll, infoTablesTop))
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err
@@ -45,7 +50,7 @@ var infoCommand = command{
 			enc.SetIndent("", "  ")
 			return enc.Encode(infoJSON{Manifest: man, DataLocation: m.location(man.DataKey), GlobalsLocation: m.location(man.GlobalsKey), Problems: problems})
 		}
-		return m.printInfo(m.Stdout, man, problems)
+		return m.printInfo(m.Stdout, man, problems, *allTables)
 	},
 }
 
@@ -153,7 +158,7 @@ func (m *Main) root() string {
 	return m.cfg.StorageURL
 }
 
-func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string) error {
+func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string, all bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, args...)) }
 	when := func(t time.Time) string {
@@ -207,7 +212,11 @@ func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string) e
 		case "estimate":
 			method = "estimated from pg_class.reltuples"
 		}
-		row("Tables", "%d (row counts %s)", len(man.Tables), method)
+		var rows int64
+		for _, t := range man.Tables {
+			rows += t.Rows
+		}
+		row("Tables", "%d (row counts %s), %d rows", len(man.Tables), method, rows)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -215,11 +224,54 @@ func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string) e
 	if len(man.Tables) == 0 {
 		return nil
 	}
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	for _, t := range man.Tables {
-		fmt.Fprintf(tw, "  %s.%s\t%d\t\n", t.Schema, t.Table, t.Rows)
+	tables := man.Tables
+	if !all && len(tables) > infoTablesAll {
+		// A schema-per-tenant database has tens of thousands of tables:
+		// listed whole, they would bury everything above them.
+		tables = slices.Clone(tables)
+		slices.SortStableFunc(tables, func(a, b storage.TableCount) int { return cmp.Compare(b.Rows, a.Rows) })
+		tables = tables[:infoTablesTop]
+		fmt.Fprintf(w, "The %d tables with the most rows:\n", len(tables))
 	}
-	return tw.Flush()
+	// Counts first, right-aligned, then the name: one long identifier
+	// (63 bytes, quoted) does not push every count off to the right.
+	width := 0
+	for _, t := range tables {
+		width = max(width, len(strconv.FormatInt(t.Rows, 10)))
+	}
+	bw := bufio.NewWriter(w)
+	for _, t := range tables {
+		fmt.Fprintf(bw, "  %*d  %s.%s\n", width, t.Rows, ident(t.Schema), ident(t.Table))
+	}
+	if n := len(man.Tables) - len(tables); n > 0 {
+		fmt.Fprintf(bw, "  ... and %d more: --tables lists every table, --json prints them with the whole manifest\n", n)
+	}
+	return bw.Flush()
+}
+
+// info lists the row counts of every table of a backup of up to
+// infoTablesAll tables; of a bigger one, the infoTablesTop with the most
+// rows, unless --tables.
+const (
+	infoTablesAll = 20
+	infoTablesTop = 10
+)
+
+// ident quotes a name as SQL does when it is not a plain lower-case
+// identifier, so that schema.table reads unambiguously whatever the names
+// hold (dots, spaces, quotes, capitals).
+func ident(s string) string {
+	plain := s != ""
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && (r >= '0' && r <= '9' || r == '$')) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
 // quote shell-quotes s for a copy-and-paste hint.
