@@ -436,6 +436,9 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 			if tail := stderr.String(); strings.Contains(tail, "LOCK TABLE") && strings.Contains(tail, "timeout") {
 				err = fmt.Errorf("%w (pg_dump gave up waiting PGBACKUPS_LOCK_WAIT_TIMEOUT=%s for a table lock another session holds, usually DDL or a migration; the daemon retries the backup)", err, o.LockWaitTimeout)
 			}
+			if lockTableFull(stderr.String()) {
+				err = fmt.Errorf("%w (%s)", err, lockTableAdvice(ctx, dc))
+			}
 		case copyErr != nil:
 			err = fmt.Errorf("read pg_dump output: %w", copyErr)
 		case closeErr != nil:
@@ -694,4 +697,46 @@ func whyLost(ctx context.Context, c Conn, started time.Time) string {
 		return fmt.Sprintf("pg_dump lost its connection: the server restarted during the dump, and is up again since %s", up.UTC().Format(time.RFC3339))
 	}
 	return fmt.Sprintf("pg_dump lost its connection, but the server has been up since %s, before the dump began: its session was ended (pg_terminate_backend, a session timeout, the server recovering from a crashed backend, or, on a standby, a recovery conflict)", up.UTC().Format(time.RFC3339))
+}
+
+// lockTableFull reports whether pg_dump failed because the server's lock
+// table is full ("out of shared memory", with the server's hint to raise
+// max_locks_per_transaction). The setting's name is matched, not the
+// message: the server may translate the message, never the name.
+func lockTableFull(stderr string) bool {
+	return strings.Contains(stderr, "max_locks_per_transaction")
+}
+
+// lockTableAdvice says why pg_dump ran out of locks and what to set, with
+// the server's own numbers when it can read them. pg_dump takes ACCESS
+// SHARE on every table it dumps (and reading a sequence locks it too) and
+// holds them all to its end, so a database of many tables (a schema per
+// tenant, thousands of partitions) needs a lock table bigger than the
+// default of 64 x max_connections.
+// https://www.postgresql.org/docs/current/runtime-config-locks.html
+func lockTableAdvice(ctx context.Context, c Conn) string {
+	const why = "the server's lock table is full: pg_dump holds a lock on every table and sequence it dumps until it ends, and the lock table, shared by every session, has room for about max_locks_per_transaction x (max_connections + max_prepared_transactions)"
+	const fix = "in postgresql.conf (on a managed service, its parameter group) and restart the server; until then every retry fails the same way"
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	pc, err := Connect(ctx, c)
+	if err != nil {
+		return why + ": raise max_locks_per_transaction " + fix
+	}
+	defer pc.Close(context.WithoutCancel(ctx))
+	var perXact, conns, prepared, rels int64
+	err = pc.QueryRow(ctx, `SELECT current_setting('max_locks_per_transaction')::int,
+		current_setting('max_connections')::int, current_setting('max_prepared_transactions')::int,
+		(SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'p', 'S')
+		   AND relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace))`).
+		Scan(&perXact, &conns, &prepared, &rels)
+	if err != nil || conns+prepared <= 0 {
+		return why + ": raise max_locks_per_transaction " + fix
+	}
+	// Room for the dump's locks twice over, the rest for the application's,
+	// rounded up to a multiple of 64 (the default).
+	want := (2*rels + conns + prepared - 1) / (conns + prepared)
+	want = max(perXact*2, (want+63)/64*64)
+	return fmt.Sprintf("%s, here %d x (%d + %d) = %d locks, and this database has %d tables, partitions and sequences: set max_locks_per_transaction = %d or more %s",
+		why, perXact, conns, prepared, perXact*(conns+prepared), rels, want, fix)
 }
