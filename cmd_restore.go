@@ -245,12 +245,21 @@ var verifyCommand = command{
 	},
 }
 
-// printCounts lists the tables whose counts disagree.
+// printCounts lists the tables whose counts disagree, the first
+// maxCountLines of them: a database with a schema per tenant has tens of
+// thousands of tables, and a scratch database restored wrong would
+// otherwise print a line for each.
 func (m *Main) printCounts(cs []dump.CountCheck, method string) {
+	shown, bad := 0, 0
 	for _, c := range cs {
 		if c.OK {
 			continue
 		}
+		bad++
+		if shown == maxCountLines {
+			continue
+		}
+		shown++
 		got := fmt.Sprint(c.Got)
 		if c.Got < 0 {
 			got = "missing"
@@ -261,4 +270,10 @@ func (m *Main) printCounts(cs []dump.CountCheck, method string) {
 		}
 		fmt.Fprintf(m.Stdout, "  %s.%s: recorded %d, found %s (%s)\n", c.Schema, c.Table, c.Recorded, got, kind)
 	}
+	if bad > shown {
+		fmt.Fprintf(m.Stdout, "  ... and %d more tables differ (%d of %d in all); `pgbackups info ID --tables` lists the counts recorded\n", bad-shown, bad, len(cs))
+	}
 }
+
+// maxCountLines bounds the tables printCounts lists.
+const maxCountLines = 20
