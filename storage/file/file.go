@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgbackups/pgbackups/storage"
@@ -43,6 +44,16 @@ type Store struct {
 	// finishWriteback, when set, stands in for the package's: tests inject
 	// writeback errors with it.
 	finishWriteback func(f *os.File, off, n int64) error
+	// renameFile, when set, stands in for os.Rename in Delete: tests
+	// inject the errors of a full file system with it.
+	renameFile func(oldpath, newpath string) error
+}
+
+func (s *Store) rename(oldpath, newpath string) error {
+	if s.renameFile != nil {
+		return s.renameFile(oldpath, newpath)
+	}
+	return os.Rename(oldpath, newpath)
 }
 
 // New returns a Store rooted at dir, creating it (0700: backups hold all of
@@ -128,31 +139,42 @@ func (s *Store) path(key string) (string, error) {
 	return filepath.Join(s.Root, filepath.FromSlash(clean)), nil
 }
 
-// Put implements storage.Store.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+// Put implements storage.Store. An error saying the file system is full
+// (or a quota used up) says which ran out, space or inodes, and how much
+// was left (see full).
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (n int64, err error) {
 	dst, err := s.path(key)
 	if err != nil {
 		return 0, err
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return 0, fmt.Errorf("file: put %s: %w", key, err)
+		return 0, s.full(fmt.Errorf("file: put %s: %w", key, err))
 	}
+	// A Put that fails leaves no empty folder behind either: a full file
+	// system fails every retry of a backup, each with a new id, and even
+	// its failed manifest may not fit, which would leave an empty folder
+	// per attempt that nothing lists or prunes.
 	f, err := os.CreateTemp(filepath.Dir(dst), tmpPrefix+filepath.Base(dst)+"-*")
 	if err != nil {
-		return 0, fmt.Errorf("file: put %s: %w", key, err)
+		err = s.full(fmt.Errorf("file: put %s: %w", key, err))
+		s.removeEmptyParents(dst)
+		return 0, err
 	}
 	committed := false
 	defer func() {
 		if !committed {
+			// What was left, before the temporary is freed.
+			err = s.full(err)
 			f.Close()
 			dropFailed(ctx, f.Name())
+			s.removeEmptyParents(dst)
 		}
 	}()
 	wb := &writebackWriter{f: f, finish: finishWriteback}
 	if s.finishWriteback != nil {
 		wb.finish = s.finishWriteback
 	}
-	n, err := io.Copy(wb, ctxReader{ctx, r})
+	n, err = io.Copy(wb, ctxReader{ctx, r})
 	if err != nil {
 		return n, fmt.Errorf("file: put %s: %w", key, err)
 	}
@@ -288,10 +310,22 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	// The key disappears at once; its blocks are freed gently under a
 	// temporary name, which prune collects should this process die first.
 	tmp := filepath.Join(filepath.Dir(p), tmpPrefix+filepath.Base(p)+"-deleting")
-	if err := os.Rename(p, tmp); errors.Is(err, fs.ErrNotExist) {
+	err = s.rename(p, tmp)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// The rename needs room the full file system does not have (a
+		// copy-on-write one such as btrfs or ZFS writes new metadata for
+		// it; ext4 a new directory block), and deleting is how an operator
+		// or retention makes room: unlink at once instead, ungently.
+		err = os.Remove(p)
+		if err == nil {
+			s.removeEmptyParents(p)
+			return nil
+		}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file: delete %s: %w", key, storage.ErrNotFound)
 	} else if err != nil {
-		return fmt.Errorf("file: delete %s: %w", key, err)
+		return s.full(fmt.Errorf("file: delete %s: %w", key, err))
 	}
 	if err := removeGently(ctx, tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file: delete %s: %w", key, err)

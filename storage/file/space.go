@@ -1,0 +1,69 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// full explains err when it says the store's file system ran out of
+// something, and returns it unchanged otherwise. ENOSPC reads "no space
+// left on device" whether the blocks or the inodes ran out, and `df -h`
+// shows plenty of space when it was the inodes (a store of many small
+// files, a volume made with few inodes); EDQUOT is a quota of the user,
+// while df shows the file system's own space. So the error says which ran
+// out, and how much was left, on the file system holding the store's
+// root. It is called before a failed Put frees its temporary, which would
+// make the space look free again.
+func (s *Store) full(err error) error {
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return err
+	}
+	st, ok := statSpace(s.Root)
+	if !ok {
+		return err
+	}
+	where := "the file system holding " + s.Location("")
+	switch {
+	case errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%w (a disk quota of uid %d or of its group is used up on %s; the file system itself had %s free)",
+			err, syscall.Getuid(), where, humanBytes(st.free))
+	case st.files > 0 && st.freeFiles == 0:
+		return fmt.Errorf("%w (%s had no free inodes (files) left, of %d, though %s was free: remove files, or make it with more inodes)",
+			err, where, st.files, humanBytes(st.free))
+	case st.free >= roomy:
+		// The file system did not think itself full: what ran out is
+		// under it (a thin pool, which also fails writeback with
+		// ENOSPC), behind it (an NFS server's disk or quota), or space
+		// df does not count (btrfs metadata).
+		return fmt.Errorf("%w (%s had %s free of %s, so what ran out is not the space df shows: a thin-provisioned volume's pool, a network file system's server, or btrfs metadata)",
+			err, where, humanBytes(st.free), humanBytes(st.size))
+	default:
+		return fmt.Errorf("%w (%s had %s free of %s)", err, where, humanBytes(st.free), humanBytes(st.size))
+	}
+}
+
+// roomy is free space that a write failing with ENOSPC could not have used
+// up: file systems keep a little back (ext4 for delayed allocation's
+// metadata), never this much.
+const roomy = 64 << 20
+
+// space is what statSpace reports of a file system.
+type space struct {
+	size, free       int64  // bytes; free is what an unprivileged user may use
+	files, freeFiles uint64 // inodes; files is 0 where the file system has no fixed number
+}
+
+// humanBytes formats n in binary units, as the rest of pgbackups does.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
