@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -226,20 +227,34 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	// what failed.
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if werr := cat.WriteManifest(recordCtx, m); werr != nil {
-		// Without the failed manifest on record, leave any data object
-		// alone: a completed manifest may have landed after all, and prune
-		// collects true orphans.
+	werr := cat.WriteManifest(recordCtx, m)
+	if werr != nil {
 		log.Warn("could not record the failed backup", "err", werr)
-		return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
+		// Without the failed manifest on record, leave any data object
+		// alone: a completed manifest may have landed after all (a
+		// timeout after S3 committed it), and prune collects true
+		// orphans. Unless the store answered both writes that it is
+		// full: then no manifest was stored, and the objects of this id
+		// hold the very room the next attempt needs, for ORPHAN_GRACE
+		// if left to prune.
+		if !noSpace(err) || !noSpace(werr) {
+			return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
+		}
 	}
-	// The failure is on record: data objects of this id are now orphans.
+	// The failure is on record, or nothing is: data objects of this id
+	// are now orphans.
 	for _, key := range []string{storage.DataKey(m.ID), storage.GlobalsKey(m.ID)} {
 		if derr := o.Store.Delete(recordCtx, key); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
 			log.Warn("could not remove an object of the failed backup; prune will", "key", key, "err", derr)
 		}
 	}
 	return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
+}
+
+// noSpace reports whether err is a store saying it is full (ENOSPC) or a
+// quota is used up (EDQUOT): an answer, after which nothing was stored.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // commit makes a backup visible: it checks the data object is really there
