@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/pgbackups/pgbackups/storage"
 	"math"
 	"strconv"
 	"strings"
@@ -77,19 +78,7 @@ func (s Size) String() string {
 }
 
 // HumanBytes renders n for people: 1.5 GiB, 320 MiB, 12 KiB, 512 B.
-func HumanBytes(n int64) string {
-	f := float64(n)
-	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
-		if f < 1024 || u == "TiB" {
-			if u == "B" {
-				return fmt.Sprintf("%d B", n)
-			}
-			return fmt.Sprintf("%.1f %s", f, u)
-		}
-		f /= 1024
-	}
-	return ""
-}
+func HumanBytes(n int64) string { return storage.HumanBytes(n) }
 
 // Rate is PGBACKUPS_MAX_RATE: bytes per second of uncompressed dump, 0 for
 // unlimited, or Auto for the adaptive mode that watches the database.

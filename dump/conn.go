@@ -132,7 +132,7 @@ func (c Conn) forChild(dir string) (out childArgs, err error) {
 		line := "*:*:*:*:" + pgpassEscape(c.cfg.Password) + "\n"
 		name, err := writeSecretFile(dir, line)
 		if err != nil {
-			return out, fmt.Errorf("passfile: %w", err)
+			return out, fmt.Errorf("passfile for the child in %s (TMPDIR): %w", dir, err)
 		}
 		files = append(files, name)
 		// PGPASSWORD would win over the passfile; the URL's password is the

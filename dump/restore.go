@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pgbackups/pgbackups/config"
 	"github.com/pgbackups/pgbackups/internal/forkthread"
 	"github.com/pgbackups/pgbackups/storage"
 )
@@ -639,7 +640,7 @@ func parallelArchive(ctx context.Context, o RestoreOptions, log *slog.Logger) (s
 	}
 	f, err := createRestoreTemp(dir, o.Manifest.ID)
 	if err != nil {
-		return "", ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs: %w", err)
+		return "", ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs in %s (TMPDIR): %w", dir, err)
 	}
 	log.Info("parallel restore needs a seekable archive: decompressing to a temporary file, removed afterwards",
 		"path", f.Name(), "bytes", o.Manifest.DumpBytes, "jobs", o.Jobs)
@@ -648,6 +649,10 @@ func parallelArchive(ctx context.Context, o RestoreOptions, log *slog.Logger) (s
 	sum, _ := scan.Finish()
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("temporary archive %s: %w", f.Name(), cerr)
+	}
+	if noSpace(err) {
+		err = fmt.Errorf("%w (the temporary archive of --jobs needs %s in %s: point TMPDIR at a file system with room, or restore without --jobs, which needs none)",
+			err, config.HumanBytes(o.Manifest.DumpBytes), dir)
 	}
 	return f.Name(), sum, err
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/pgbackups/pgbackups/storage"
 )
 
 // full explains err when it says the store's file system ran out of
@@ -27,19 +29,19 @@ func (s *Store) full(err error) error {
 	switch {
 	case errors.Is(err, syscall.EDQUOT):
 		return fmt.Errorf("%w (a disk quota of uid %d or of its group is used up on %s; the file system itself had %s free)",
-			err, syscall.Getuid(), where, humanBytes(st.free))
+			err, syscall.Getuid(), where, storage.HumanBytes(st.free))
 	case st.files > 0 && st.freeFiles == 0:
 		return fmt.Errorf("%w (%s had no free inodes (files) left, of %d, though %s was free: remove files, or make it with more inodes)",
-			err, where, st.files, humanBytes(st.free))
+			err, where, st.files, storage.HumanBytes(st.free))
 	case st.free >= roomy:
 		// The file system did not think itself full: what ran out is
 		// under it (a thin pool, which also fails writeback with
 		// ENOSPC), behind it (an NFS server's disk or quota), or space
 		// df does not count (btrfs metadata).
 		return fmt.Errorf("%w (%s had %s free of %s, so what ran out is not the space df shows: a thin-provisioned volume's pool, a network file system's server, or btrfs metadata)",
-			err, where, humanBytes(st.free), humanBytes(st.size))
+			err, where, storage.HumanBytes(st.free), storage.HumanBytes(st.size))
 	default:
-		return fmt.Errorf("%w (%s had %s free of %s)", err, where, humanBytes(st.free), humanBytes(st.size))
+		return fmt.Errorf("%w (%s had %s free of %s)", err, where, storage.HumanBytes(st.free), storage.HumanBytes(st.size))
 	}
 }
 
@@ -52,18 +54,4 @@ const roomy = 64 << 20
 type space struct {
 	size, free       int64  // bytes; free is what an unprivileged user may use
 	files, freeFiles uint64 // inodes; files is 0 where the file system has no fixed number
-}
-
-// humanBytes formats n in binary units, as the rest of pgbackups does.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
