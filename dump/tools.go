@@ -3,6 +3,7 @@ package dump
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgbackups/pgbackups/internal/forkthread"
@@ -73,6 +75,18 @@ func toolVersion(ctx context.Context, path string) (Tool, error) {
 	return Tool{Path: path, Version: v, Major: major}, nil
 }
 
+// outOfResources reports whether err is the process, not the program,
+// failing: out of file descriptors (EMFILE, ENFILE), processes (EAGAIN)
+// or memory (ENOMEM) when starting it.
+func outOfResources(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.EAGAIN, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // FindTool finds the first program called name, in the search order of
 // candidateDirs, whose major version is at least minMajor: an older
 // pg_restore cannot read a newer archive. When none fits, the error lists
@@ -130,6 +144,11 @@ func findTool(ctx context.Context, name, binDir string, minMajor int, closest bo
 			continue
 		}
 		t, err := toolVersion(ctx, p)
+		if outOfResources(err) {
+			// The program is there; the process could not run it. Advice
+			// to install it would send the user the wrong way.
+			return Tool{}, fmt.Errorf("%w: pgbackups could not start a program; raise its open-file limit (ulimit -n; LimitNOFILE= in a systemd unit) or free the host's processes and memory", err)
+		}
 		if err != nil {
 			found = append(found, fmt.Sprintf("%s (unusable: %v)", p, err))
 			continue

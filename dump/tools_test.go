@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -144,5 +145,33 @@ func TestWarnNewerDump(t *testing.T) {
 		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, tc.want) || !strings.Contains(out, fmt.Sprintf("install=postgresql-client-%d", tc.server)) {
 			t.Errorf("pg_dump %d, server %d: %q; want a warning with %q naming postgresql-client-%d", tc.dump, tc.server, out, tc.want, tc.server)
 		}
+	}
+}
+
+// TestFindToolOutOfFiles: a process out of file descriptors cannot start
+// pg_dump --version; the error says so, rather than asking to install the
+// client that is there.
+func TestFindToolOutOfFiles(t *testing.T) {
+	dir := t.TempDir()
+	fakeTool(t, dir, "pg_dump", "16.4")
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("count open files: %v", err)
+	}
+	low := old
+	low.Cur = uint64(len(fds)) // no room for the pipes to the child
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	_, err = FindTool(context.Background(), "pg_dump", dir, 16)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "open-file limit") || strings.Contains(err.Error(), "apt install") {
+		t.Fatalf("FindTool out of file descriptors: %v, want the open-file limit named and no install advice", err)
 	}
 }
