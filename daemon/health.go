@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,21 +70,36 @@ type Running struct {
 	Bytes     int64     `json:"bytes"` // uncompressed dump bytes so far
 }
 
+// Retention is the last retention pass this daemon ran (after one of its
+// backups, under the lock).
+type Retention struct {
+	At      time.Time `json:"at"`      // when the pass ended
+	Removed int       `json:"removed"` // backups and leftover objects it deleted
+	// LeftAlone is how many backups it found and neither deleted nor
+	// counted as good; absent when the pass failed before it could tell.
+	LeftAlone *int   `json:"left_alone,omitempty"`
+	Error     string `json:"error,omitempty"` // the pass did not complete
+}
+
 // Health is the /healthz body. Nothing in it is secret: no URLs, no
 // connection strings; errors come redacted from the capture.
 type Health struct {
-	Status      string    `json:"status"`
-	Reason      string    `json:"reason,omitempty"`
-	Schedule    string    `json:"schedule"`
-	TimeZone    string    `json:"time_zone,omitempty"`
-	NextRun     *string   `json:"next_run"` // RFC 3339 in the schedule's zone
-	Running     *Running  `json:"running,omitempty"`
-	LastSuccess *Success  `json:"last_success"`
-	LastFailure *Failure  `json:"last_failure"`
-	LastSkip    *Skip     `json:"last_skipped,omitempty"`
-	Warnings    []string  `json:"warnings,omitempty"`
-	Started     time.Time `json:"started_at"`
-	Version     string    `json:"version,omitempty"`
+	Status      string   `json:"status"`
+	Reason      string   `json:"reason,omitempty"`
+	Schedule    string   `json:"schedule"`
+	TimeZone    string   `json:"time_zone,omitempty"`
+	NextRun     *string  `json:"next_run"` // RFC 3339 in the schedule's zone
+	Running     *Running `json:"running,omitempty"`
+	LastSuccess *Success `json:"last_success"`
+	LastFailure *Failure `json:"last_failure"`
+	LastSkip    *Skip    `json:"last_skipped,omitempty"`
+	// ConsecutiveFailures counts the failed attempts (retries included)
+	// since the last success.
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	LastRetention       *Retention `json:"last_retention,omitempty"`
+	Warnings            []string   `json:"warnings,omitempty"`
+	Started             time.Time  `json:"started_at"`
+	Version             string     `json:"version,omitempty"`
 }
 
 // state is what the daemon knows about its backups. Every read and write
@@ -99,10 +115,17 @@ type state struct {
 	failure    *Failure
 	skip       *Skip
 	running    *Running
-	warnings   []string  // from the last success: the size guard's, for one
-	tick       time.Time // when the scheduler last started a run
-	runEnd     time.Time // when the last scheduled run ended
-	loading    bool      // reading the last outcome from storage at start-up
+	warnings   []string // from the last success: the size guard's, for one
+	failures   int      // failed attempts since the last success
+	retention  *Retention
+	// latestErr is why storage could not be read for the newest backups
+	// (at start-up, or while following a lock holder); nil once a read
+	// succeeds. Without a known success it means the last one is unknown,
+	// not that there is none.
+	latestErr error
+	tick      time.Time // when the scheduler last started a run
+	runEnd    time.Time // when the last scheduled run ended
+	loading   bool      // reading the last outcome from storage at start-up
 }
 
 func newState(s *schedule.Schedule, grace time.Duration, start time.Time, version string) *state {
@@ -121,6 +144,9 @@ func (s *state) succeeded(x *Success) bool {
 	}
 	s.success = x
 	s.warnings = x.Warnings
+	if s.failure == nil || !s.failure.At.After(x.FinishedAt) {
+		s.failures = 0
+	}
 	return true
 }
 
@@ -128,6 +154,28 @@ func (s *state) failed(f *Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failure = f
+	s.failures++
+}
+
+// consecutiveFailures is how many attempts failed since the last success.
+func (s *state) consecutiveFailures() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failures
+}
+
+// retained records the end of a retention pass.
+func (s *state) retained(r *Retention) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retention = r
+}
+
+// readLatest records how the last read of storage's newest backups went.
+func (s *state) readLatest(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latestErr = err
 }
 
 func (s *state) skipped(k *Skip) {
@@ -267,8 +315,15 @@ func (s *state) evaluate(now time.Time) (status, reason string) {
 		}
 	}
 	if now.After(deadline) {
-		return StatusOverdue, fmt.Sprintf("no backup succeeded since %s: the run due at %s is late by %s (PGBACKUPS_HEALTH_GRACE %s)",
+		reason := fmt.Sprintf("no backup succeeded since %s: the run due at %s is late by %s (PGBACKUPS_HEALTH_GRACE %s)",
 			since, due.UTC().Format(time.RFC3339), now.Sub(due).Round(time.Second), s.grace)
+		if s.skip != nil && !s.skip.At.Before(due) {
+			// The usual cause when nothing failed here: say who has the
+			// runs (a holder stuck on the lock, a replica that never
+			// stores its backups).
+			reason += "; the last run, at " + s.skip.At.UTC().Format(time.RFC3339) + ", was skipped: " + s.skip.Reason
+		}
+		return StatusOverdue, reason
 	}
 	return StatusOK, ""
 }
@@ -286,6 +341,14 @@ func (s *state) snapshot(now time.Time, bytes int64) Health {
 		Warnings:    s.warnings,
 		Started:     s.start,
 		Version:     s.version,
+
+		ConsecutiveFailures: s.failures,
+		LastRetention:       s.retention,
+	}
+	if s.latestErr != nil && s.success == nil {
+		// Not "no backup yet": a stale last success (the overdue clock
+		// counts from start-up without it) or a failure may be in there.
+		h.Warnings = append(slices.Clip(h.Warnings), "the newest backups in storage could not be read, so the last backup is unknown: "+s.latestErr.Error())
 	}
 	h.Status, h.Reason = s.evaluate(now)
 	if s.sched != nil {

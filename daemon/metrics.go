@@ -1,10 +1,14 @@
 package daemon
 
 import (
+	"context"
+	"errors"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pgbackups/pgbackups/storage"
 )
 
 // Backup results, the values of pgbackups_backups_total's result label.
@@ -34,6 +38,8 @@ type metrics struct {
 	retentionDeleted prometheus.Counter
 	retentionErrors  prometheus.Counter
 	leftAlone        prometheus.Gauge
+	retentionSuccess prometheus.Gauge
+	retentionFailure prometheus.Gauge
 	blockingAborts   prometheus.Counter
 }
 
@@ -43,11 +49,11 @@ func newMetrics(d *Daemon) *metrics {
 		reg: reg,
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgbackups_last_success_timestamp_seconds",
-			Help: "When the newest completed backup finished (Unix time); read from storage at start-up. 0 when none.",
+			Help: "When the newest completed backup finished (Unix time); read from storage at start-up. 0 when none is known (none yet, or storage could not be read at start-up).",
 		}),
 		lastFailure: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgbackups_last_failure_timestamp_seconds",
-			Help: "When this daemon's last failed backup attempt ended (Unix time). 0 when none.",
+			Help: "When the last failed backup attempt ended (Unix time): this daemon's, or, read from storage at start-up, a failed backup newer than the last success. 0 when none.",
 		}),
 		lastDuration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgbackups_last_duration_seconds",
@@ -87,7 +93,15 @@ func newMetrics(d *Daemon) *metrics {
 		}),
 		leftAlone: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgbackups_retention_left_alone",
-			Help: "Backups the last retention pass left alone and did not count as good: a manifest it cannot read, or objects storage lists as missing or cut short. They take space until someone looks (pgbackups list) and deletes them.",
+			Help: "Backups the last retention pass that listed storage left alone and did not count as good: a manifest it cannot read, or objects storage lists as missing or cut short. They take space until someone looks (pgbackups list) and deletes them. A pass that fails before it can tell keeps the count; pgbackups_retention_last_success_timestamp_seconds says how old a complete count is.",
+		}),
+		retentionSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgbackups_retention_last_success_timestamp_seconds",
+			Help: "When this daemon's last retention pass that completed ended (Unix time). 0 when none since start-up.",
+		}),
+		retentionFailure: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgbackups_retention_last_failure_timestamp_seconds",
+			Help: "When this daemon's last retention pass that did not complete ended (Unix time). 0 when none since start-up.",
 		}),
 		blockingAborts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgbackups_blocking_aborts_total",
@@ -100,7 +114,11 @@ func newMetrics(d *Daemon) *metrics {
 	reg.MustRegister(
 		m.lastSuccess, m.lastFailure, m.lastDuration, m.lastDumpBytes, m.lastStoredBytes,
 		m.databaseBytes, m.overLogicalLimit, m.backups, m.inProgress,
-		m.retentionDeleted, m.retentionErrors, m.leftAlone, m.blockingAborts,
+		m.retentionDeleted, m.retentionErrors, m.leftAlone, m.retentionSuccess, m.retentionFailure, m.blockingAborts,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pgbackups_consecutive_failures",
+			Help: "Failed backup attempts (retries included) since the last success; skipped runs do not count. After a restart, 1 when the newest backup in storage failed, else 0.",
+		}, func() float64 { return float64(d.state.consecutiveFailures()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pgbackups_current_backup_bytes",
 			Help: "Uncompressed dump bytes the running backup has produced so far; 0 when none runs.",
@@ -144,7 +162,52 @@ func newMetrics(d *Daemon) *metrics {
 			Help: "The dump's rate limit (PGBACKUPS_MAX_RATE) while one runs, else the limit the next starts at; 0 when unlimited.",
 		}, func() float64 { return float64(f()) }))
 	}
+	m.observe(d)
 	return m
+}
+
+// observe wraps the daemon's two readers of storage, Prune and Latest, so
+// that what they find reaches /healthz and /metrics whoever calls them:
+// the end and outcome of every retention pass (a failed pass must not
+// leave an old pgbackups_retention_left_alone looking current), and
+// whether the newest backups could be read at all (a daemon that could
+// not read them at start-up does not know its last success, which is not
+// the same as having none).
+func (m *metrics) observe(d *Daemon) {
+	if prune := d.opts.Prune; prune != nil {
+		d.opts.Prune = func(ctx context.Context) (int, int, error) {
+			removed, alone, err := prune(ctx)
+			at := d.now()
+			r := &Retention{At: at, Removed: removed}
+			if err == nil || alone > 0 {
+				r.LeftAlone = &alone // counted: the pass listed storage
+			}
+			if err != nil {
+				r.Error = err.Error()
+				// The pass's own deadline (RetentionTimeout) says more
+				// than "context deadline exceeded".
+				if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(err, cause) {
+					r.Error = cause.Error() + " (" + r.Error + ")"
+				}
+				m.retentionFailure.Set(float64(at.UnixNano()) / 1e9)
+			} else {
+				m.retentionSuccess.Set(float64(at.UnixNano()) / 1e9)
+			}
+			d.state.retained(r)
+			return removed, alone, err
+		}
+	}
+	if latest := d.opts.Latest; latest != nil {
+		d.opts.Latest = func(ctx context.Context) (storage.Manifest, *storage.Manifest, error) {
+			completed, failed, err := latest(ctx)
+			if errors.Is(err, storage.ErrNoBackups) {
+				d.state.readLatest(nil)
+			} else {
+				d.state.readLatest(err)
+			}
+			return completed, failed, err
+		}
+	}
 }
 
 // success records the newest completed backup, whoever took it.
