@@ -41,8 +41,18 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 	// Singleton mode drops runs that come while the previous one is still
 	// going: say so, they are backups that did not happen.
 	if !expected.IsZero() && tick.Sub(expected) > time.Second {
-		d.log.Warn("scheduled runs were skipped: the previous backup was still running",
-			"first_skipped", expected.Format(time.RFC3339))
+		// This run is late (the process was paused, the clock jumped, the
+		// host starved it), or runs before it were dropped (the previous
+		// run went on past them, or the process was paused across them).
+		due := lastRun(d.opts.Schedule, tick)
+		if due.After(expected) {
+			d.log.Warn("scheduled runs were missed: the previous run was still going, or the process was paused",
+				"first_missed", expected.Format(time.RFC3339), "now_running", due.Format(time.RFC3339))
+		}
+		if late := tick.Sub(due); !due.IsZero() && late > time.Second {
+			d.log.Warn("scheduled run started late: the process was paused, or the clock jumped",
+				"due", due.Format(time.RFC3339), "late_by", late.Round(time.Second).String())
+		}
 	}
 	d.runScheduled(stop, bctx, tick)
 }
@@ -97,7 +107,13 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 			d.sdnotify(sdnotify.Status("last backup failed; next " + next.Format(time.RFC3339)))
 		}
 		d.webhook.post(ev)
-		if giveUp != "" || !sleep(stop, pause) {
+		if giveUp != "" {
+			if stop.Err() == nil {
+				d.watchStored(stop, tick, next)
+			}
+			return
+		}
+		if !sleep(stop, pause) {
 			return
 		}
 		pause *= 2
@@ -263,6 +279,24 @@ func (d *Daemon) followOther(stop context.Context, tick, next time.Time) (again 
 			}
 			d.log.Info("the lock holder let go of the lock without a newer backup in storage; backing up now")
 			return true
+		}
+	}
+}
+
+// watchStored runs after this daemon gave up on a run: another replica
+// may still take it (it follows the lock this one let go of, and backs up
+// once it is free), and its backup, once listed, is this daemon's last
+// success; without this, /healthz here says "failing" until the next
+// scheduled run. It looks at storage every FollowInterval until the next
+// run, a backup newer than the run's time is seen, or the daemon stops.
+func (d *Daemon) watchStored(stop context.Context, tick, next time.Time) {
+	if d.opts.Latest == nil {
+		return // nothing to look at
+	}
+	every := d.opts.FollowInterval
+	for !next.IsZero() && d.now().Add(every).Before(next) {
+		if !sleep(stop, every) || d.holderStored(stop, tick) {
+			return
 		}
 	}
 }

@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// TestGaveUpThenAnotherReplicaBackedUp: this daemon's run failed and it
+// gave up (the database was down); another replica, following the lock,
+// backed up once it came back. /healthz here must not say "failing" until
+// the next scheduled run. Seen for real: a replica stayed failing after the
+// other stored a backup, until its next run.
+func TestGaveUpThenAnotherReplicaBackedUp(t *testing.T) {
+	tick := time.Date(2026, 3, 1, 2, 0, 0, 4e6, time.UTC)
+	now := runningClock(tick)
+	var calls atomic.Int32
+	d, _ := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture:  (&failingCapture{fails: 100}).capture,
+		Retry:    Retry{Max: 0},
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			if calls.Add(1) < 3 {
+				return manifest("20260228-020000-old", tick.Add(-24*time.Hour), time.Minute), nil, nil
+			}
+			return manifest("20260301-020500-othr", now(), time.Minute), nil, nil
+		},
+		FollowInterval: 10 * time.Millisecond,
+		HealthGrace:    time.Hour,
+		Now:            now,
+	})
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() { d.runScheduled(ctx, ctx, tick); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("runScheduled still running")
+	}
+	code, h := getHealth(t, d.Handler())
+	if code != 200 || h.LastSuccess == nil || h.LastSuccess.ID != "20260301-020500-othr" {
+		t.Errorf("/healthz %d %s, last success %+v: want the other replica's backup", code, h.Status, h.LastSuccess)
+	}
+}
+
+// TestLateRunIsNotSkipped: a run that starts 40 s late (the process was
+// stopped with SIGSTOP across its time, then continued) is that run, late;
+// the log must not say runs were skipped because a backup was running.
+func TestLateRunIsNotSkipped(t *testing.T) {
+	due := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: due.Add(40 * time.Second)}
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "* * * * *"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			return manifest("20260301-020040-late", clock.Now(), time.Second), nil
+		},
+		Now: clock.Now,
+	})
+	d.nextRun = due
+	ctx := context.Background()
+	d.scheduled(ctx, ctx)
+	out := logs.String()
+	if strings.Contains(out, "previous backup was still running") || strings.Contains(out, "skipped") {
+		t.Errorf("a late run is logged as skipped runs:\n%s", out)
+	}
+	if !strings.Contains(out, "scheduled run started late") || !strings.Contains(out, "late_by=40s") {
+		t.Errorf("the late start is not logged:\n%s", out)
+	}
+}
