@@ -47,8 +47,14 @@ var deleteCommand = command{
 		if err != nil {
 			return err
 		}
+		if err := m.captureWriting(id, objs, time.Now()); err != nil {
+			return err
+		}
 		if err := m.catalog().Delete(ctx, id); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
+				if err := m.beingWritten(ctx, id, time.Now()); err != nil {
+					return err
+				}
 				return m.noSuchBackup(ctx, id)
 			}
 			return err
@@ -61,6 +67,62 @@ var deleteCommand = command{
 		m.log.Info("backup deleted", "backup", id, "objects", len(objs), "bytes", size)
 		return nil
 	},
+}
+
+// unfinishedWrites is a store that lists the writes in progress (or left
+// by a crash) that List does not show: the file store's temporary files,
+// S3's unfinished multipart uploads.
+type unfinishedWrites interface {
+	Temporaries(ctx context.Context) ([]storage.Object, error)
+}
+
+// captureWriting refuses to delete id, listed as objs, while a capture
+// may still be writing it: no manifest yet, and an object younger than
+// PGBACKUPS_ORPHAN_GRACE, the age prune waits for. Deleting its data then
+// fails that capture ("vanished before its manifest was written") or, a
+// moment later, leaves a completed manifest over a missing data object.
+func (m *Main) captureWriting(id string, objs []storage.Object, now time.Time) error {
+	var newest time.Time
+	for _, o := range objs {
+		if o.Key == storage.ManifestKey(id) {
+			return nil // a backup, complete or failed: delete it
+		}
+		if o.Modified.After(newest) {
+			newest = o.Modified
+		}
+	}
+	grace := m.cfg.OrphanGrace.D()
+	if newest.IsZero() || now.Sub(newest) >= grace {
+		return nil
+	}
+	return fmt.Errorf("backup %s has no manifest yet and was written to %s ago: a capture may still be writing it, so nothing was deleted; delete it once `pgbackups list --all` shows it. If no capture is running, `pgbackups prune` removes it once it is %s old (PGBACKUPS_ORPHAN_GRACE)",
+		id, now.Sub(newest).Round(time.Second), grace)
+}
+
+// beingWritten says, for an id storage lists nothing of, whether a capture
+// may be uploading it now: an unfinished write of it younger than
+// PGBACKUPS_ORPHAN_GRACE. Without it, delete of the id a capture logged
+// said "no such backup", and the backup appeared after.
+func (m *Main) beingWritten(ctx context.Context, id string, now time.Time) error {
+	st, ok := m.store.(unfinishedWrites)
+	if !ok {
+		return nil
+	}
+	temps, err := st.Temporaries(ctx)
+	if err != nil {
+		return nil // best effort: an S3 policy without s3:ListBucketMultipartUploads
+	}
+	var newest time.Time
+	for _, o := range temps {
+		if strings.HasPrefix(o.Key, id+"/") && o.Modified.After(newest) {
+			newest = o.Modified
+		}
+	}
+	if newest.IsZero() || now.Sub(newest) >= m.cfg.OrphanGrace.D() {
+		return nil
+	}
+	return fmt.Errorf("backup %s: no such backup yet: a capture may be writing it now (an unfinished write of it, %s old); nothing was deleted; delete it once `pgbackups list --all` shows it",
+		id, now.Sub(newest).Round(time.Second))
 }
 
 var pruneCommand = command{

@@ -267,32 +267,63 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 	out := make([]Entry, 0, len(ids))
 	for _, id := range ids {
 		e := byID[id]
-		for _, o := range e.Objects {
-			if o.Key != ManifestKey(id) {
-				continue
-			}
-			if o.Size > manifestReadLimit {
-				// Not worth reading 64 MiB of it to find out.
-				e.Err = fmt.Errorf("backup %s: manifest is corrupt: %d bytes, over the %d MiB a manifest may take", id, o.Size, manifestReadLimit>>20)
-				continue
-			}
+		i := slices.IndexFunc(e.Objects, func(o Object) bool { return o.Key == ManifestKey(id) })
+		switch {
+		case i < 0:
+			// No manifest: an orphan, or a capture still writing.
+		case e.Objects[i].Size > manifestReadLimit:
+			// Not worth reading 64 MiB of it to find out.
+			e.Err = fmt.Errorf("backup %s: manifest is corrupt: %d bytes, over the %d MiB a manifest may take", id, e.Objects[i].Size, manifestReadLimit>>20)
+		default:
 			m, err := c.Manifest(ctx, id)
 			if err != nil && ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if err != nil {
+			var left []Object
+			switch {
+			case errors.Is(err, ErrNotFound) && c.gone(ctx, id, &left):
+				// Listed a moment ago and gone now: a delete or prune
+				// beside this one removed it (manifest first) and is
+				// removing the rest. What is left has no manifest, as
+				// any orphan. Called unreadable, it would have list warn
+				// of a bad manifest, latest stop at it, and retention
+				// leave it alone and count it for an alert.
+				e.Objects = left
+			case err != nil && ctx.Err() != nil:
+				return nil, ctx.Err()
+			case err != nil:
 				e.Err = err
-			} else {
+			default:
 				e.Manifest = &m
 				e.Damaged = damage(m, e.Objects)
 			}
 		}
-		out = append(out, *e)
+		if len(e.Objects) > 0 {
+			out = append(out, *e)
+		}
 	}
 	// Ids order backups to the second; within one, the random suffix
 	// would decide, so there the manifests' start times do (as retention's).
 	sort.SliceStable(out, func(i, j int) bool { return newer(out[i], out[j]) })
 	return out, nil
+}
+
+// gone reports whether a listing of backup id's folder, taken now, no
+// longer shows its manifest, and puts what it shows in left: whether a
+// read that found no manifest saw it deleted, rather than a server
+// answering "not found" for an object it lists (which must not turn the
+// backup into an orphan for prune to remove).
+func (c Catalog) gone(ctx context.Context, id string, left *[]Object) bool {
+	objs, err := c.Store.List(ctx, id+"/")
+	if err != nil || slices.ContainsFunc(objs, func(o Object) bool { return o.Key == ManifestKey(id) }) {
+		return false
+	}
+	for _, o := range objs {
+		if _, ok := BackupOf(o.Key); ok {
+			*left = append(*left, o)
+		}
+	}
+	return true
 }
 
 // newer orders entries newest first: by the second in their ids; within

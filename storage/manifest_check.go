@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -173,11 +174,17 @@ func damage(m Manifest, objs []Object) error {
 
 // Damage lists m's folder and reports what is wrong with the objects of
 // the completed backup m, as Entry.Damaged does: before a restore changes
-// anything, and for info.
+// anything, and for info. Objects missing along with the manifest itself
+// are a backup deleted (`pgbackups delete`, retention) since m was read,
+// not a damaged one: that error wraps ErrNotFound, not ErrDamaged.
 func (c Catalog) Damage(ctx context.Context, m Manifest) error {
 	objs, err := c.Store.List(ctx, m.ID+"/")
 	if err != nil {
 		return err
 	}
-	return damage(m, objs)
+	err = damage(m, objs)
+	if err != nil && !slices.ContainsFunc(objs, func(o Object) bool { return o.Key == ManifestKey(m.ID) }) {
+		return fmt.Errorf("backup %s was deleted while this command read it (its manifest is gone too): %w", m.ID, ErrNotFound)
+	}
+	return err
 }

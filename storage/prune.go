@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pgbackups/pgbackups/schedule"
@@ -75,7 +76,9 @@ type temporaryStore interface {
 // writing it) once older than the grace, and, on the file store, temporary
 // files or S3 multipart uploads a crash left behind, also after the grace. Backups are deleted with
 // Catalog.Delete, manifest first. Prune goes on past a failed deletion and
-// returns every error at the end.
+// returns every error at the end, but removes no more backups once one it
+// keeps is gone or damaged (a `pgbackups delete` beside it): the policy
+// removed the others because that one stayed.
 //
 // The daemon calls it after each backup; `pgbackups prune` calls it on demand.
 func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error) {
@@ -139,14 +142,31 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 	// From here Removed says what was removed, not what was meant to be.
 	planned := res.Removed
 	res.Removed = nil
+	var keptGone error // set once a backup retention keeps is found gone
 	for _, p := range planned {
 		if err := ctx.Err(); err != nil {
 			return res, errors.Join(append(errs, err)...)
 		}
 		var err error
-		if p.ID != "" {
+		switch {
+		case p.Reason == PruneRetention || p.Reason == PruneFailed:
+			// These go because of the good backups kept: a `pgbackups
+			// delete` beside this prune may have removed one since the
+			// listing (the newest, say), and then deleting the rest would
+			// leave fewer than the policy keeps, or none at all.
+			if keptGone == nil {
+				keptGone = keptStill(ctx, cat, res.Kept, byID)
+				if keptGone != nil {
+					errs = append(errs, keptGone)
+				}
+			}
+			if keptGone != nil {
+				continue
+			}
 			err = cat.Delete(ctx, p.ID)
-		} else {
+		case p.ID != "":
+			err = cat.Delete(ctx, p.ID)
+		default:
 			err = temps.RemoveTemporary(ctx, p.Key)
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -156,6 +176,36 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		res.Removed = append(res.Removed, p)
 	}
 	return res, errors.Join(errs...)
+}
+
+// keptStill lists the store again and reports a good backup in kept
+// whose manifest is gone since Prune read it, or whose objects now show
+// damage: retention's decisions stand only while those it kept are there.
+func keptStill(ctx context.Context, cat Catalog, kept []schedule.Decision, byID map[string]Entry) error {
+	objs, err := cat.Store.List(ctx, "")
+	if err != nil {
+		return fmt.Errorf("prune: check that the backups kept are still there: %w; removed no more backups", err)
+	}
+	folders := map[string][]Object{}
+	for _, o := range objs {
+		if id, ok := BackupOf(o.Key); ok {
+			folders[id] = append(folders[id], o)
+		}
+	}
+	for _, d := range kept {
+		m := byID[d.ID].Manifest
+		if !d.OK || m == nil {
+			continue
+		}
+		objs := folders[d.ID]
+		if !slices.ContainsFunc(objs, func(o Object) bool { return o.Key == ManifestKey(d.ID) }) {
+			return fmt.Errorf("prune: backup %s, which retention keeps, was deleted while prune ran; removed no more backups: prune again", d.ID)
+		}
+		if err := damage(*m, objs); err != nil {
+			return fmt.Errorf("prune: backup %s, which retention keeps, changed while prune ran (%v); removed no more backups: prune again", d.ID, err)
+		}
+	}
+	return nil
 }
 
 func pruned(e Entry, reason string, t time.Time) Pruned {

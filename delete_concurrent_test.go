@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/storage"
+)
+
+// TestDeleteLeavesACaptureInProgress: `pgbackups delete ID` with the id a
+// running capture logged ("backup starting backup=ID"). While the data
+// streams, storage lists nothing of it: delete said "no such backup", and
+// the backup appeared moments later. Once the data object is in place and
+// the manifest not yet, delete removed the data: the capture then failed
+// ("vanished before its manifest was written"), or its manifest landed
+// over a missing data object. Now delete refuses, and says why, until the
+// capture is done or its leftovers are older than PGBACKUPS_ORPHAN_GRACE.
+func TestDeleteLeavesACaptureInProgress(t *testing.T) {
+	store := t.TempDir()
+	env := []string{"PGBACKUPS_STORAGE_URL=" + store}
+	id := storage.NewID(time.Now())
+	dir := filepath.Join(store, id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	// Streaming: the file store's temporary file, hidden from List.
+	tmp := filepath.Join(dir, ".tmp-"+id+".dump.zst-123")
+	if err := os.WriteFile(tmp, []byte("half a dump"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, env, "delete", id, "--confirm", id)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "a capture may be writing it now") {
+		t.Errorf("delete during the upload: exit %d, want 1 saying a capture may be writing it:\n%s", r.code, r.stderr)
+	}
+	os.Remove(tmp)
+
+	// The data object in place, the manifest not yet written.
+	data := filepath.Join(dir, id+".dump.zst")
+	if err := os.WriteFile(data, []byte("a whole dump"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, env, "delete", id, "--confirm", id)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "has no manifest yet") || !strings.Contains(r.stderr, "a capture may still be writing it") {
+		t.Errorf("delete before the manifest: exit %d, want 1 saying a capture may still be writing it:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(data); err != nil {
+		t.Errorf("the capture's data object was deleted: %v", err)
+	}
+
+	// Left by a capture that died two days ago: delete removes it.
+	old := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(data, old, old)
+	if r := run(t, env, "delete", id, "--confirm", id); r.code != 0 {
+		t.Errorf("delete of a dead capture's leftovers: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("leftover data object still there: %v", err)
+	}
+}
+
+// TestDeleteLeavesAnUploadInProgress: the same on S3, where a capture's
+// data is an unfinished multipart upload until it completes.
+func TestDeleteLeavesAnUploadInProgress(t *testing.T) {
+	srv := testenv.S3(t)
+	id := storage.NewID(time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := srv.Prefix + "/" + storage.DataKey(id)
+	up, err := srv.Client().CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(srv.Bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, srv.Env(), "delete", id, "--confirm", id)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "a capture may be writing it now") {
+		t.Errorf("delete during the upload: exit %d, want 1 saying a capture may be writing it:\n%s", r.code, r.stderr)
+	}
+	if _, err := srv.Client().AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(srv.Bucket), Key: aws.String(key), UploadId: up.UploadId}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing being written, nothing stored: no such backup.
+	if r := run(t, srv.Env(), "delete", id, "--confirm", id); r.code != exitFailure || !strings.Contains(r.stderr, "no such backup in") {
+		t.Errorf("delete of an id with nothing stored: exit %d\n%s", r.code, r.stderr)
+	}
+}
