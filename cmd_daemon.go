@@ -12,6 +12,7 @@ import (
 	"github.com/pgbackups/pgbackups/internal/sdnotify"
 	"github.com/pgbackups/pgbackups/schedule"
 	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
 )
 
 var daemonCommand = command{
@@ -96,7 +97,13 @@ func (m *Main) backupLock(conn dump.Conn) daemon.AdvisoryLock {
 
 // storageLocation names the store the same way however the URL was
 // spelled ("/srv/b" and "file:///srv/b/"), so replicas agree on the lock.
+// A directory is named with its symlinks resolved: a capture given
+// /backups and a prune given /mnt/nas/backups, where the first links to
+// the second, share one lock.
 func storageLocation(st storage.Store, raw string) string {
+	if f, ok := st.(*file.Store); ok {
+		return f.Root
+	}
 	if d, ok := st.(storage.Describer); ok {
 		return d.Location("")
 	}
