@@ -218,6 +218,9 @@ func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string, a
 		}
 		row("Tables", "%d (row counts %s), %d rows", len(man.Tables), method, rows)
 	}
+	if man.LargeObjects != nil {
+		row("Large objects", "%d", *man.LargeObjects)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

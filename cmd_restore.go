@@ -208,9 +208,12 @@ var verifyCommand = command{
 			Logger: m.log.With("component", "verify"),
 		})
 		m.printCounts(res.Counts, man.TableCountMethod)
+		if lo := man.LargeObjects; lo != nil && res.LargeObjects >= 0 && *lo != res.LargeObjects {
+			fmt.Fprintf(m.Stdout, "  large objects: recorded %d, found %d\n", *lo, res.LargeObjects)
+		}
 		if err != nil {
 			if errors.Is(err, dump.ErrCountMismatch) {
-				return fmt.Errorf("%w (the rows listed above differ)", err)
+				return fmt.Errorf("%w (listed above)", err)
 			}
 			return err
 		}
@@ -239,6 +242,9 @@ var verifyCommand = command{
 			fmt.Fprintf(m.Stdout, "row counts of %d of %d tables are near capture's estimates (pg_class.reltuples; estimates are never exact, so this is no failure)\n", near, len(res.Counts))
 		default:
 			fmt.Fprintf(m.Stdout, "row counts of %d tables match what capture recorded (%s)\n", len(res.Counts), man.TableCountMethod)
+		}
+		if man.LargeObjects != nil && res.LargeObjects >= 0 {
+			fmt.Fprintf(m.Stdout, "%d large objects, as capture recorded\n", res.LargeObjects)
 		}
 		fmt.Fprintf(m.Stdout, "verified in %s\n", time.Since(start).Round(time.Millisecond))
 		return nil

@@ -731,6 +731,7 @@ func countUnforced(ctx context.Context, conn *pgx.Conn, name string) (int64, err
 func captureExtras(ctx context.Context, o CaptureOptions, m *storage.Manifest, major int, scan ArchiveSummary, scanErr error, log *slog.Logger) {
 	if scanErr == nil && scan.Complete {
 		m.Tables, m.TableCountMethod = scan.Tables, CountMethodArchive
+		m.LargeObjects = &scan.LargeObjects
 	} else {
 		if scanErr == nil {
 			scanErr = errors.New("some table data never arrived")

@@ -693,6 +693,9 @@ type VerifyResult struct {
 	Archive  ArchiveSummary // what the archive scan read
 	Counts   []CountCheck   // manifest counts against the archive's, or the scratch database's
 	Restored *RestoreResult // set when RestoreTo was
+	// LargeObjects is how many large objects the archive (or, with
+	// RestoreTo, the scratch database) holds; -1 when not counted.
+	LargeObjects int64
 }
 
 // ErrCountMismatch means the rows found differ from those recorded.
@@ -705,7 +708,7 @@ var ErrCountMismatch = errors.New("row counts differ from those recorded at capt
 // scratch database and the rows are counted there.
 func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 	m := o.Manifest
-	var res VerifyResult
+	res := VerifyResult{LargeObjects: -1}
 	// A backup is also its globals (restore --with-globals reads them):
 	// checked first, they are small.
 	if m.OK() && m.GlobalsKey != "" {
@@ -735,7 +738,10 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 			return res, fmt.Errorf("verify %s: %w", m.ID, err)
 		}
 		res.Counts = CompareCounts(m, got)
-		return res, countsError(m, res.Counts)
+		if res.LargeObjects, err = countLargeObjects(ctx, *o.RestoreTo); err != nil {
+			return res, fmt.Errorf("verify %s: %w", m.ID, err)
+		}
+		return res, errors.Join(countsError(m, res.Counts), largeObjectsError(m, res.LargeObjects))
 	}
 
 	// --list connects to no server: the archive's own version reads it.
@@ -792,7 +798,31 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 		}
 		res.Counts = CompareCounts(m, got)
 	}
-	return res, countsError(m, res.Counts)
+	res.LargeObjects = res.Archive.LargeObjects
+	return res, errors.Join(countsError(m, res.Counts), largeObjectsError(m, res.LargeObjects))
+}
+
+// countLargeObjects counts the large objects of c's database.
+func countLargeObjects(ctx context.Context, c Conn) (int64, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_largeobject_metadata`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count large objects on %s: %s", c, Redact(err, c))
+	}
+	return n, nil
+}
+
+// largeObjectsError compares the large objects found with those the
+// manifest recorded, when it recorded them.
+func largeObjectsError(m storage.Manifest, found int64) error {
+	if m.LargeObjects == nil || found < 0 || found == *m.LargeObjects {
+		return nil
+	}
+	return fmt.Errorf("verify %s: %w: large objects: recorded %d, found %d", m.ID, ErrCountMismatch, *m.LargeObjects, found)
 }
 
 func countsError(m storage.Manifest, cs []CountCheck) error {

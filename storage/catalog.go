@@ -54,10 +54,14 @@ type Manifest struct {
 	GlobalsSHA256    string       `json:"globals_sha256,omitempty"`
 	Tables           []TableCount `json:"tables,omitempty"`
 	TableCountMethod string       `json:"table_count_method,omitempty"`
-	Source           string       `json:"source,omitempty"` // "primary" or "standby"
-	Error            string       `json:"error,omitempty"`
-	Warnings         []string     `json:"warnings,omitempty"`
-	PgbackupsVersion string       `json:"pgbackups_version,omitempty"`
+	// LargeObjects is how many large objects the archive holds; nil when
+	// not counted (a backup of an older pgbackups, an archive the scan
+	// could not read), which is not zero.
+	LargeObjects     *int64   `json:"large_objects,omitempty"`
+	Source           string   `json:"source,omitempty"` // "primary" or "standby"
+	Error            string   `json:"error,omitempty"`
+	Warnings         []string `json:"warnings,omitempty"`
+	PgbackupsVersion string   `json:"pgbackups_version,omitempty"`
 }
 
 // Duration is how long the capture took.

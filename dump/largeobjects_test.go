@@ -1,0 +1,53 @@
+package dump_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/pgbackups/pgbackups/dump"
+	"github.com/pgbackups/pgbackups/internal/testenv"
+)
+
+// TestLargeObjectsCountedAndVerified: capture records how many large
+// objects the archive holds (they are no table's rows: documents, images),
+// and verify checks that number, in the archive and in a restored copy.
+// A backup of an older pgbackups, which recorded none, is not failed.
+func TestLargeObjectsCountedAndVerified(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `SELECT lo_from_bytea(0, convert_to(repeat('x', i), 'UTF8')) FROM generate_series(1, 25) i`)
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.LargeObjects == nil || *m.LargeObjects != 25 {
+		t.Fatalf("manifest large objects %v, want 25", m.LargeObjects)
+	}
+	scratch := func() *dump.Conn { return ptr(conn(t, pg.URL(pg.CreateDB(t)))) }
+	for _, to := range []*dump.Conn{nil, scratch()} {
+		res, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir, RestoreTo: to})
+		if err != nil || res.LargeObjects != 25 {
+			t.Errorf("verify (restore-to %v): %v, %d large objects, want 25", to != nil, err, res.LargeObjects)
+		}
+	}
+
+	bad := m
+	n := *m.LargeObjects + 1
+	bad.LargeObjects = &n
+	for _, to := range []*dump.Conn{nil, scratch()} {
+		_, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: bad, PgBinDir: pg.BinDir, RestoreTo: to})
+		if !errors.Is(err, dump.ErrCountMismatch) || !strings.Contains(err.Error(), "large objects: recorded 26, found 25") {
+			t.Errorf("verify of a wrong large-object count (restore-to %v): %v, want ErrCountMismatch naming both numbers", to != nil, err)
+		}
+	}
+
+	old := m
+	old.LargeObjects = nil
+	if _, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: old, PgBinDir: pg.BinDir}); err != nil {
+		t.Errorf("verify of a manifest without a large-object count: %v", err)
+	}
+}
