@@ -352,7 +352,7 @@ func soak(t *testing.T, store string, cycles int) {
 				// The backup lock's session ends: the daemon cancels
 				// the backup (ErrLockLost).
 				n, err := query(`SELECT count(pg_terminate_backend(a.pid))::int FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-					WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pgbackups'`)
+					WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'pgbackups@%'`)
 				if err != nil || n != 1 {
 					t.Fatalf("terminate the lock session: %d, %v", n, err)
 				}

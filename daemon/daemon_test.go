@@ -1377,8 +1377,9 @@ func TestAdvisoryLock(t *testing.T) {
 	if !errors.As(err, &held) {
 		t.Fatalf("second TryLock: %v, want *HeldError", err)
 	}
-	if fmt.Sprint(held.PID) != holder || held.Application != "pgbackups" {
-		t.Errorf("held by %+v, want pid %s (application pgbackups)", held, holder)
+	host, _ := os.Hostname()
+	if fmt.Sprint(held.PID) != holder || held.Application != "pgbackups@"+host {
+		t.Errorf("held by %+v, want pid %s (application pgbackups@%s)", held, holder, host)
 	}
 	if !strings.Contains(err.Error(), "pid "+holder) {
 		t.Errorf("error %q does not name pid %s", err, holder)

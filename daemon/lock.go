@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -247,7 +248,17 @@ func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 	// what they do not know.
 	qctx, qcancel := lockQueryContext(ctx)
 	defer qcancel()
-	if _, err := conn.Exec(qctx, `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`); err != nil {
+	// Every replica's sessions are "pgbackups"; the lock's names its host,
+	// so a replica that finds the lock taken can say which one holds it.
+	// An application_name the URL sets is left as it is.
+	app := conn.Config().RuntimeParams["application_name"]
+	if app == "pgbackups" {
+		if host, err := os.Hostname(); err == nil && host != "" {
+			app = "pgbackups@" + host
+		}
+	}
+	if _, err := conn.Exec(qctx, `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'
+		UNION ALL SELECT set_config('application_name', $1, false)`, app); err != nil {
 		closeConn()
 		return nil, nil, lockQueryError(qctx, "session settings", l.Conn, err)
 	}
