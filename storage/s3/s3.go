@@ -110,6 +110,7 @@ type Options struct {
 type Store struct {
 	bucket      string
 	prefix      string // no leading or trailing slash; may be empty
+	region      string // requests are signed for; named in errors
 	partSize    int64
 	concurrency int
 
@@ -204,6 +205,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	return &Store{
 		bucket:      opts.Bucket,
 		prefix:      strings.Trim(opts.Prefix, "/"),
+		region:      client.Options().Region,
 		partSize:    partSize,
 		concurrency: concurrency,
 		client:      client,
@@ -259,9 +261,9 @@ func (s *Store) PutSized(ctx context.Context, key string, r io.Reader, sizeHint 
 	})
 	if err != nil {
 		if abortErr := s.abort(ctx, key, err); abortErr != nil {
-			return body.n, fmt.Errorf("s3: put %s: %w (abort: %v)", loc, err, abortErr)
+			return body.n, fmt.Errorf("s3: put %s: %w (abort: %v)", loc, s.explain(err), abortErr)
 		}
-		return body.n, fmt.Errorf("s3: put %s: %w", loc, err)
+		return body.n, fmt.Errorf("s3: put %s: %w", loc, s.explain(err))
 	}
 	return body.n, nil
 }
@@ -317,7 +319,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		if isNotFound(err) {
 			return nil, fmt.Errorf("s3: get %s: %w", loc, storage.ErrNotFound)
 		}
-		return nil, fmt.Errorf("s3: get %s: %w", loc, err)
+		return nil, fmt.Errorf("s3: get %s: %w", loc, s.explain(err))
 	}
 	size := int64(-1)
 	if out.ContentLength != nil {
@@ -667,20 +669,38 @@ func parseContentRange(cr string) (start, total int64, ok bool) {
 
 // List returns every object under the store's prefix whose key starts with
 // prefix, with keys relative to the store's prefix, in key order.
+//
+// It pages by hand rather than with the SDK's paginator, which trusts the
+// server: on IsTruncated without a NextContinuationToken it stops as if
+// the listing were complete, and on a token it got before (or a server
+// that ignores the token) it loops for ever. Ceph RGW and Huawei OBS have
+// sent the first (https://github.com/taylorfinnell/awscr-s3/issues/71,
+// https://github.com/minio/minio-go/pull/1704). A listing cut short is
+// worse than none: cut between a backup's data and its manifest, it shows
+// prune an orphan to delete. So any of these fails List.
 func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, error) {
 	root := s.root()
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+	in := &s3.ListObjectsV2Input{
 		Bucket: aws.String(s.bucket),
 		Prefix: aws.String(root + prefix),
-	})
+	}
 	var objects []storage.Object
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
+	seen := map[string]bool{}   // full keys listed so far
+	tokens := map[string]bool{} // continuation tokens sent so far
+	for {
+		page, err := s.client.ListObjectsV2(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("s3: list %s: %w", s.Location(prefix), err)
+			return nil, fmt.Errorf("s3: list %s: %w", s.Location(prefix), s.explain(err))
 		}
+		fresh := 0
 		for _, o := range page.Contents {
-			key, ok := strings.CutPrefix(aws.ToString(o.Key), root)
+			full := aws.ToString(o.Key)
+			if seen[full] {
+				continue
+			}
+			seen[full] = true
+			fresh++
+			key, ok := strings.CutPrefix(full, root)
 			if !ok || key == "" {
 				continue
 			}
@@ -690,6 +710,24 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, erro
 				Modified: aws.ToTime(o.LastModified),
 			})
 		}
+		if !aws.ToBool(page.IsTruncated) {
+			break
+		}
+		next := aws.ToString(page.NextContinuationToken)
+		var broken string
+		switch {
+		case next == "":
+			broken = "it said more keys follow (IsTruncated) but sent no continuation token"
+		case tokens[next]:
+			broken = "it sent a continuation token it had sent before"
+		case fresh == 0 && len(page.Contents) > 0:
+			broken = "it listed the same keys again for a continuation token"
+		}
+		if broken != "" {
+			return nil, fmt.Errorf("s3: list %s: the server's listing is broken after %d keys: %s; a partial listing would let prune delete backups it did not see whole", s.Location(prefix), len(seen), broken)
+		}
+		tokens[next] = true
+		in.ContinuationToken = aws.String(next)
 	}
 	// S3 lists in UTF-8 byte order already; sort anyway so the contract
 	// holds on servers that do not.
@@ -712,14 +750,14 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("s3: delete %s: %w", loc, storage.ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("s3: delete %s: %w", loc, err)
+		return fmt.Errorf("s3: delete %s: %w", loc, s.explain(err))
 	}
 	_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.objectKey(key)),
 	})
 	if err != nil {
-		return fmt.Errorf("s3: delete %s: %w", loc, err)
+		return fmt.Errorf("s3: delete %s: %w", loc, s.explain(err))
 	}
 	return nil
 }

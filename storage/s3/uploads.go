@@ -37,7 +37,14 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 	for {
 		page, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("s3: list multipart uploads under %s: %w", s.Location(""), err)
+			if isNotImplemented(err) {
+				// s3proxy, lakeFS and other gateways lack the call. Say
+				// what it costs, and wrap errors.ErrUnsupported so a
+				// caller can report it as a note rather than a failure.
+				return nil, fmt.Errorf("s3: list multipart uploads under %s: %w: %w; uploads a killed capture left cannot be found and aborted here: expire them on the server (an AbortIncompleteMultipartUpload lifecycle rule, or its own expiry)",
+					s.Location(""), errors.ErrUnsupported, err)
+			}
+			return nil, fmt.Errorf("s3: list multipart uploads under %s: %w", s.Location(""), s.explain(err))
 		}
 		for _, u := range page.Uploads {
 			key, ok := strings.CutPrefix(aws.ToString(u.Key), root)
@@ -70,13 +77,13 @@ func (s *Store) RemoveTemporary(ctx context.Context, key string) error {
 	objKey := s.objectKey(key)
 	ids, err := s.uploadIDs(ctx, objKey)
 	if err != nil {
-		return fmt.Errorf("s3: list multipart uploads of %s: %w", loc, err)
+		return fmt.Errorf("s3: list multipart uploads of %s: %w", loc, s.explain(err))
 	}
 	if len(ids) == 0 {
 		return fmt.Errorf("s3: no unfinished upload of %s: %w", loc, storage.ErrNotFound)
 	}
 	if err := s.abortUploads(ctx, objKey, ids); err != nil {
-		return fmt.Errorf("s3: abort %s: %w", loc, err)
+		return fmt.Errorf("s3: abort %s: %w", loc, s.explain(err))
 	}
 	return nil
 }

@@ -1,0 +1,80 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// explain adds to err, when it is the answer S3 or an S3-compatible server
+// gives a misconfigured client, what the operator can change: the SDK's
+// message names the code but not the setting behind it ("PermanentRedirect:
+// The bucket you are attempting to access must be addressed using the
+// specified endpoint" names neither the region nor the variable). The
+// hint names variables, never their values: no secret reaches a log. err
+// stays wrapped, so callers still branch on its code (AccessDenied).
+func (s *Store) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var api smithy.APIError
+	code := ""
+	if errors.As(err, &api) {
+		code = api.ErrorCode()
+	}
+	status, bucketRegion := 0, ""
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
+		if re.Response != nil && re.Response.Response != nil {
+			// AWS names the bucket's region on a wrong-region answer
+			// (https://docs.aws.amazon.com/AmazonS3/latest/API/RESTCommonResponseHeaders.html).
+			bucketRegion = re.Response.Header.Get("X-Amz-Bucket-Region")
+		}
+	}
+	var hint string
+	switch {
+	case bucketRegion != "" && bucketRegion != s.region &&
+		(status == http.StatusMovedPermanently || code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed" || code == "IllegalLocationConstraintException"):
+		hint = fmt.Sprintf("bucket %s is in region %s, and requests were signed for %s: set AWS_REGION=%s", s.bucket, bucketRegion, s.region, bucketRegion)
+	case code == "PermanentRedirect" || status == http.StatusMovedPermanently:
+		hint = fmt.Sprintf("bucket %s is not served at this endpoint for region %s: set AWS_REGION to the bucket's region, or the endpoint (AWS_ENDPOINT_URL_S3) to the one the bucket lives on", s.bucket, s.region)
+	case code == "AuthorizationHeaderMalformed":
+		// Garage answers "unexpected scope" here for any region but its own.
+		hint = fmt.Sprintf("requests were signed for region %s, which this server does not accept: set AWS_REGION to the server's region (Backblaze B2 and Wasabi: the one in the endpoint's host name; Garage: s3_region in garage.toml, \"garage\" by default; Cloudflare R2: auto)", s.region)
+	case code == "SignatureDoesNotMatch":
+		hint = fmt.Sprintf("the server computed another signature: check that the secret key (PGBACKUPS_S3_SECRET_ACCESS_KEY or AWS_SECRET_ACCESS_KEY) is the one issued with the access key, and, for an S3-compatible server, the region (%s, set with AWS_REGION), the endpoint and PGBACKUPS_S3_PATH_STYLE, and that no proxy rewrites the request", s.region)
+	case code == "InvalidAccessKeyId":
+		hint = "the server does not know this access key: check PGBACKUPS_S3_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID, and that the endpoint (AWS_ENDPOINT_URL_S3) is the service that issued it"
+	case code == "NoSuchBucket":
+		hint = fmt.Sprintf("pgbackups does not create buckets: create bucket %s, or correct the bucket in PGBACKUPS_STORAGE_URL", s.bucket)
+	}
+	if hint == "" {
+		return err
+	}
+	return &hinted{err: err, hint: hint}
+}
+
+// hinted is an error with what to do about it appended.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() + "; " + h.hint }
+func (h *hinted) Unwrap() error { return h.err }
+
+// isNotImplemented reports whether err is a server's refusal of an
+// operation it does not implement (501 NotImplemented, as S3-compatible
+// servers answer an S3 call they lack).
+func isNotImplemented(err error) bool {
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "NotImplemented" {
+		return true
+	}
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented
+}
