@@ -221,6 +221,9 @@ func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
 		}
 		fmt.Fprintf(m.Stderr, "left alone: %s %s (%v); inspect it, then `pgbackups delete %s --confirm %s`\n", e.ID, what, e.Err, e.ID, e.ID)
 	}
+	for _, note := range res.Notes {
+		fmt.Fprintf(m.Stderr, "note: %s\n", note)
+	}
 	fmt.Fprintf(m.Stderr, "%s %s (%s), kept %s\n", verb, plural(n, "item"), config.HumanBytes(bytes), plural(len(res.Kept), "backup"))
 	if !dryRun {
 		m.log.Info("prune completed", "removed", n, "bytes", bytes, "kept", len(res.Kept))

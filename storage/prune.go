@@ -60,6 +60,9 @@ type PruneResult struct {
 	// of them counts as a good backup kept: retention keeps good ones as if
 	// they were not there.
 	Unreadable []Entry
+	// Notes says what Prune could not do that is no failure of this pass:
+	// a store that cannot list unfinished writes (no ListMultipartUploads).
+	Notes []string
 }
 
 // temporaryStore is a backend that can leave unfinished writes behind on a
@@ -127,7 +130,12 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		// S3 policy without s3:ListBucketMultipartUploads, a server that
 		// does not implement it) must not stop retention.
 		objs, err := ts.Temporaries(ctx)
-		if err != nil {
+		switch {
+		case errors.Is(err, errors.ErrUnsupported):
+			// The store will never list them: failing every pass for it
+			// would only teach the operator to ignore prune's errors.
+			res.Notes = append(res.Notes, "unfinished writes not collected: "+err.Error())
+		case err != nil:
 			errs = append(errs, fmt.Errorf("prune: list unfinished writes: %w", err))
 		}
 		for _, o := range objs {

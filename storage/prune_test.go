@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -266,5 +267,36 @@ func TestPruneLeavesNestedKeys(t *testing.T) {
 	}
 	if _, err := st.Get(ctx, nested); err != nil {
 		t.Errorf("the nested key: %v", err)
+	}
+}
+
+// noUploadsStore is a file store whose server has no ListMultipartUploads
+// at all (s3proxy, some gateways): errors.ErrUnsupported.
+type noUploadsStore struct{ *file.Store }
+
+func (noUploadsStore) Temporaries(context.Context) ([]storage.Object, error) {
+	return nil, fmt.Errorf("s3: list unfinished uploads: %w: NotImplemented", errors.ErrUnsupported)
+}
+
+// TestPruneNotesUnsupportedTemporaries: a store that can never list
+// unfinished writes is a note, not an error on every pass; a store that
+// refused this time (TestPruneReportsWhatItRemoved) stays an error.
+func TestPruneNotesUnsupportedTemporaries(t *testing.T) {
+	ctx := context.Background()
+	fs, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	id := storage.NewID(now)
+	if err := (storage.Catalog{Store: fs}).WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: now, FinishedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := storage.Prune(ctx, storage.Catalog{Store: noUploadsStore{fs}}, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Location: time.UTC, Now: now, Grace: time.Hour})
+	if err != nil {
+		t.Errorf("Prune: %v, want no error", err)
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "NotImplemented") {
+		t.Errorf("Notes = %q, want one naming the unsupported listing", res.Notes)
 	}
 }
