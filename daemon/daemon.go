@@ -241,6 +241,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// Served meanwhile: /livez alive, /healthz "starting" (503).
 	d.loadLatest(ctx)
+	// Storage unreadable at start-up: read it again now and then, so the
+	// last success (and the overdue clock) is known before the next
+	// backup, which may be a day away.
+	rctx, stopRereading := context.WithCancel(ctx)
+	var rereading sync.WaitGroup
+	defer func() { stopRereading(); rereading.Wait() }()
+	if d.state.latestUnknown() {
+		rereading.Go(func() { d.rereadLatest(rctx) })
+	}
 
 	if sched != nil {
 		starting := d.now()
@@ -418,6 +427,11 @@ func (d *Daemon) loadLatest(ctx context.Context) {
 	}
 	d.state.setLoading(true)
 	defer d.state.setLoading(false)
+	d.readStored(ctx)
+}
+
+// readStored is loadLatest's read, also run again by rereadLatest.
+func (d *Daemon) readStored(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
 	m, f, err := d.opts.Latest(ctx)
@@ -440,6 +454,31 @@ func (d *Daemon) loadLatest(ctx context.Context) {
 	d.state.failed(&Failure{At: at, Error: f.Error})
 	d.metrics.lastFailure.Set(float64(at.UnixNano()) / 1e9)
 	d.log.Warn("the newest backup in storage failed; /healthz reports it until a backup succeeds", "backup", f.ID, "err", f.Error)
+}
+
+// latestRetryInterval is how often storage's newest backups are read again
+// while start-up could not read them.
+var latestRetryInterval = time.Minute
+
+// rereadLatest reads storage's newest backups every latestRetryInterval
+// until they are known: read, or overtaken by a backup of this daemon.
+func (d *Daemon) rereadLatest(ctx context.Context) {
+	t := time.NewTicker(latestRetryInterval)
+	defer t.Stop()
+	for d.state.latestUnknown() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !d.state.latestUnknown() {
+			return
+		}
+		d.readStored(ctx)
+		if !d.state.latestUnknown() {
+			d.log.Info("storage answers again; the newest backups in it are known")
+		}
+	}
 }
 
 // gocronLogger hands gocron's logs to slog, its start-up chatter at debug.

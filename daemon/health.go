@@ -171,6 +171,15 @@ func (s *state) retained(r *Retention) {
 	s.retention = r
 }
 
+// latestUnknown reports whether storage's newest backups are still
+// unknown: the last read of them failed, and no backup has succeeded or
+// failed here since.
+func (s *state) latestUnknown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latestErr != nil && s.success == nil && s.failure == nil
+}
+
 // readLatest records how the last read of storage's newest backups went.
 func (s *state) readLatest(err error) {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -284,5 +285,49 @@ func TestOverdueNamesTheLockHolder(t *testing.T) {
 	code, h := getHealth(t, d.Handler())
 	if code != 503 || h.Status != StatusOverdue || !strings.Contains(h.Reason, "was skipped") || !strings.Contains(h.Reason, "pid 4242") {
 		t.Errorf("/healthz %d %s %q: want overdue, naming the lock holder", code, h.Status, h.Reason)
+	}
+}
+
+// TestStorageReadAgainAfterStartup: storage unreadable at start-up is read
+// again until it answers, so the last success is known before the next
+// backup (a day away on a daily schedule), and stale backups are overdue.
+func TestStorageReadAgainAfterStartup(t *testing.T) {
+	old := latestRetryInterval
+	latestRetryInterval = 20 * time.Millisecond
+	t.Cleanup(func() { latestRetryInterval = old })
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var fail atomic.Bool
+	fail.Store(true)
+	stale := manifest("20260220-020000-old", time.Date(2026, 2, 20, 2, 1, 0, 0, time.UTC), time.Minute)
+	d, _ := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			if fail.Load() {
+				return storage.Manifest{}, nil, errors.New("s3: list: connection refused")
+			}
+			return stale, nil, nil
+		},
+		Now: func() time.Time { return start },
+	})
+	d.loadLatest(context.Background())
+	if !d.state.latestUnknown() {
+		t.Fatal("storage failed at start-up, yet the newest backups count as known")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.rereadLatest(ctx); close(done) }()
+	time.Sleep(100 * time.Millisecond) // several failed reads
+	fail.Store(false)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("storage answers again, and rereadLatest still runs")
+	}
+	cancel()
+	code, h := getHealth(t, d.Handler())
+	if h.LastSuccess == nil || h.LastSuccess.ID != stale.ID || code != http.StatusServiceUnavailable || h.Status != "overdue" {
+		t.Errorf("/healthz %d %q, last success %+v: want the stale backup read from storage, overdue", code, h.Status, h.LastSuccess)
 	}
 }
