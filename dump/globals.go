@@ -128,7 +128,7 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]b
 	}
 	rc, err := st.Get(ctx, m.GlobalsKey)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("%w: its globals object %s is missing", ErrCorrupt, m.GlobalsKey)
+		return nil, missingObject(ctx, st, m, "globals", m.GlobalsKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("globals: %w", err)

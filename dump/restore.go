@@ -42,6 +42,16 @@ type BackupReader struct {
 	n      int64
 }
 
+// missingObject explains an object of m that is not found: the backup was
+// deleted (`pgbackups delete`, retention) since its manifest was read, if
+// the manifest is gone too, else damage.
+func missingObject(ctx context.Context, st storage.Store, m storage.Manifest, what, key string) error {
+	if _, err := (storage.Catalog{Store: st}).Manifest(ctx, m.ID); errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("the backup was deleted since it was chosen (its manifest is gone too): %w", storage.ErrNotFound)
+	}
+	return fmt.Errorf("%w: its %s object %s is missing", ErrCorrupt, what, key)
+}
+
 // OpenBackup opens m's data object. Only completed backups can be read,
 // and only from their own folder, with digests to check them against.
 func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest) (*BackupReader, error) {
@@ -50,7 +60,7 @@ func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest) (*Bac
 	}
 	rc, err := st.Get(ctx, m.DataKey)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("%w: its data object %s is missing", ErrCorrupt, m.DataKey)
+		return nil, missingObject(ctx, st, m, "data", m.DataKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", m.DataKey, err)

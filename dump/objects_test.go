@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/storage"
 )
 
 // TestLargeObjectsCountedAndVerified: capture records how many large
@@ -49,5 +50,42 @@ func TestLargeObjectsCountedAndVerified(t *testing.T) {
 	old.LargeObjects = nil
 	if _, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: old, PgBinDir: pg.BinDir}); err != nil {
 		t.Errorf("verify of a manifest without a large-object count: %v", err)
+	}
+}
+
+// TestBackupDeletedSinceChosen: a backup deleted (manifest first, as
+// delete and retention do) after a command read its manifest is reported
+// as deleted, not as corrupt; an object missing beside its manifest is
+// still damage.
+func TestBackupDeletedSinceChosen(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, m.DataKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dump.OpenBackup(ctx, st, m); !errors.Is(err, dump.ErrCorrupt) {
+		t.Errorf("data object missing beside its manifest: %v, want ErrCorrupt", err)
+	}
+	if err := st.Delete(ctx, storage.ManifestKey(m.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for what, f := range map[string]func() error{
+		"data":    func() error { _, err := dump.OpenBackup(ctx, st, m); return err },
+		"globals": func() error { _, err := dump.ReadGlobals(ctx, st, m); return err },
+	} {
+		if err := st.Delete(ctx, m.GlobalsKey); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Fatal(err)
+		}
+		err := f()
+		if errors.Is(err, dump.ErrCorrupt) || !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "deleted since it was chosen") {
+			t.Errorf("%s of a backup deleted meanwhile: %v, want it called deleted", what, err)
+		}
 	}
 }
