@@ -81,7 +81,10 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 			d.sdnotify(sdnotify.Status(fmt.Sprintf("last backup %s ok; next %s", o.man.ID, next.Format(time.RFC3339))))
 			return
 		case resultSkipped:
-			if !d.followOther(stop, tick, next) {
+			wctx, cancel := d.beforeNext(stop, bctx, next)
+			again := d.followOther(wctx, tick, next)
+			cancel()
+			if !again || stop.Err() != nil {
 				return
 			}
 			// The holder let go without a backup (it was a prune, or its
@@ -109,7 +112,9 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 		d.webhook.post(ev)
 		if giveUp != "" {
 			if stop.Err() == nil {
-				d.watchStored(stop, tick, next)
+				wctx, cancel := d.beforeNext(stop, bctx, next)
+				d.watchStored(wctx, tick, next)
+				cancel()
 			}
 			return
 		}
@@ -250,6 +255,29 @@ func (d *Daemon) retention(ctx context.Context, log *slog.Logger) {
 		d.metrics.retentionErrors.Inc()
 		log.Warn("retention incomplete; the next backup retries it", "removed", n, "err", err)
 	}
+}
+
+// nextRunMargin is how long before the next scheduled run a watch inside
+// a run's job ends (see beforeNext).
+const nextRunMargin = 2 * time.Second
+
+// beforeNext is the context of a watch that runs inside a scheduled run's
+// job (followOther, watchStored). It ends nextRunMargin before the next
+// run: in singleton mode gocron drops a run that comes while the job is
+// still running, and a storage read (up to latestTimeout) begun just
+// before would hold the job past it. It also ends with bctx, which the
+// daemon cancels to stop backups (an HTTP server that failed does not end
+// stop), so a watch never holds up shutdown.
+func (d *Daemon) beforeNext(stop, bctx context.Context, next time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(stop)
+	unhook := context.AfterFunc(bctx, cancel)
+	if next.IsZero() {
+		return ctx, func() { unhook(); cancel() }
+	}
+	// A duration from the daemon's clock, not a deadline: tests drive
+	// that clock, and it need not be the wall clock's.
+	tctx, tcancel := context.WithTimeout(ctx, next.Sub(d.now())-nextRunMargin)
+	return tctx, func() { tcancel(); unhook(); cancel() }
 }
 
 // followOther runs after a run was skipped because another process held

@@ -71,3 +71,59 @@ func TestLateRunIsNotSkipped(t *testing.T) {
 		t.Errorf("the late start is not logged:\n%s", out)
 	}
 }
+
+// TestWatchEndsBeforeTheNextRun: the watch after a run given up (and the
+// one after a skip) runs inside the run's gocron job, and gocron drops the
+// next run while that job still runs (singleton mode). A storage read
+// begun just before the next run must not hold the job past it.
+func TestWatchEndsBeforeTheNextRun(t *testing.T) {
+	tick := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	now := runningClock(tick.Add(56 * time.Second))
+	next := tick.Add(time.Minute)
+	d, _ := newDaemon(t, Options{
+		Schedule: mustParse(t, "* * * * *"),
+		Capture:  (&failingCapture{fails: 100}).capture,
+		Retry:    Retry{Max: 0},
+		Latest: func(ctx context.Context) (storage.Manifest, *storage.Manifest, error) {
+			select { // a slow store: each read takes 10 s
+			case <-time.After(10 * time.Second):
+			case <-ctx.Done():
+				return storage.Manifest{}, nil, ctx.Err()
+			}
+			return manifest("20260301-015900-old", tick.Add(-time.Minute), time.Second), nil, nil
+		},
+		FollowInterval: 100 * time.Millisecond,
+		Now:            now,
+	})
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() { d.runScheduled(ctx, ctx, tick); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("runScheduled still running after 30 s")
+	}
+	if end := now(); !end.Before(next) {
+		t.Errorf("the run's job ended at %s, at or past the next run at %s: gocron would drop that run", end.Format(time.TimeOnly), next.Format(time.TimeOnly))
+	}
+
+	// Stopping backups (the daemon shutting down) ends the watch at once.
+	bctx, cancel := context.WithCancel(ctx)
+	d2, _ := newDaemon(t, Options{
+		Schedule:       mustParse(t, "02:00 UTC"),
+		Capture:        (&failingCapture{fails: 100}).capture,
+		Retry:          Retry{Max: 0},
+		Latest:         func(context.Context) (storage.Manifest, *storage.Manifest, error) { return storage.Manifest{}, nil, storage.ErrNoBackups },
+		FollowInterval: 100 * time.Millisecond,
+		Now:            runningClock(tick),
+	})
+	done = make(chan struct{})
+	go func() { d2.runScheduled(ctx, bctx, tick); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch after a run given up outlived the backups' context")
+	}
+}
