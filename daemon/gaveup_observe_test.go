@@ -110,10 +110,12 @@ func TestWatchEndsBeforeTheNextRun(t *testing.T) {
 	// Stopping backups (the daemon shutting down) ends the watch at once.
 	bctx, cancel := context.WithCancel(ctx)
 	d2, _ := newDaemon(t, Options{
-		Schedule:       mustParse(t, "02:00 UTC"),
-		Capture:        (&failingCapture{fails: 100}).capture,
-		Retry:          Retry{Max: 0},
-		Latest:         func(context.Context) (storage.Manifest, *storage.Manifest, error) { return storage.Manifest{}, nil, storage.ErrNoBackups },
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture:  (&failingCapture{fails: 100}).capture,
+		Retry:    Retry{Max: 0},
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			return storage.Manifest{}, nil, storage.ErrNoBackups
+		},
 		FollowInterval: 100 * time.Millisecond,
 		Now:            runningClock(tick),
 	})
