@@ -43,17 +43,36 @@ var deleteCommand = command{
 		if err := m.setup(ctx); err != nil {
 			return err
 		}
+		// Under the backup lock, as capture and prune: no capture is
+		// writing the backup, and no prune is deciding what to keep from a
+		// listing that still shows it. Without the database (a
+		// restore-only machine), a backup with no manifest whose objects
+		// are recent may be a capture's, and is left alone.
+		release, lockErr := m.pruneLock(ctx)
+		var held *daemon.HeldError
+		switch {
+		case errors.As(lockErr, &held):
+			return fmt.Errorf("a backup or prune is running (%w); nothing was deleted: delete again when it has finished", lockErr)
+		case lockErr != nil:
+			fmt.Fprintf(m.Stderr, "delete: cannot take the backup lock (%v); a backup without a manifest written to in the last PGBACKUPS_ORPHAN_GRACE is left alone\n", lockErr)
+		default:
+			defer release()
+		}
 		objs, err := m.store.List(ctx, id+"/")
 		if err != nil {
 			return err
 		}
-		if err := m.captureWriting(id, objs, time.Now()); err != nil {
-			return err
+		if lockErr != nil {
+			if err := m.captureWriting(id, objs, time.Now()); err != nil {
+				return err
+			}
 		}
 		if err := m.catalog().Delete(ctx, id); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				if err := m.beingWritten(ctx, id, time.Now()); err != nil {
-					return err
+				if lockErr != nil {
+					if err := m.beingWritten(ctx, id, time.Now()); err != nil {
+						return err
+					}
 				}
 				return m.noSuchBackup(ctx, id)
 			}
@@ -95,7 +114,7 @@ func (m *Main) captureWriting(id string, objs []storage.Object, now time.Time) e
 	if newest.IsZero() || now.Sub(newest) >= grace {
 		return nil
 	}
-	return fmt.Errorf("backup %s has no manifest yet and was written to %s ago: a capture may still be writing it, so nothing was deleted; delete it once `pgbackups list --all` shows it. If no capture is running, `pgbackups prune` removes it once it is %s old (PGBACKUPS_ORPHAN_GRACE)",
+	return fmt.Errorf("backup %s has no manifest yet and was written to %s ago: a capture may still be writing it, so nothing was deleted. A capture that finishes lists it in `pgbackups list`; if none is running, run delete with PGBACKUPS_DATABASE_URL set (it then takes the backup lock and can tell), or `pgbackups prune` removes it once it is %s old (PGBACKUPS_ORPHAN_GRACE)",
 		id, now.Sub(newest).Round(time.Second), grace)
 }
 
@@ -121,7 +140,7 @@ func (m *Main) beingWritten(ctx context.Context, id string, now time.Time) error
 	if newest.IsZero() || now.Sub(newest) >= m.cfg.OrphanGrace.D() {
 		return nil
 	}
-	return fmt.Errorf("backup %s: no such backup yet: a capture may be writing it now (an unfinished write of it, %s old); nothing was deleted; delete it once `pgbackups list --all` shows it",
+	return fmt.Errorf("backup %s: no such backup yet: a capture may be writing it now (an unfinished write of it, %s old); nothing was deleted. A capture that finishes lists it in `pgbackups list`; if none is running, run delete with PGBACKUPS_DATABASE_URL set (it then takes the backup lock and can tell)",
 		id, now.Sub(newest).Round(time.Second))
 }
 

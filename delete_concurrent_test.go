@@ -11,8 +11,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/pgbackups/pgbackups/daemon"
+	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/internal/testenv"
 	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
 )
 
 // TestDeleteLeavesACaptureInProgress: `pgbackups delete ID` with the id a
@@ -89,5 +92,55 @@ func TestDeleteLeavesAnUploadInProgress(t *testing.T) {
 	// Nothing being written, nothing stored: no such backup.
 	if r := run(t, srv.Env(), "delete", id, "--confirm", id); r.code != exitFailure || !strings.Contains(r.stderr, "no such backup in") {
 		t.Errorf("delete of an id with nothing stored: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestDeleteTakesTheBackupLock: with the database configured, delete takes
+// the backup lock, as capture and prune do: refused while another process
+// holds it (a capture writing, a prune deciding from a listing that shows
+// the backup), and, with it, sure no capture is writing: a dead capture's
+// recent leftovers go at once instead of after PGBACKUPS_ORPHAN_GRACE.
+func TestDeleteTakesTheBackupLock(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	store := t.TempDir()
+	env := []string{"PGBACKUPS_DATABASE_URL=" + pg.URL(db), "PGBACKUPS_STORAGE_URL=" + store}
+	id := storage.NewID(time.Now())
+	dir := filepath.Join(store, id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, id+".dump.zst")
+	if err := os.WriteFile(data, []byte("a dead capture's dump"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := file.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dump.ParseConn(pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := daemon.AdvisoryLock{Conn: c, Key: daemon.LockKey(storageLocation(st, store), db)}.TryLock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, env, "delete", id, "--confirm", id)
+	release()
+	if r.code != exitFailure || !strings.Contains(r.stderr, "a backup or prune is running") || !strings.Contains(r.stderr, "nothing was deleted") {
+		t.Errorf("delete while the lock is held: exit %d, want 1 saying a backup or prune is running:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(data); err != nil {
+		t.Fatalf("deleted while the lock was held: %v", err)
+	}
+
+	r = run(t, env, "delete", id, "--confirm", id)
+	if r.code != 0 {
+		t.Errorf("delete of a dead capture's recent leftovers under the lock: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("leftover data object still there: %v", err)
 	}
 }
