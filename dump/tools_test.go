@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -150,27 +151,34 @@ func TestWarnNewerDump(t *testing.T) {
 
 // TestFindToolOutOfFiles: a process out of file descriptors cannot start
 // pg_dump --version; the error says so, rather than asking to install the
-// client that is there.
+// client that is there. The limit is lowered in a child test process: set
+// here, it would reach every test running meanwhile, and what the children
+// of later tests inherit.
 func TestFindToolOutOfFiles(t *testing.T) {
+	if os.Getenv("PGBACKUPS_TEST_OUT_OF_FILES") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFindToolOutOfFiles$", "-test.v")
+		cmd.Env = append(os.Environ(), "PGBACKUPS_TEST_OUT_OF_FILES=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestFindToolOutOfFiles") {
+			t.Fatalf("child test: %v\n%s", err, out)
+		}
+		return
+	}
 	dir := t.TempDir()
 	fakeTool(t, dir, "pg_dump", "16.4")
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Skipf("count open files: %v", err)
 	}
-	low := old
+	var low syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
 	low.Cur = uint64(len(fds)) // no room for the pipes to the child
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
 	_, err = FindTool(context.Background(), "pg_dump", dir, 16)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
 	if err == nil || !strings.Contains(err.Error(), "open-file limit") || strings.Contains(err.Error(), "apt install") {
 		t.Fatalf("FindTool out of file descriptors: %v, want the open-file limit named and no install advice", err)
 	}
