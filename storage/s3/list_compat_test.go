@@ -175,3 +175,30 @@ func TestListBrokenPagination(t *testing.T) {
 		})
 	}
 }
+
+// emptyLister answers every ListObjectsV2 with no keys, truncated, and a
+// token never sent before: a server that would have List loop for ever.
+type emptyLister struct{ calls int }
+
+func (e *emptyLister) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.calls++
+	res := listResult{Name: "bkt", Prefix: r.URL.Query().Get("prefix"), MaxKeys: 1000, IsTruncated: true, NextContinuationToken: "t" + strconv.Itoa(e.calls)}
+	w.Header().Set("Content-Type", "application/xml")
+	xml.NewEncoder(w).Encode(res)
+}
+
+// TestListEndlessEmptyPages: empty truncated pages, each with a new token,
+// fail List after maxEmptyPages instead of looping for ever.
+func TestListEndlessEmptyPages(t *testing.T) {
+	e := &emptyLister{}
+	st := fakeStore(t, e)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err := st.List(ctx, "")
+	if err == nil || !strings.Contains(err.Error(), "pages in a row with no keys") {
+		t.Fatalf("List of endless empty pages: %v, want an error naming them", err)
+	}
+	if e.calls != 1000 { // maxEmptyPages
+		t.Errorf("List sent %d requests, want 1000", e.calls)
+	}
+}

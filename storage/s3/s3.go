@@ -667,6 +667,10 @@ func parseContentRange(cr string) (start, total int64, ok bool) {
 	return start, total, true
 }
 
+// maxEmptyPages bounds the truncated pages with no keys List accepts in a
+// row.
+const maxEmptyPages = 1000
+
 // List returns every object under the store's prefix whose key starts with
 // prefix, with keys relative to the store's prefix, in key order.
 //
@@ -687,6 +691,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, erro
 	var objects []storage.Object
 	seen := map[string]bool{}   // full keys listed so far
 	tokens := map[string]bool{} // continuation tokens sent so far
+	empty := 0                  // truncated pages in a row that listed nothing
 	for {
 		page, err := s.client.ListObjectsV2(ctx, in)
 		if err != nil {
@@ -722,6 +727,14 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, erro
 			broken = "it sent a continuation token it had sent before"
 		case fresh == 0 && len(page.Contents) > 0:
 			broken = "it listed the same keys again for a continuation token"
+		case len(page.Contents) == 0:
+			// S3 may send an empty page now and then; a server that
+			// sends nothing but, each with a new token, never ends.
+			if empty++; empty >= maxEmptyPages {
+				broken = fmt.Sprintf("it sent %d pages in a row with no keys, each saying more follow", empty)
+			}
+		default:
+			empty = 0
 		}
 		if broken != "" {
 			return nil, fmt.Errorf("s3: list %s: the server's listing is broken after %d keys: %s; a partial listing would let prune delete backups it did not see whole", s.Location(prefix), len(seen), broken)
