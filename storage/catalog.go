@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -243,6 +244,45 @@ func BackupOf(key string) (string, bool) {
 	return id, true
 }
 
+// manifestReaders is how many manifests Entries reads at once.
+const manifestReaders = 16
+
+// readEntry reads e's manifest, if it has one, and what it says of e's
+// objects. A manifest gone since the listing empties e.Objects or leaves
+// what is left as an orphan's. It leaves the context's end to the caller.
+func (c Catalog) readEntry(ctx context.Context, e *Entry) {
+	id := e.ID
+	i := slices.IndexFunc(e.Objects, func(o Object) bool { return o.Key == ManifestKey(id) })
+	switch {
+	case i < 0:
+		// No manifest: an orphan, or a capture still writing.
+		return
+	case e.Objects[i].Size > manifestReadLimit:
+		// Not worth reading 64 MiB of it to find out.
+		e.Err = fmt.Errorf("backup %s: manifest is corrupt: %d bytes, over the %d MiB a manifest may take", id, e.Objects[i].Size, manifestReadLimit>>20)
+		return
+	}
+	m, err := c.Manifest(ctx, id)
+	var left []Object
+	switch {
+	case ctx.Err() != nil:
+		// Entries returns the context's error.
+	case errors.Is(err, ErrNotFound) && c.gone(ctx, id, &left):
+		// Listed a moment ago and gone now: a delete or prune beside
+		// this one removed it (manifest first) and is removing the rest.
+		// What is left has no manifest, as any orphan. Called
+		// unreadable, it would have list warn of a bad manifest, latest
+		// stop at it, and retention leave it alone and count it for an
+		// alert.
+		e.Objects = left
+	case err != nil:
+		e.Err = err
+	default:
+		e.Manifest = &m
+		e.Damaged = damage(m, e.Objects)
+	}
+}
+
 // Entries lists everything stored, grouped by backup id, newest first.
 // Keys outside the id layout are ignored, and so are keys nested deeper
 // in an id's folder (an S3 console's folder, a copy someone put there):
@@ -268,41 +308,31 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 		e.Objects = append(e.Objects, o)
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	// One GET per manifest, tens of milliseconds each on S3: read one at a
+	// time, a store of a thousand backups took most of a minute for every
+	// list and every retention pass.
+	sem := make(chan struct{}, manifestReaders)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c.readEntry(ctx, byID[id])
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	out := make([]Entry, 0, len(ids))
 	for _, id := range ids {
-		e := byID[id]
-		i := slices.IndexFunc(e.Objects, func(o Object) bool { return o.Key == ManifestKey(id) })
-		switch {
-		case i < 0:
-			// No manifest: an orphan, or a capture still writing.
-		case e.Objects[i].Size > manifestReadLimit:
-			// Not worth reading 64 MiB of it to find out.
-			e.Err = fmt.Errorf("backup %s: manifest is corrupt: %d bytes, over the %d MiB a manifest may take", id, e.Objects[i].Size, manifestReadLimit>>20)
-		default:
-			m, err := c.Manifest(ctx, id)
-			if err != nil && ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			var left []Object
-			switch {
-			case errors.Is(err, ErrNotFound) && c.gone(ctx, id, &left):
-				// Listed a moment ago and gone now: a delete or prune
-				// beside this one removed it (manifest first) and is
-				// removing the rest. What is left has no manifest, as
-				// any orphan. Called unreadable, it would have list warn
-				// of a bad manifest, latest stop at it, and retention
-				// leave it alone and count it for an alert.
-				e.Objects = left
-			case err != nil && ctx.Err() != nil:
-				return nil, ctx.Err()
-			case err != nil:
-				e.Err = err
-			default:
-				e.Manifest = &m
-				e.Damaged = damage(m, e.Objects)
-			}
-		}
-		if len(e.Objects) > 0 {
+		if e := byID[id]; len(e.Objects) > 0 {
 			out = append(out, *e)
 		}
 	}
