@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -31,10 +30,7 @@ func TestRestoreJobsTmpdirFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Capture(ctx, CaptureOptions{Conn: conn(t, pg.URL(src)), Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second, SkipGlobals: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := captureInto(t, pg, src, st, true)
 	target := pg.CreateDB(t)
 	_, err = Restore(ctx, RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, Jobs: 2, TempDir: tmp})
 	for _, want := range []string{"no space left on device", "needs " + config.HumanBytes(m.DumpBytes), "in " + tmp, "TMPDIR", "without --jobs", "nothing was changed"} {

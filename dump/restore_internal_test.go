@@ -16,23 +16,48 @@ import (
 	"github.com/pgbackups/pgbackups/storage/file"
 )
 
-// fakeClients makes root/<major>/bin/pg_restore for each major, points
-// debianBinGlob at them and empties PATH, for the test's length.
-func fakeClients(t *testing.T, majors ...int) string {
+// clientBins makes root/<major>/bin for each major, empty, points
+// debianBinGlob at them and empties PATH, for the test's length, and
+// returns the bin directories in the order given.
+func clientBins(t *testing.T, majors ...int) []string {
 	t.Helper()
 	old := debianBinGlob
 	t.Cleanup(func() { debianBinGlob = old })
 	root := t.TempDir()
-	for _, v := range majors {
-		d := filepath.Join(root, strconv.Itoa(v), "bin")
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		fakeTool(t, d, "pg_restore", fmt.Sprintf("%d.2", v))
-	}
 	debianBinGlob = filepath.Join(root, "*", "bin")
 	t.Setenv("PATH", t.TempDir())
-	return root
+	dirs := make([]string, len(majors))
+	for i, v := range majors {
+		dirs[i] = filepath.Join(root, strconv.Itoa(v), "bin")
+		if err := os.MkdirAll(dirs[i], 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+// fakeClients makes a fake pg_restore of each major in clientBins, and
+// returns their root (root/<major>/bin/pg_restore).
+func fakeClients(t *testing.T, majors ...int) string {
+	t.Helper()
+	dirs := clientBins(t, majors...)
+	for i, d := range dirs {
+		fakeTool(t, d, "pg_restore", fmt.Sprintf("%d.2", majors[i]))
+	}
+	if len(dirs) == 0 {
+		return ""
+	}
+	return filepath.Dir(filepath.Dir(dirs[0]))
+}
+
+// captureInto takes a backup of db into st with pg's own pg_dump.
+func captureInto(t *testing.T, pg *testenv.Postgres, db string, st storage.Store, skipGlobals bool) storage.Manifest {
+	t.Helper()
+	m, err := Capture(context.Background(), CaptureOptions{Conn: conn(t, pg.URL(db)), Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second, SkipGlobals: skipGlobals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // serverInfo is what Preflight reports for a server of that major version.
@@ -150,27 +175,10 @@ func TestRestoreUsesTheTargetsPgRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseConn(pg.URL(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Capture(ctx, CaptureOptions{Conn: c, Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := captureInto(t, pg, src, st, false)
 
-	old := debianBinGlob
-	t.Cleanup(func() { debianBinGlob = old })
-	root := t.TempDir()
-	debianBinGlob = filepath.Join(root, "*", "bin")
-	t.Setenv("PATH", t.TempDir())
-	own := filepath.Join(root, strconv.Itoa(pg.Major), "bin")
-	newer := filepath.Join(root, strconv.Itoa(max(pg.Major+1, firstTimeoutSetter)), "bin")
-	for _, d := range []string{own, newer} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bins := clientBins(t, pg.Major, max(pg.Major+1, firstTimeoutSetter))
+	own, newer := bins[0], bins[1]
 	if err := os.Symlink(pg.Tool("pg_restore"), filepath.Join(own, "pg_restore")); err != nil {
 		t.Fatal(err)
 	}
@@ -234,24 +242,13 @@ func TestRestoreWithGlobalsNeedsPsqlFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Capture(ctx, CaptureOptions{Conn: conn(t, pg.URL(src)), Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := captureInto(t, pg, src, st, false)
 	if m.GlobalsKey == "" {
 		t.Fatal("the backup has no globals")
 	}
 
 	// pg_restore installed, psql not.
-	old := debianBinGlob
-	t.Cleanup(func() { debianBinGlob = old })
-	root := t.TempDir()
-	debianBinGlob = filepath.Join(root, "*", "bin")
-	t.Setenv("PATH", t.TempDir())
-	own := filepath.Join(root, strconv.Itoa(pg.Major), "bin")
-	if err := os.MkdirAll(own, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	own := clientBins(t, pg.Major)[0]
 	if err := os.Symlink(pg.Tool("pg_restore"), filepath.Join(own, "pg_restore")); err != nil {
 		t.Fatal(err)
 	}
@@ -288,10 +285,7 @@ func TestRestoreDamageAfterPgRestoreFinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Capture(ctx, CaptureOptions{Conn: conn(t, pg.URL(src)), Store: st, PgBinDir: pg.BinDir, CompressionLevel: 3, LockWaitTimeout: 5 * time.Second, SkipGlobals: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := captureInto(t, pg, src, st, true)
 	// The same size, one byte changed near the end.
 	data := filepath.Join(root, filepath.FromSlash(m.DataKey))
 	b, err := os.ReadFile(data)
@@ -303,15 +297,7 @@ func TestRestoreDamageAfterPgRestoreFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	old := debianBinGlob
-	t.Cleanup(func() { debianBinGlob = old })
-	bins := t.TempDir()
-	debianBinGlob = filepath.Join(bins, "*", "bin")
-	t.Setenv("PATH", t.TempDir())
-	own := filepath.Join(bins, strconv.Itoa(pg.Major), "bin")
-	if err := os.MkdirAll(own, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	own := clientBins(t, pg.Major)[0]
 	script := fmt.Sprintf(`#!/bin/sh
 if [ "$1" = --version ]; then exec %s --version; fi
 head -c 4096 >/dev/null
