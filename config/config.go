@@ -50,7 +50,7 @@ type Config struct {
 	KeepDaily     int      `envconfig:"KEEP_DAILY" default:"7" desc:"Retention: keep the newest good backup of each of the last N days (schedule's time zone)."`
 	KeepWeekly    int      `envconfig:"KEEP_WEEKLY" default:"4" desc:"Retention: keep the newest good backup of each of the last N ISO weeks."`
 	KeepMonthly   int      `envconfig:"KEEP_MONTHLY" default:"0" desc:"Retention: keep the newest good backup of each of the last N months."`
-	OrphanGrace   Duration `envconfig:"ORPHAN_GRACE" default:"24h" desc:"prune removes objects without a manifest, and unfinished S3 multipart uploads or temporary files, once they are this old (at least 1h: a backup still being written has no manifest yet)."`
+	OrphanGrace   Duration `envconfig:"ORPHAN_GRACE" default:"24h" desc:"prune removes objects without a manifest, and unfinished S3 multipart uploads or temporary files, once nothing has been written to them for this long (at least 1h: a backup still being written has no manifest yet)."`
 	RetryMax      int      `envconfig:"RETRY_MAX" default:"3" desc:"Retries of a failed scheduled backup (never past the next scheduled run)."`
 	RetryBackoff  Duration `envconfig:"RETRY_BACKOFF" default:"1m" desc:"First retry delay; doubles each retry."`
 	RetryMaxTime  Duration `envconfig:"RETRY_MAX_TIME" default:"2h" desc:"Give up retrying after this long."`

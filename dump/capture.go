@@ -251,10 +251,13 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
 }
 
-// noSpace reports whether err is a store saying it is full (ENOSPC) or a
-// quota is used up (EDQUOT): an answer, after which nothing was stored.
+// noSpace reports whether err is a store saying it is full
+// (storage.ErrNoSpace: a file system out of space, a quota used up, an S3
+// server's 507 InsufficientStorage or quota refusal): an answer, after
+// which nothing was stored. A bare ENOSPC or EDQUOT counts too: a store
+// that does not mark its errors, and restore's own temporary file.
 func noSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	return errors.Is(err, storage.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // commit makes a backup visible: it checks the data object is really there

@@ -13,6 +13,29 @@ import (
 // ErrNotFound is returned by Get and Delete when no object has the key.
 var ErrNotFound = errors.New("not found")
 
+// ErrNoSpace is wrapped by a store's error when the store answered that it
+// is full: its file system out of space or inodes, a disk quota used up,
+// an S3 server's 507 InsufficientStorage or a quota refusal. What the
+// failed write began was not kept, and what else a failed capture stored
+// holds room a retry needs: the capture removes it at once rather than
+// leave it to prune's grace.
+var ErrNoSpace = errors.New("storage full")
+
+// NoSpace returns err marked as a store's answer that it is full: it reads
+// as err does, and errors.Is finds ErrNoSpace as well as everything err
+// wraps (syscall.ENOSPC, an S3 API error). nil stays nil.
+func NoSpace(err error) error {
+	if err == nil || errors.Is(err, ErrNoSpace) {
+		return err
+	}
+	return noSpaceError{err}
+}
+
+type noSpaceError struct{ err error }
+
+func (e noSpaceError) Error() string   { return e.err.Error() }
+func (e noSpaceError) Unwrap() []error { return []error{e.err, ErrNoSpace} }
+
 // Object describes one stored object.
 type Object struct {
 	Key      string // relative to the store's root

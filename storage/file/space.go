@@ -17,10 +17,19 @@ import (
 // out, and how much was left, on the file system holding the store's
 // root. It is called before a failed Put frees its temporary, which would
 // make the space look free again.
+//
+// The error wraps storage.ErrNoSpace, which is what the capture branches
+// on whatever the backend, and still the errno.
 func (s *Store) full(err error) error {
 	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
 		return err
 	}
+	return storage.NoSpace(s.explainFull(err))
+}
+
+// explainFull adds to err, ENOSPC or EDQUOT, what ran out and how much was
+// left.
+func (s *Store) explainFull(err error) error {
 	st, ok := statSpace(s.Root)
 	if !ok {
 		return err

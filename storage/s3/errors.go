@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/pgbackups/pgbackups/storage"
 )
 
 // explain adds to err, when it is the answer S3 or an S3-compatible server
@@ -51,11 +53,38 @@ func (s *Store) explain(err error) error {
 		hint = "the server does not know this access key: check PGBACKUPS_S3_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID, and that the endpoint (AWS_ENDPOINT_URL_S3) is the service that issued it"
 	case code == "NoSuchBucket":
 		hint = fmt.Sprintf("pgbackups does not create buckets: create bucket %s, or correct the bucket in PGBACKUPS_STORAGE_URL", s.bucket)
+	case isFull(code, status):
+		// Marked so that the capture removes what it stored of the
+		// backup at once: it holds room the retry needs.
+		return storage.NoSpace(&hinted{err: err, hint: fmt.Sprintf("the server refused the write as out of space or over a quota of bucket %s: free room on it (pgbackups prune, fewer backups kept) or raise the quota", s.bucket)})
 	}
 	if hint == "" {
 		return err
 	}
 	return &hinted{err: err, hint: hint}
+}
+
+// fullCodes are the error codes S3-compatible servers answer a write with
+// when they are out of space or a quota is used up. S3 itself has no such
+// answer. InsufficientStorage (507): VersityGW on ENOSPC (measured, v1.8.0;
+// https://github.com/versity/versitygw/issues/2093), Dell ECS.
+// XMinioStorageFull (507): MinIO past its minimum free drive threshold.
+// XMinioAdminBucketQuotaExceeded (400): MinIO past a bucket quota.
+// QuotaExceeded (403): Ceph RGW past a user or bucket quota, VersityGW on
+// EDQUOT (https://github.com/versity/versitygw/pull/503).
+// EntityTooLarge is not one: S3 answers it for an object over its size
+// limit, which no space freed would let through.
+var fullCodes = map[string]bool{
+	"InsufficientStorage":            true,
+	"XMinioStorageFull":              true,
+	"XMinioAdminBucketQuotaExceeded": true,
+	"QuotaExceeded":                  true,
+}
+
+// isFull reports whether an answer with code and HTTP status says the
+// server is full: one of fullCodes, or any 507 Insufficient Storage.
+func isFull(code string, status int) bool {
+	return fullCodes[code] || status == http.StatusInsufficientStorage
 }
 
 // hinted is an error with what to do about it appended.
@@ -77,4 +106,10 @@ func isNotImplemented(err error) bool {
 	}
 	var re *smithyhttp.ResponseError
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented
+}
+
+// isAccessDenied reports whether err is a refusal for want of permission.
+func isAccessDenied(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "AccessDenied"
 }

@@ -550,7 +550,12 @@ func (b *body) resume() {
 	})
 	if err != nil {
 		switch {
-		case isPreconditionFailed(err) || isNotFound(err):
+		case isNotFound(err):
+			// Not "changed": the backup is gone (a delete or prune beside
+			// this read), and a caller asks storage.ErrNotFound whether
+			// it is.
+			b.err = fmt.Errorf("s3: get %s: object deleted while being read, at %s: %w (%w)", b.loc, b.at(), storage.ErrNotFound, err)
+		case isPreconditionFailed(err):
 			b.err = b.changed(err)
 		case !b.resumable():
 			b.err = fmt.Errorf("s3: get %s: %w", b.loc, err)
@@ -602,8 +607,8 @@ func (b *body) check(out *s3.GetObjectOutput) error {
 	return nil
 }
 
-// changed is the error of a read whose object was replaced or deleted
-// since it began.
+// changed is the error of a read whose object was replaced since it
+// began.
 func (b *body) changed(err error) error {
 	return fmt.Errorf("s3: get %s: object changed while being read, at %s: %w", b.loc, b.at(), err)
 }

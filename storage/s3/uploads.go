@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -19,21 +20,39 @@ import (
 // a second signal, a crash) leaves the upload open: invisible to List,
 // billed by the bucket, and kept until a lifecycle rule
 // (AbortIncompleteMultipartUpload) or someone aborts it. Prune does, through
-// these two methods, once the upload is older than the grace. The grace
-// counts from the upload's start (S3 lists no last activity), so a capture
-// running longer than the grace relies on what already protects it: the
-// daemon prunes under the advisory lock that one backup at a time holds,
-// and `pgbackups prune` refuses to run while a backup does.
+// these two methods, once the upload has been idle longer than the grace.
+//
+// Idle, not old: a capture that streams for longer than the grace (a big
+// database, a grace of an hour) has its upload open all that time, and a
+// prune that runs without the backup lock (`pgbackups prune` on a host
+// that cannot reach the database) must not abort it. S3 lists an upload
+// with the time it was initiated only; its parts carry their own
+// LastModified, which ListParts returns. So an upload is reported with
+// its newest part's time, as the file store reports a temporary file's
+// mtime.
+
+// idleCheckAfter is the age past which Temporaries asks ListParts for an
+// upload's last activity. Prune is never given a grace under an hour
+// (PGBACKUPS_ORPHAN_GRACE's floor), so a younger upload is within it
+// whatever its parts say: a pass costs one request per upload past the
+// hour, of which there are few (a capture streaming for that long, or what
+// a crash left, removed once idle past the grace).
+const idleCheckAfter = time.Hour
 
 // Temporaries lists the unfinished multipart uploads under the store's
 // prefix whose key is a backup's (id/id.suffix: other tools' uploads in a
-// shared prefix are not ours to abort). A key with several uploads is
-// listed once, with its newest upload's start as Modified, so that prune's
+// shared prefix are not ours to abort), each with its last activity as
+// Modified: when it was initiated or, for an upload started over
+// idleCheckAfter ago, when its newest part was uploaded. A key with several
+// uploads is listed once, with the latest activity of any, so that prune's
 // grace protects the key while any upload under it may still be running.
+//
+// When ListParts fails for an upload, its key is left out (nothing shows
+// it idle) and the error is returned with the keys that are listed.
 func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 	root := s.root()
 	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(root)}
-	newest := map[string]storage.Object{}
+	uploads := map[string][]types.MultipartUpload{}
 	for {
 		page, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
@@ -51,20 +70,88 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 			if !ok || !backupKey(key) {
 				continue
 			}
-			if o, seen := newest[key]; !seen || aws.ToTime(u.Initiated).After(o.Modified) {
-				newest[key] = storage.Object{Key: key, Modified: aws.ToTime(u.Initiated)}
-			}
+			uploads[key] = append(uploads[key], u)
 		}
 		if !nextUploadsPage(in, page) {
 			break
 		}
 	}
-	out := make([]storage.Object, 0, len(newest))
-	for _, o := range newest {
-		out = append(out, o)
+	checkBefore := time.Now().Add(-idleCheckAfter)
+	out := make([]storage.Object, 0, len(uploads))
+	var errs []error
+	for key, ups := range uploads {
+		var latest time.Time
+		for _, u := range ups {
+			latest = later(latest, aws.ToTime(u.Initiated))
+		}
+		if latest.Before(checkBefore) {
+			// Every upload of the key is old enough that its parts
+			// decide (they are few: one, unless a retry reused the key).
+			var gone int
+			var err error
+			for _, u := range ups {
+				var last time.Time
+				var ok bool
+				last, ok, err = s.lastPart(ctx, u)
+				if err != nil {
+					break
+				}
+				if !ok {
+					gone++
+				}
+				latest = later(latest, last)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("s3: last activity of the unfinished upload of %s, left alone: %w", s.Location(key), err))
+				continue
+			}
+			if gone == len(ups) {
+				continue // completed or aborted since the listing
+			}
+		}
+		out = append(out, storage.Object{Key: key, Modified: latest})
 	}
 	slices.SortFunc(out, func(a, b storage.Object) int { return strings.Compare(a.Key, b.Key) })
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+// lastPart returns the newest LastModified among upload u's parts (zero
+// when it has none yet), and false when the upload is gone: completed or
+// aborted since it was listed.
+func (s *Store) lastPart(ctx context.Context, u types.MultipartUpload) (time.Time, bool, error) {
+	in := &s3.ListPartsInput{Bucket: aws.String(s.bucket), Key: u.Key, UploadId: u.UploadId}
+	var last time.Time
+	for {
+		page, err := s.client.ListParts(ctx, in)
+		var nsu *types.NoSuchUpload
+		switch {
+		case errors.As(err, &nsu) || isNotFound(err):
+			return time.Time{}, false, nil
+		case isNotImplemented(err):
+			return time.Time{}, false, fmt.Errorf("%w: %w; expire unfinished uploads on the server (an AbortIncompleteMultipartUpload lifecycle rule)", errors.ErrUnsupported, err)
+		case isAccessDenied(err):
+			return time.Time{}, false, fmt.Errorf("%w; prune needs s3:ListMultipartUploadParts to tell a running capture's upload from one a crash left", err)
+		case err != nil:
+			return time.Time{}, false, s.explain(err)
+		}
+		for _, p := range page.Parts {
+			last = later(last, aws.ToTime(p.LastModified))
+		}
+		// A server that says more parts follow but gives no new marker
+		// would have the loop spin for ever; its listing ends there.
+		next := aws.ToString(page.NextPartNumberMarker)
+		if !aws.ToBool(page.IsTruncated) || next == "" || next == aws.ToString(in.PartNumberMarker) {
+			return last, true, nil
+		}
+		in.PartNumberMarker = aws.String(next)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // RemoveTemporary aborts every unfinished multipart upload under key, which
