@@ -15,10 +15,11 @@ import (
 var captureCommand = command{
 	name:    "capture",
 	summary: "take a backup now; prints the new backup's id as the last line",
-	args:    "[--new-cluster]",
+	args:    "[--new-cluster] [--new-database]",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
 		newCluster := fs.Bool("new-cluster", false, "accept that this database's cluster changed (pg_upgrade, a managed major-version upgrade, a restore into a new instance): this location's newest backup is of another cluster")
+		newDatabase := fs.Bool("new-database", false, "accept that the database was dropped and re-created, or emptied, since this location's newest backup (a restore into it is done, or it is meant to be empty)")
 		if _, err := m.parseFlags(fs, args, 0); err != nil {
 			return err
 		}
@@ -31,7 +32,7 @@ var captureCommand = command{
 		if err := m.priority().ApplySelf(); err != nil {
 			m.log.Warn("pgbackups runs at normal priority", "err", err)
 		}
-		man, err := m.capture(ctx, *newCluster)
+		man, err := m.capture(ctx, *newCluster, *newDatabase)
 		if err != nil && m.cfg != nil && m.cfg.DatabaseURL == "" && strings.Contains(err.Error(), "connect to database") {
 			// Nothing named a database: say what was tried instead.
 			err = fmt.Errorf("%w (PGBACKUPS_DATABASE_URL and DATABASE_URL are unset, so libpq's PGHOST/PGUSER/PGDATABASE variables and defaults were used)", err)
@@ -47,7 +48,7 @@ var captureCommand = command{
 }
 
 // capture takes one backup with the loaded configuration.
-func (m *Main) capture(ctx context.Context, newCluster bool) (storage.Manifest, error) {
+func (m *Main) capture(ctx context.Context, newCluster, newDatabase bool) (storage.Manifest, error) {
 	conn, err := m.conn()
 	if err != nil {
 		return storage.Manifest{}, err
@@ -56,7 +57,7 @@ func (m *Main) capture(ctx context.Context, newCluster bool) (storage.Manifest, 
 	if err != nil {
 		return storage.Manifest{}, err
 	}
-	o.NewCluster = newCluster
+	o.NewCluster, o.NewDatabase = newCluster, newDatabase
 	// The same lock the daemon takes: a manual capture never runs beside a
 	// scheduled one (or another manual one) into the same storage.
 	// If the lock is lost mid-backup, locked is cancelled and the capture

@@ -35,7 +35,10 @@ type CaptureOptions struct {
 	LockWaitTimeout  time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
 	// NewCluster accepts a location whose newest backup is of another
 	// cluster (system identifier): this database's cluster changed.
-	NewCluster   bool
+	NewCluster bool
+	// NewDatabase accepts a database that was dropped and re-created, or
+	// emptied, since the newest backup in the location (see checkLocation).
+	NewDatabase  bool
 	StallTimeout time.Duration // abort when no dump byte has moved for this long, through to the upload's end, or a storage call around the stream takes this long; 0 never
 	Logger       *slog.Logger
 	Version      string // pgbackups' version, recorded in the manifest
@@ -133,6 +136,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Database:         info.Database,
 		Host:             o.Conn.String(),
 		SystemID:         info.SystemID,
+		DatabaseOID:      info.DatabaseOID,
 		ServerVersion:    info.Version,
 		ServerVersionNum: info.VersionNum,
 		PgDumpVersion:    pgDump.Version,
@@ -168,7 +172,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	}
 	cat := storage.Catalog{Store: o.Store}
 	if err := storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
-		return checkLocation(ctx, cat, info, o.NewCluster)
+		return checkLocation(ctx, cat, info, o.NewCluster, o.NewDatabase)
 	}); err != nil {
 		return storage.Manifest{}, err
 	}
@@ -307,7 +311,15 @@ func commit(ctx context.Context, cat storage.Catalog, m storage.Manifest) error 
 // backup that records one decides, and newCluster (capture --new-cluster,
 // once, after such a change) accepts a change; from then on the newest is
 // this cluster's. Manifests of older versions record none.
-func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo, newCluster bool) error {
+//
+// Nor does it let a database that was lost be backed up over its backups:
+// one dropped and re-created (another oid), or emptied (no tables where the
+// newest good backup had some), fails until newDatabase (capture
+// --new-database, once) accepts it. Retention keeps a day's newest backup
+// and a fixed number of days: backups of the empty database, taken on
+// schedule while the team restores, would replace the good ones day by
+// day.
+func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo, newCluster, newDatabase bool) error {
 	ms, err := cat.Manifests(ctx, true)
 	if err != nil {
 		return fmt.Errorf("read the storage location: %w", err)
@@ -323,6 +335,22 @@ func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo, ne
 		}
 		if info.SystemID != "" && m.SystemID != info.SystemID && !newCluster {
 			return fmt.Errorf("the newest backup in this storage location (%s) is of database %q of another cluster (system identifier %s; this server's is %s). If this database's cluster changed (pg_upgrade, a managed major-version upgrade, a restore into a new instance), run `pgbackups capture --new-cluster` once, and backups go on here; if it is another cluster's database of the same name, give each its own PGBACKUPS_STORAGE_URL prefix: retention and `latest` work per location", m.ID, m.Database, m.SystemID, info.SystemID)
+		}
+		break
+	}
+	if newCluster || newDatabase {
+		return nil
+	}
+	for _, m := range ms { // newest first
+		if !m.OK() {
+			continue
+		}
+		const accept = "if this is the database you mean to back up from now on (a restore into it is done, or it is meant to be empty), run `pgbackups capture --new-database` once and backups go on; until then none is taken, so retention cannot replace the old database's backups with ones of this"
+		switch {
+		case m.DatabaseOID != 0 && info.DatabaseOID != 0 && m.DatabaseOID != info.DatabaseOID && (m.SystemID == "" || m.SystemID == info.SystemID):
+			return fmt.Errorf("database %q was dropped and re-created since backup %s (pg_database oid %d then, %d now): %s", info.Database, m.ID, m.DatabaseOID, info.DatabaseOID, accept)
+		case len(m.Tables) > 0 && info.Tables == 0:
+			return fmt.Errorf("database %q holds no tables, and backup %s held %d: it was emptied or re-created since; %s", info.Database, m.ID, len(m.Tables), accept)
 		}
 		break
 	}

@@ -26,6 +26,11 @@ type ServerInfo struct {
 	// Started is when the server last started (pg_postmaster_start_time):
 	// a later reading means it restarted since.
 	Started time.Time
+	// DatabaseOID is the database's pg_database oid: a database dropped
+	// and re-created under the same name gets another.
+	DatabaseOID uint32
+	// Tables counts the database's own tables (not the catalogs').
+	Tables int64
 }
 
 // Major is the server's major version (15 for 150018, 9 for 90624: dumping
@@ -91,7 +96,11 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		current_setting('server_version'),
 		current_setting('server_version_num')::int,
 		pg_database_size(current_database()),
-		pg_is_in_recovery(), pg_postmaster_start_time()`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery, &s.Started)
+		pg_is_in_recovery(), pg_postmaster_start_time(),
+		(SELECT oid FROM pg_database WHERE datname = current_database()),
+		(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
+		   AND n.nspname NOT LIKE 'pg\_%')`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery, &s.Started, &s.DatabaseOID, &s.Tables)
 	if err != nil {
 		return failed(err)
 	}

@@ -37,6 +37,7 @@ type Manifest struct {
 	Database         string       `json:"database"`
 	Host             string       `json:"host,omitempty"`
 	SystemID         string       `json:"system_identifier,omitempty"` // the cluster's (pg_control_system), kept by its physical replicas
+	DatabaseOID      uint32       `json:"database_oid,omitempty"`      // pg_database's: another after a DROP and CREATE DATABASE
 	ServerVersion    string       `json:"server_version"`
 	ServerVersionNum int          `json:"server_version_num,omitempty"`
 	PgDumpVersion    string       `json:"pg_dump_version"`
