@@ -89,3 +89,67 @@ func TestBackupDeletedSinceChosen(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreRefusesAHalfRestoredDatabase: a restore that failed part-way
+// may leave only a schema, a function, a type or a large object behind,
+// and pg_restore would stop at it ("already exists"), with advice to add
+// --clean. Each counts as not empty, and the refusal names what is there.
+func TestRestoreRefusesAHalfRestoredDatabase(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ sql, want string }{
+		{`CREATE SCHEMA shop`, "1 schema"},
+		{`CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'`, "1 function"},
+		{`CREATE TYPE mood AS ENUM ('ok')`, "1 type"},
+		{`SELECT lo_from_bytea(0, 'x')`, "1 large object"},
+	} {
+		target := pg.CreateDB(t)
+		pg.Exec(t, target, tc.sql)
+		_, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir})
+		if err == nil || !strings.Contains(err.Error(), "is not empty ("+tc.want+")") || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("restore into a database holding only %q: %v, want it refused naming %s", tc.sql, err, tc.want)
+		}
+	}
+	// A new database is empty, whatever template1 gave it.
+	if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(pg.CreateDB(t))), PgBinDir: pg.BinDir}); err != nil {
+		t.Errorf("restore into a new database: %v", err)
+	}
+}
+
+// TestRestoreSaysWhatToDo: the two mistakes a restore in a hurry makes
+// get the way out, not only the server's words: a target database not
+// created first, and a cluster without the backup's roles.
+func TestRestoreSaysWhatToDo(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	role := "owner_" + src
+	pg.Exec(t, src, `CREATE ROLE `+role+`; CREATE TABLE a AS SELECT 1 AS x; ALTER TABLE a OWNER TO `+role)
+	st := fileStore(t)
+	o := options(t, pg, src, st)
+	o.SkipGlobals = true
+	m, err := dump.Capture(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(src+"_never_created")), PgBinDir: pg.BinDir})
+	if err == nil || !strings.Contains(err.Error(), "createdb it first") {
+		t.Errorf("restore into a database that does not exist: %v, want to be told to create it", err)
+	}
+
+	pg.Exec(t, src, `DROP OWNED BY `+role+`; DROP ROLE `+role)
+	_, err = dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(pg.CreateDB(t))), PgBinDir: pg.BinDir})
+	for _, want := range []string{`role "` + role + `" does not exist`, "--with-globals", "--no-owner --no-acl", "drop and re-create the target database"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("restore without the backup's role: error lacks %q: %v", want, err)
+		}
+	}
+}

@@ -263,6 +263,9 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	}
 	info, err := Preflight(ctx, o.Target)
 	if err != nil {
+		if strings.Contains(err.Error(), "SQLSTATE 3D000") {
+			err = fmt.Errorf("%w (restore does not create the database: createdb it first, with -O and its owner role where that role exists, then restore into it)", err)
+		}
 		return fail(err)
 	}
 	res.Database = info.Database
@@ -285,12 +288,12 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if !o.Clean {
 		// pg_restore would stop at the first object that exists, after
 		// restoring what came before it: refuse before touching anything.
-		n, err := relations(ctx, o.Target)
+		what, err := contents(ctx, o.Target)
 		if err != nil {
 			return fail(err)
 		}
-		if n > 0 {
-			return fail(fmt.Errorf("the target database is not empty (%d relations); nothing was changed: restore into a new database, or add --clean to replace the objects the backup holds", n))
+		if what != "" {
+			return fail(fmt.Errorf("the target database is not empty (%s); nothing was changed: restore into a new database (or drop and re-create this one, after a restore that failed part-way), or add --clean to replace the objects the backup holds", what))
 		}
 	} else if info.VersionNum >= 100000 {
 		// --clean sends DROP SUBSCRIPTION for the backup's subscriptions,
@@ -384,6 +387,8 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			err = fmt.Errorf("%w (the target cluster lacks a tablespace the backup uses: create it first, or add --no-tablespaces to put everything in the target's default tablespace)", err)
 		case strings.Contains(msg, "does not exist") && strings.Contains(msg, "CREATE POLICY"):
 			err = fmt.Errorf("%w (a row-level security policy names a role the target cluster lacks; --no-owner and --no-acl do not drop policies: create that role there first, as --with-globals does)", err)
+		case strings.Contains(msg, `role "`) && strings.Contains(msg, "does not exist") && !o.WithGlobals && !o.NoOwner && !o.verifying:
+			err = fmt.Errorf("%w (the target cluster lacks a role the backup's objects belong to: drop and re-create the target database, then restore with --with-globals to create the backup's roles first, or with --no-owner --no-acl to give everything to the restoring role)", err)
 		}
 		if subs := sum.Subscriptions; len(subs) > 0 && !o.NoSubscriptions {
 			// Dropping the target, the usual next step, needs them gone, and
@@ -897,35 +902,58 @@ func (t *tocLines) Write(p []byte) (int, error) {
 
 // requireEmpty refuses a scratch database that already holds tables.
 func requireEmpty(ctx context.Context, c Conn) error {
-	n, err := relations(ctx, c)
+	what, err := contents(ctx, c)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		return fmt.Errorf("%s is not empty (%d relations): --restore-to needs an empty scratch database, e.g. createdb pgbackups_verify", c, n)
+	if what != "" {
+		return fmt.Errorf("%s is not empty (%s): --restore-to needs an empty scratch database, e.g. createdb pgbackups_verify", c, what)
 	}
 	return nil
 }
 
-// relations counts the tables, views, sequences and foreign tables of c's
-// database outside the system schemas.
-func relations(ctx context.Context, c Conn) (int, error) {
+// contents says what c's database holds besides what a new one does:
+// relations (tables, views, sequences, foreign tables, composite types),
+// schemas other than public, functions, enum, domain and range types and
+// large objects, or "" for none. A restore
+// that failed part-way may have created only a schema or a function, and
+// pg_restore would stop at it ("already exists"). An extension's own
+// objects (PostGIS's spatial_ref_sys, often there from template1) do not
+// count: the dump's CREATE EXTENSION IF NOT EXISTS leaves them be.
+func contents(ctx context.Context, c Conn) (string, error) {
 	conn, err := Connect(ctx, c)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var n int
-	// An extension's own relations (PostGIS's spatial_ref_sys, a view of
-	// pg_stat_statements, often there from template1) are not data: the
-	// dump's CREATE EXTENSION IF NOT EXISTS leaves them be.
-	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
-		  AND NOT EXISTS (SELECT 1 FROM pg_depend d
-			WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`).Scan(&n)
+	var rels, schemas, funcs, types, los int64
+	err = conn.QueryRow(ctx, `WITH ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
+		own AS (SELECT oid FROM pg_namespace WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\_%')
+		SELECT
+		 (SELECT count(*) FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM own)
+		    AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+		    AND (c.oid, 'pg_class'::regclass) NOT IN (SELECT objid, classid FROM ext)),
+		 (SELECT count(*) FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM own) AND n.nspname <> 'public'
+		    AND (n.oid, 'pg_namespace'::regclass) NOT IN (SELECT objid, classid FROM ext)),
+		 (SELECT count(*) FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM own)
+		    AND (p.oid, 'pg_proc'::regclass) NOT IN (SELECT objid, classid FROM ext)),
+		 (SELECT count(*) FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM own)
+		    AND t.typtype IN ('e', 'd', 'r') AND (t.oid, 'pg_type'::regclass) NOT IN (SELECT objid, classid FROM ext)),
+		 (SELECT count(*) FROM pg_largeobject_metadata)`).Scan(&rels, &schemas, &funcs, &types, &los)
 	if err != nil {
-		return 0, fmt.Errorf("check %s is empty: %s", c, Redact(err, c))
+		return "", fmt.Errorf("check %s is empty: %s", c, Redact(err, c))
 	}
-	return n, nil
+	var held []string
+	for _, k := range []struct {
+		n    int64
+		what string
+	}{{rels, "relation"}, {schemas, "schema"}, {funcs, "function"}, {types, "type"}, {los, "large object"}} {
+		switch {
+		case k.n == 1:
+			held = append(held, "1 "+k.what)
+		case k.n > 1:
+			held = append(held, fmt.Sprintf("%d %ss", k.n, k.what))
+		}
+	}
+	return strings.Join(held, ", "), nil
 }
