@@ -585,11 +585,13 @@ func TestRestoreTellsDamageFromRestoreErrors(t *testing.T) {
 
 	t.Run("intact, pg_restore fails", func(t *testing.T) {
 		target := f.pg.CreateDB(t)
-		f.pg.Exec(t, target, `CREATE SCHEMA app`) // no relation: the restore starts, and stops at CREATE SCHEMA
+		// Empty, so the restore starts, and the server refuses its first
+		// statement.
+		f.pg.Exec(t, "postgres", `ALTER DATABASE `+target+` SET default_transaction_read_only = on`)
 		r := run(t, f.env(f.pristine), "restore", f.new.ID, "--to", f.pg.URL(target), "--confirm", target)
 		// Not read to its end first (a large backup would keep the answer
 		// waiting): verify is suggested instead.
-		if r.code != exitFailure || !strings.Contains(r.stderr, "already exists") || strings.Contains(r.stderr, "does not match its manifest") ||
+		if r.code != exitFailure || !strings.Contains(r.stderr, "read-only transaction") || strings.Contains(r.stderr, "does not match its manifest") ||
 			!strings.Contains(r.stderr, "run `pgbackups verify "+f.new.ID+"`") || strings.Contains(r.stderr, "reading the rest of the backup") {
 			t.Errorf("restore: exit %d, want pg_restore's error, no damage claimed, verify suggested and the rest not read\n%s", r.code, r.stderr)
 		}
@@ -659,8 +661,8 @@ func TestDaemonRetentionKeepsGoodBackups(t *testing.T) {
 }
 
 // TestVerifyReadsPastARefusedStatement: verify's answer is the checksums.
-// When the scratch database refuses a statement early (here a schema that
-// exists already), restore answers at once, but verify must still read the
+// When the scratch database refuses a statement early (here: it is
+// read-only), restore answers at once, but verify must still read the
 // whole backup and report damage in it, not pg_restore's complaint with a
 // hint to run verify.
 func TestVerifyReadsPastARefusedStatement(t *testing.T) {
@@ -675,17 +677,29 @@ func TestVerifyReadsPastARefusedStatement(t *testing.T) {
 	dir := f.storeWithArchive(t, archive)
 
 	scratch := f.pg.CreateDB(t)
-	f.pg.Exec(t, scratch, `CREATE SCHEMA app`) // no relation: verify starts, and pg_restore stops at CREATE SCHEMA
+	// Empty, so verify starts, and the server refuses pg_restore's first
+	// statement.
+	f.pg.Exec(t, "postgres", `ALTER DATABASE `+scratch+` SET default_transaction_read_only = on`)
 	r := run(t, f.env(dir), "verify", f.new.ID, "--restore-to", f.pg.URL(scratch))
 	if r.code != exitFailure || !strings.Contains(r.stderr, "does not match its manifest") || strings.Contains(r.stderr, "run `pgbackups verify") {
 		t.Errorf("verify --restore-to of a damaged backup into a scratch database that refuses a statement: exit %d, want the damage reported\n%s", r.code, r.stderr)
 	}
 
-	// An intact backup into that scratch database: pg_restore's complaint,
-	// the checksums' verdict, and advice verify can take (it has no --clean).
+	// An intact backup into that scratch database: pg_restore's complaint
+	// and the checksums' verdict, with no advice verify cannot take (it
+	// has no --clean).
 	r = run(t, f.env(f.pristine), "verify", f.new.ID, "--restore-to", f.pg.URL(scratch))
-	if r.code != exitFailure || !strings.Contains(r.stderr, "already exists") || !strings.Contains(r.stderr, "checksums match") ||
-		!strings.Contains(r.stderr, "re-create it") || strings.Contains(r.stderr, "--clean") {
-		t.Errorf("verify --restore-to of a good backup into a scratch database that is not empty: exit %d, want the checksums' verdict and to re-create the scratch database\n%s", r.code, r.stderr)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "read-only transaction") || !strings.Contains(r.stderr, "checksums match") ||
+		strings.Contains(r.stderr, "--clean") {
+		t.Errorf("verify --restore-to of a good backup into a scratch database that refuses it: exit %d, want pg_restore's complaint and the checksums' verdict\n%s", r.code, r.stderr)
+	}
+
+	// A scratch database that is not empty is refused before anything,
+	// with advice verify can take.
+	full := f.pg.CreateDB(t)
+	f.pg.Exec(t, full, `CREATE SCHEMA app`)
+	r = run(t, f.env(f.pristine), "verify", f.new.ID, "--restore-to", f.pg.URL(full))
+	if r.code != exitFailure || !strings.Contains(r.stderr, "is not empty (1 schema)") || !strings.Contains(r.stderr, "empty scratch database") || strings.Contains(r.stderr, "--clean") {
+		t.Errorf("verify --restore-to into a scratch database holding a schema: exit %d, want it refused as not empty\n%s", r.code, r.stderr)
 	}
 }
