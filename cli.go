@@ -203,6 +203,12 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		fmt.Fprintln(m.Stderr, "Nothing was run. `pgbackups help config` lists every variable.")
 		return exitUsage
 	}
+	if cmd.name == "daemon" && m.log != nil {
+		// The daemon's stderr is a log stream (JSON, read by Loki or
+		// CloudWatch): its last word is a log line too, not free text.
+		m.log.Error("daemon stopped on an error", "err", err.Error())
+		return exitFailure
+	}
 	fmt.Fprintf(m.Stderr, "pgbackups %s: %v\n", cmd.name, err)
 	return exitFailure
 }

@@ -75,9 +75,9 @@ func (m *Main) capture(ctx context.Context, newCluster, newDatabase bool) (stora
 	if err != nil {
 		return storage.Manifest{}, err
 	}
-	m.log.Info("backup completed", "backup", man.ID, "database", man.Database,
+	m.log.Info("backup completed", "component", "capture", "backup", man.ID, "database", man.Database,
 		"dump_bytes", man.DumpBytes, "stored_bytes", man.StoredBytes,
-		"duration", man.Duration().String(), "rate_bytes_per_second", rate(man.DumpBytes, man))
+		"duration_seconds", float64(man.Duration().Milliseconds())/1000, "rate_bytes_per_second", rate(man.DumpBytes, man))
 	return man, nil
 }
 

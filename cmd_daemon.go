@@ -119,10 +119,10 @@ func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log
 		if p.ID == "" {
 			what = slog.String("key", p.Key) // an unfinished write
 		}
-		log.Info("retention removed", what, "reason", p.Reason, "bytes", p.Bytes)
+		log.Info("retention removed", what, "reason", p.Reason, "stored_bytes", p.Bytes)
 	}
 	for _, note := range res.Notes {
-		log.Info("retention: " + note)
+		log.Info("retention note", "note", note)
 	}
 	for _, e := range res.Unreadable {
 		log.Warn("retention left alone a backup it cannot count as good (unreadable manifest or damaged objects)", "backup", e.ID, "err", e.Err)

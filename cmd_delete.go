@@ -83,7 +83,7 @@ var deleteCommand = command{
 			size += o.Size
 		}
 		fmt.Fprintf(m.Stderr, "deleted backup %s: %d objects, %s\n", id, len(objs), config.HumanBytes(size))
-		m.log.Info("backup deleted", "backup", id, "objects", len(objs), "bytes", size)
+		m.log.Info("backup deleted", "component", "delete", "backup", id, "objects", len(objs), "stored_bytes", size)
 		return nil
 	},
 }
@@ -245,7 +245,7 @@ func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
 	}
 	fmt.Fprintf(m.Stderr, "%s %s (%s), kept %s\n", verb, plural(n, "item"), config.HumanBytes(bytes), plural(len(res.Kept), "backup"))
 	if !dryRun {
-		m.log.Info("prune completed", "removed", n, "bytes", bytes, "kept", len(res.Kept))
+		m.log.Info("prune completed", "component", "prune", "removed", n, "stored_bytes", bytes, "kept", len(res.Kept), "left_alone", len(res.Unreadable))
 	}
 }
 

@@ -72,7 +72,7 @@ var restoreCommand = command{
 		}
 		fmt.Fprintf(m.Stderr, "restored %d tables (%d rows) into database %q in %s\n", res.Tables, res.Rows, res.Database, res.Duration.Round(time.Millisecond))
 		fmt.Fprintln(m.Stderr, "planner statistics are not part of a dump: run ANALYZE (or vacuumdb --analyze-only) on it")
-		m.log.Info("restore completed", "backup", man.ID, "database", res.Database, "tables", res.Tables, "rows", res.Rows, "duration", res.Duration.String())
+		m.log.Info("restore completed", "component", "restore", "backup", man.ID, "target_database", res.Database, "tables", res.Tables, "rows", res.Rows, "duration_seconds", res.Duration.Round(time.Millisecond).Seconds())
 		return nil
 	},
 }

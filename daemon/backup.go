@@ -102,10 +102,16 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 		ev := d.event(EventFailed, o, attempt)
 		if giveUp == "" {
 			ev.WillRetry, ev.NextAttemptAt = true, &retryAt
-			d.log.Warn("backup failed; retrying", "attempt", attempt, "err", o.err.Error(),
-				"retry_in", pause.String(), "retry_at", retryAt.Format(time.RFC3339))
+			d.log.Warn("backup failed; retrying", backupAttr(o.man.ID), "attempt", attempt, "err", o.err.Error(),
+				"retry_in_seconds", pause.Seconds(), "retry_at", retryAt.Format(time.RFC3339))
 		} else {
-			d.log.Error("backup failed", "attempt", attempt, "err", o.err.Error(),
+			// A backup aborted because the daemon was told to stop is the
+			// operator's doing: WARN, not a page.
+			level := slog.LevelError
+			if stop.Err() != nil {
+				level = slog.LevelWarn
+			}
+			d.log.Log(stop, level, "backup failed", backupAttr(o.man.ID), "attempt", attempt, "err", o.err.Error(),
 				"not_retried", giveUp, "next_run", next.Format(time.RFC3339))
 			d.sdnotify(sdnotify.Status("last backup failed; next " + next.Format(time.RFC3339)))
 		}
@@ -188,6 +194,7 @@ func (d *Daemon) attempt(ctx context.Context, n int, since time.Time) outcome {
 	d.state.end()
 	d.progress.Store(0)
 	if err != nil {
+		o.man = man // the failed manifest's id, for the log line (zero when none was assigned)
 		return d.failed(ctx, o, n, err)
 	}
 
@@ -196,7 +203,7 @@ func (d *Daemon) attempt(ctx context.Context, n int, since time.Time) outcome {
 	d.recordSuccess(man, "this daemon")
 	log.Info("backup completed", "backup", man.ID, "database", man.Database,
 		"dump_bytes", man.DumpBytes, "stored_bytes", man.StoredBytes,
-		"duration", man.Duration().Round(time.Millisecond).String(),
+		"duration_seconds", man.Duration().Round(time.Millisecond).Seconds(),
 		"rate_bytes_per_second", rate(man.DumpBytes, man.Duration()))
 	d.pinger.ping("", "success")
 	d.webhook.post(d.event(EventSucceeded, o, n))
@@ -431,8 +438,8 @@ func (d *Daemon) logProgress(log *slog.Logger) (stop func()) {
 				return
 			case now := <-t.C:
 				n := d.progress.Load()
-				log.Info("backup in progress", "bytes", n,
-					"elapsed", now.Sub(start).Round(time.Second).String(),
+				log.Info("backup in progress", "dump_bytes", n,
+					"elapsed_seconds", now.Sub(start).Round(time.Second).Seconds(),
 					"rate_bytes_per_second", rate(n-last, now.Sub(lastAt)),
 					"average_bytes_per_second", rate(n, now.Sub(start)))
 				last, lastAt = n, now
@@ -440,6 +447,15 @@ func (d *Daemon) logProgress(log *slog.Logger) (stop func()) {
 		}
 	})
 	return func() { close(done); wg.Wait() }
+}
+
+// backupAttr is the backup id attribute, or nothing (slog drops an empty
+// Attr) when the attempt failed before an id was assigned.
+func backupAttr(id string) slog.Attr {
+	if id == "" {
+		return slog.Attr{}
+	}
+	return slog.String("backup", id)
 }
 
 func rate(n int64, d time.Duration) int64 {

@@ -258,11 +258,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		s := d.opts.Schedule
 		next := s.Next(d.now())
 		log.Info("daemon started", "schedule", s.String(), "time_zone", s.Location().String(),
-			"next_run", next.Format(time.RFC3339), "interval", s.Interval().String())
+			"next_run", next.Format(time.RFC3339), "interval", s.Interval().String(), "version", d.opts.Version)
 		d.sdnotify(sdnotify.Ready, sdnotify.Status("next backup "+next.Format(time.RFC3339)))
 		d.runMissed(ctx, job, starting)
 	} else {
-		log.Warn("daemon started without a schedule: PGBACKUPS_SCHEDULE is unset, so no backups will run; serving health only")
+		log.Warn("daemon started without a schedule: PGBACKUPS_SCHEDULE is unset, so no backups will run; serving health only", "version", d.opts.Version)
 		d.sdnotify(sdnotify.Ready, sdnotify.Status("no schedule: no backups run"))
 	}
 
@@ -414,7 +414,7 @@ func (d *Daemon) sdnotify(states ...string) {
 		return
 	}
 	if err := d.opts.Notify(states...); err != nil {
-		d.log.Warn("sd_notify", "err", err)
+		d.log.Warn("could not tell systemd the daemon's state (sd_notify)", "err", err)
 	}
 }
 
@@ -439,7 +439,7 @@ func (d *Daemon) readStored(ctx context.Context) {
 	case errors.Is(err, storage.ErrNoBackups):
 		d.log.Info("no completed backup in storage yet")
 	case err != nil:
-		d.log.Warn("newest backup in storage is unknown; /healthz starts without it", "err", err)
+		d.log.Warn("newest backup in storage is unknown: storage could not be read; /healthz reports no last backup until it can (read again every minute)", "err", err)
 	default:
 		d.recordSuccess(m, "storage")
 		d.log.Info("newest completed backup in storage", "backup", m.ID, "finished_at", m.FinishedAt.Format(time.RFC3339))

@@ -72,7 +72,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 	if b.Nice <= 0 {
 		return nil
 	}
-	log := orDiscard(b.Logger).With("backup", r.ID, "monitor", "backend priority")
+	log := orDiscard(b.Logger).With("backup", r.ID, "monitor", "backend_priority")
 	interval := b.Interval
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
@@ -138,7 +138,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 		log.Debug("the dump's server backend already runs at low priority", "pid", pid, "nice", prev)
 		return nil
 	}
-	log.Info("lowered the dump's server backend", "pid", pid, "nice", b.Nice)
+	log.Debug("lowered the dump's server backend", "pid", pid, "nice", b.Nice)
 	<-ctx.Done()
 
 	deadline := time.Now().Add(backendNiceGrace)

@@ -658,7 +658,7 @@ func parallelArchive(ctx context.Context, o RestoreOptions, log *slog.Logger) (s
 		return "", ArchiveSummary{}, fmt.Errorf("temporary archive for --jobs in %s (TMPDIR): %w", dir, err)
 	}
 	log.Info("parallel restore needs a seekable archive: decompressing to a temporary file, removed afterwards",
-		"path", f.Name(), "bytes", o.Manifest.DumpBytes, "jobs", o.Jobs)
+		"path", f.Name(), "dump_bytes", o.Manifest.DumpBytes, "jobs", o.Jobs)
 	scan := startArchiveScan()
 	_, err = copyBackup(ctx, o.Store, o.Manifest, io.MultiWriter(f, scan))
 	sum, _ := scan.Finish()

@@ -333,7 +333,7 @@ func (o *observer) fail(ctx context.Context, err error) error {
 	}
 	if !o.failing {
 		o.failing = true
-		o.log.Warn(o.what+" cannot query the database; the backup goes on without it, retrying", "database", o.conn.String(), "err", Redact(err, o.conn))
+		o.log.Warn(o.what+" cannot query the database; the backup goes on without it, retrying", "server", o.conn.String(), "err", Redact(err, o.conn))
 	}
 	o.close(ctx)
 	return err
