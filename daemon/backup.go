@@ -490,6 +490,9 @@ func (d *Daemon) event(name string, o outcome, attempt int) Event {
 	ev.DurationSeconds = ev.FinishedAt.Sub(ev.StartedAt).Seconds()
 	if o.err != nil {
 		ev.Error = o.err.Error()
+		// The failed backup's id, when it got one: its failed manifest
+		// (pgbackups info) holds the rest.
+		ev.BackupID, ev.Database = o.man.ID, o.man.Database
 	}
 	if o.result == resultSuccess {
 		m := o.man

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -127,5 +128,25 @@ func TestWatchEndsBeforeTheNextRun(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the watch after a run given up outlived the backups' context")
+	}
+}
+
+// TestFailedEventNamesTheBackup: a failed attempt that got as far as an id
+// (its failed manifest is stored) says which in the webhook's backup_id.
+func TestFailedEventNamesTheBackup(t *testing.T) {
+	tick := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	d, _ := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			m := manifest("20260301-020000-fail", tick, time.Second)
+			m.Status = storage.StatusFailed
+			return m, errors.New("pg_dump: exit status 1")
+		},
+		Retry: Retry{Max: 0},
+		Now:   runningClock(tick),
+	})
+	got := d.event(EventFailed, d.attempt(context.Background(), 1, time.Time{}), 1)
+	if got.BackupID != "20260301-020000-fail" || got.Database != "app" || got.Error == "" {
+		t.Errorf("failed event %+v, want the failed backup's id, database and error", got)
 	}
 }
