@@ -65,7 +65,7 @@ var downloadCommand = command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stderr, "backup %s of %s: wrote %s to %s, sha256 verified\nrestore it with: pg_restore --no-owner --dbname=\"$TARGET_DATABASE_URL\" %s\n",
+		fmt.Fprintf(m.Stderr, "backup %s of %s: wrote %s to %s, sha256 verified\nrestore it into an empty database with: pg_restore --exit-on-error --dbname=\"$TARGET_DATABASE_URL\" %s\n(add --no-owner --no-acl where the backup's roles do not exist, such as another environment)\n",
 			man.ID, man.Database, config.HumanBytes(n), path, quote(path))
 		return nil
 	},
@@ -187,7 +187,7 @@ var urlCommand = command{
 		// which ends up in terminals' scrollback, CI logs and the journal
 		// even when stdout is captured by $(...).
 		fmt.Fprintln(m.Stdout, u)
-		fmt.Fprintf(m.Stderr, "URL on stdout, valid until %s: anyone holding it can read the whole backup. The object is zstd-compressed; restore straight from it with:\n  curl -fsS \"$URL\" | zstd -d | pg_restore --no-owner --dbname=\"$TARGET_DATABASE_URL\"\n",
+		fmt.Fprintf(m.Stderr, "URL on stdout, valid until %s: anyone holding it can read the whole backup. The object is zstd-compressed; restore straight from it into an empty database with:\n  curl -fsS \"$URL\" | zstd -d | pg_restore --exit-on-error --dbname=\"$TARGET_DATABASE_URL\"\n(add --no-owner --no-acl where the backup's roles do not exist, such as another environment)\n",
 			time.Now().Add(*expires).Local().Format("2006-01-02 15:04 MST"))
 		return nil
 	},

@@ -71,6 +71,9 @@ var restoreCommand = command{
 			return err
 		}
 		fmt.Fprintf(m.Stderr, "restored %d tables (%d rows) into database %q in %s\n", res.Tables, res.Rows, res.Database, res.Duration.Round(time.Millisecond))
+		// pg_restore into an existing database leaves the database's own
+		// properties out (they come with --create only).
+		fmt.Fprintln(m.Stderr, "not restored: the database's own owner, settings (ALTER DATABASE ... SET), grants on it and comment; see the restore runbook's step 6")
 		fmt.Fprintln(m.Stderr, "planner statistics are not part of a dump: run ANALYZE (or vacuumdb --analyze-only) on it")
 		m.log.Info("restore completed", "component", "restore", "backup", man.ID, "target_database", res.Database, "tables", res.Tables, "rows", res.Rows, "duration_seconds", res.Duration.Round(time.Millisecond).Seconds())
 		return nil
@@ -244,7 +247,7 @@ var verifyCommand = command{
 			fmt.Fprintf(m.Stdout, "row counts of %d tables match what capture recorded (%s)\n", len(res.Counts), man.TableCountMethod)
 		}
 		if man.LargeObjects != nil && res.LargeObjects >= 0 {
-			fmt.Fprintf(m.Stdout, "%d large objects, as capture recorded\n", res.LargeObjects)
+			fmt.Fprintf(m.Stdout, "%s, as capture recorded\n", plural(int(res.LargeObjects), "large object"))
 		}
 		fmt.Fprintf(m.Stdout, "verified in %s\n", time.Since(start).Round(time.Millisecond))
 		return nil

@@ -217,7 +217,7 @@ func TestRestoreRoundTripIntoFreshCluster(t *testing.T) {
 			// restore --with-globals into a brand-new cluster.
 			target := fresh.CreateDB(t)
 			r := must(do("", "restore", id, "--to", fresh.URL(target), "--confirm", target, "--with-globals"), "restore")
-			if !strings.Contains(r.stderr, "restored 4 tables") {
+			if !strings.Contains(r.stderr, "restored 4 tables") || !strings.Contains(r.stderr, "not restored: the database's own owner") {
 				t.Errorf("restore report: %s", r.stderr)
 			}
 			if i == 1 && !strings.Contains(r.stderr, "role rt_owner already exists") {
@@ -264,10 +264,23 @@ func TestRestoreRoundTripIntoFreshCluster(t *testing.T) {
 
 			// download: default name in the working directory, then stdout.
 			dir := t.TempDir()
-			must(do(dir, "download", id), "download")
+			r = must(do(dir, "download", id), "download")
 			archive, err := os.ReadFile(filepath.Join(dir, id+".dump"))
 			if err != nil || sha256Hex(archive) != info.DumpSHA256 {
 				t.Fatalf("downloaded archive: %v, sha256 %s, want %s", err, sha256Hex(archive), info.DumpSHA256)
+			}
+			// The hint's command, as printed, restores it with its owners
+			// into a new database of the cluster whose roles it has.
+			hint := "pg_restore --exit-on-error --dbname=\"$TARGET_DATABASE_URL\" '" + id + ".dump'"
+			if !strings.Contains(r.stderr, hint) {
+				t.Fatalf("download hint lacks %q:\n%s", hint, r.stderr)
+			}
+			byHint := pg.CreateDB(t)
+			if out, err := exec.Command(pg.Tool("pg_restore"), "--exit-on-error", "--dbname="+pg.URL(byHint), filepath.Join(dir, id+".dump")).CombinedOutput(); err != nil {
+				t.Fatalf("the download hint's pg_restore: %v\n%s", err, out)
+			}
+			if d := testenv.DiffChecksums(wantData, pg.TableChecksums(t, byHint)); d != "" {
+				t.Errorf("restored by the download hint:\n%s", d)
 			}
 			if out, err := exec.Command(pg.Tool("pg_restore"), "--list", filepath.Join(dir, id+".dump")).CombinedOutput(); err != nil {
 				t.Fatalf("stock pg_restore cannot read the download: %v\n%s", err, out)
