@@ -50,6 +50,9 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 		return nil, err // PGBACKUPS_DUMP_URL does not parse: say so at start-up
 	}
 	policy := schedule.Policy{KeepLast: cfg.KeepLast, KeepDaily: cfg.KeepDaily, KeepWeekly: cfg.KeepWeekly, KeepMonthly: cfg.KeepMonthly}
+	if w := sameDayRetention(sched, policy); w != "" {
+		m.log.Warn(w, "schedule", sched.String(), "keep_last", policy.KeepLast, "keep_daily", policy.KeepDaily)
+	}
 	return daemon.New(daemon.Options{
 		Schedule: sched,
 		Capture: func(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error) {
@@ -93,6 +96,17 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 // one storage location to one at a time, across daemons and manual captures.
 func (m *Main) backupLock(conn dump.Conn) daemon.AdvisoryLock {
 	return daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, m.cfg.StorageURL), conn.ServerDatabase())}
+}
+
+// sameDayRetention warns of a schedule that runs several times a day
+// under a policy that keeps one backup a day (KEEP_LAST 0): each backup's
+// retention deletes the one before it on the same day, so the extra runs
+// buy nothing but load.
+func sameDayRetention(s *schedule.Schedule, p schedule.Policy) string {
+	if s == nil || s.Interval() <= 0 || s.Interval() >= 23*time.Hour || p.KeepLast > 0 || p == (schedule.Policy{}) {
+		return ""
+	}
+	return "PGBACKUPS_SCHEDULE runs several times a day, but retention keeps at most one backup a day (PGBACKUPS_KEEP_LAST is 0): each backup's retention deletes the one before it on the same day; set PGBACKUPS_KEEP_LAST to the number of recent backups to keep"
 }
 
 // storageLocation names the store the same way however the URL was
