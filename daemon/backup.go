@@ -107,12 +107,12 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 		} else {
 			// A backup aborted because the daemon was told to stop is the
 			// operator's doing: WARN, not a page.
-			level := slog.LevelError
+			level, args := slog.LevelError, []any{"next_run", next.Format(time.RFC3339)}
 			if stop.Err() != nil {
-				level = slog.LevelWarn
+				level, args = slog.LevelWarn, nil // no next run here
 			}
-			d.log.Log(stop, level, "backup failed", backupAttr(o.man.ID), "attempt", attempt, "err", o.err.Error(),
-				"not_retried", giveUp, "next_run", next.Format(time.RFC3339))
+			d.log.Log(stop, level, "backup failed", append([]any{backupAttr(o.man.ID), "attempt", attempt, "err", o.err.Error(),
+				"not_retried", giveUp}, args...)...)
 			d.sdnotify(sdnotify.Status("last backup failed; next " + next.Format(time.RFC3339)))
 		}
 		d.webhook.post(ev)

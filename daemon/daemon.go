@@ -384,7 +384,7 @@ func (d *Daemon) stopBackups(cancel context.CancelCauseFunc) {
 	case <-done:
 	case <-t.C:
 		d.log.Warn("backup still running after PGBACKUPS_SHUTDOWN_GRACE; aborting it", "shutdown_grace", grace.String())
-		cancel(fmt.Errorf("aborted at shutdown: still running after PGBACKUPS_SHUTDOWN_GRACE=%s", grace))
+		cancel(fmt.Errorf("stopped at shutdown: still running after PGBACKUPS_SHUTDOWN_GRACE=%s", grace))
 		<-done
 	}
 }

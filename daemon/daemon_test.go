@@ -1096,6 +1096,20 @@ func TestRunShutdown(t *testing.T) {
 				if took < tc.grace {
 					t.Errorf("aborted after %s, before the grace %s", took, tc.grace)
 				}
+				// The operator's doing, not a page; and the daemon has no
+				// next run to name.
+				failed := 0
+				for _, l := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(l, `msg="backup failed"`) {
+						failed++
+						if !strings.Contains(l, "level=WARN") || strings.Contains(l, "next_run") {
+							t.Errorf("the backup stopped at shutdown is logged as %s", l)
+						}
+					}
+				}
+				if failed != 1 {
+					t.Errorf("%d lines say the backup failed, want 1\n%s", failed, logs)
+				}
 			} else if got := counter(t, d, `pgbackups_backups_total{result="success"}`); got != 1 {
 				t.Errorf("success counter %v: the in-flight backup did not complete\n%s", got, logs)
 			}
