@@ -210,7 +210,7 @@ func (w *Watchdog) Watch(ctx context.Context, r Running) error {
 
 	warned := map[int]bool{}
 	var missingSince time.Time
-	missingWarned := false
+	missingWarned, seen := false, false // seen: the dump's backend was in pg_stat_activity once
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -235,12 +235,16 @@ func (w *Watchdog) Watch(ctx context.Context, r Running) error {
 			}
 			if !missingWarned && time.Since(missingSince) >= missingBackendGrace {
 				missingWarned = true
-				log.Warn("the dump's backend is not in pg_stat_activity; the watchdog cannot see what it blocks (an application_name in the database URL overrides pgbackups' own)",
+				why := "an application_name in the database URL overrides pgbackups' own"
+				if seen {
+					why = "it ended since it was seen (terminated, or its connection lost: pg_dump then fails)"
+				}
+				log.Warn("the dump's backend is not in pg_stat_activity, so the watchdog cannot see what it blocks: "+why,
 					"application_name", r.AppName)
 			}
 			continue
 		}
-		missingSince = time.Time{}
+		missingSince, seen = time.Time{}, true
 		var over []BlockedSession
 		for _, s := range blocked {
 			if s.Waiting >= threshold {
