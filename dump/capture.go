@@ -137,6 +137,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Host:             o.Conn.String(),
 		SystemID:         info.SystemID,
 		DatabaseOID:      info.DatabaseOID,
+		UserTables:       &info.Tables,
 		ServerVersion:    info.Version,
 		ServerVersionNum: info.VersionNum,
 		PgDumpVersion:    pgDump.Version,
@@ -349,8 +350,10 @@ func checkLocation(ctx context.Context, cat storage.Catalog, info ServerInfo, ne
 		switch {
 		case m.DatabaseOID != 0 && info.DatabaseOID != 0 && m.DatabaseOID != info.DatabaseOID && (m.SystemID == "" || m.SystemID == info.SystemID):
 			return fmt.Errorf("database %q was dropped and re-created since backup %s (pg_database oid %d then, %d now): %s", info.Database, m.ID, m.DatabaseOID, info.DatabaseOID, accept)
-		case len(m.Tables) > 0 && info.Tables == 0:
-			return fmt.Errorf("database %q holds no tables, and backup %s held %d: it was emptied or re-created since; %s", info.Database, m.ID, len(m.Tables), accept)
+		case m.UserTables != nil && *m.UserTables > 0 && info.Tables == 0:
+			// Counted the same way both times: the archive's table data
+			// would also count an extension's tables (spatial_ref_sys).
+			return fmt.Errorf("database %q holds no tables, and backup %s held %d: it was emptied or re-created since; %s", info.Database, m.ID, *m.UserTables, accept)
 		}
 		break
 	}

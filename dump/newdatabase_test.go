@@ -33,7 +33,12 @@ func TestCaptureRefusesALostDatabase(t *testing.T) {
 		t.Fatalf("a second backup of the same database: %v", err)
 	}
 
-	// Emptied, same oid.
+	// Emptied, same oid. An extension's table left in it (PostGIS's
+	// spatial_ref_sys, pg_cron's cron.job) is none of the database's own.
+	pg.Exec(t, db, `CREATE EXTENSION dblink; CREATE TABLE ext_config (k text); ALTER EXTENSION dblink ADD TABLE ext_config`)
+	if _, err := dump.Capture(ctx, o); err != nil {
+		t.Fatalf("a backup with an extension's table added: %v", err)
+	}
 	pg.Exec(t, db, `DROP TABLE a`)
 	_, err = dump.Capture(ctx, o)
 	for _, want := range []string{"holds no tables", "held 1", "--new-database"} {
@@ -56,8 +61,8 @@ func TestCaptureRefusesALostDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 2 {
-		t.Errorf("the location holds %d backups, want the 2 of the old database (the refused ones write nothing)", len(ms))
+	if len(ms) != 3 {
+		t.Errorf("the location holds %d backups, want the 3 of the old database (the refused ones write nothing)", len(ms))
 	}
 
 	o.NewDatabase = true

@@ -29,7 +29,8 @@ type ServerInfo struct {
 	// DatabaseOID is the database's pg_database oid: a database dropped
 	// and re-created under the same name gets another.
 	DatabaseOID uint32
-	// Tables counts the database's own tables (not the catalogs').
+	// Tables counts the database's own tables: not the catalogs', nor an
+	// extension's (PostGIS's spatial_ref_sys, pg_cron's cron.job).
 	Tables int64
 }
 
@@ -100,7 +101,9 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		(SELECT oid FROM pg_database WHERE datname = current_database()),
 		(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		 WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
-		   AND n.nspname NOT LIKE 'pg\_%')`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery, &s.Started, &s.DatabaseOID, &s.Tables)
+		   AND n.nspname NOT LIKE 'pg\_%'
+		   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+		     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery, &s.Started, &s.DatabaseOID, &s.Tables)
 	if err != nil {
 		return failed(err)
 	}

@@ -932,7 +932,9 @@ func contents(ctx context.Context, c Conn) (string, error) {
 		SELECT
 		 (SELECT count(*) FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM own)
 		    AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
-		    AND (c.oid, 'pg_class'::regclass) NOT IN (SELECT objid, classid FROM ext)),
+		    AND (c.oid, 'pg_class'::regclass) NOT IN (SELECT objid, classid FROM ext)
+		    -- a composite type's extension membership is its pg_type row's
+		    AND (c.reltype, 'pg_type'::regclass) NOT IN (SELECT objid, classid FROM ext)),
 		 (SELECT count(*) FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM own) AND n.nspname <> 'public'
 		    AND (n.oid, 'pg_namespace'::regclass) NOT IN (SELECT objid, classid FROM ext)),
 		 (SELECT count(*) FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM own)

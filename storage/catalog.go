@@ -32,12 +32,15 @@ type TableCount struct {
 // Manifest describes one backup. It is written last: a data object without
 // a manifest is never listed as a backup. Field names are a stable JSON API.
 type Manifest struct {
-	ID               string       `json:"id"`
-	Status           string       `json:"status"`
-	Database         string       `json:"database"`
-	Host             string       `json:"host,omitempty"`
-	SystemID         string       `json:"system_identifier,omitempty"` // the cluster's (pg_control_system), kept by its physical replicas
-	DatabaseOID      uint32       `json:"database_oid,omitempty"`      // pg_database's: another after a DROP and CREATE DATABASE
+	ID          string `json:"id"`
+	Status      string `json:"status"`
+	Database    string `json:"database"`
+	Host        string `json:"host,omitempty"`
+	SystemID    string `json:"system_identifier,omitempty"` // the cluster's (pg_control_system), kept by its physical replicas
+	DatabaseOID uint32 `json:"database_oid,omitempty"`      // pg_database's: another after a DROP and CREATE DATABASE
+	// UserTables is how many tables of its own (not an extension's) the
+	// database had at capture; nil in manifests of older pgbackups.
+	UserTables       *int64       `json:"user_tables,omitempty"`
 	ServerVersion    string       `json:"server_version"`
 	ServerVersionNum int          `json:"server_version_num,omitempty"`
 	PgDumpVersion    string       `json:"pg_dump_version"`
