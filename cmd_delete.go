@@ -48,7 +48,15 @@ var deleteCommand = command{
 		// listing that still shows it. Without the database (a
 		// restore-only machine), a backup with no manifest whose objects
 		// are recent may be a capture's, and is left alone.
-		release, lockErr := m.pruneLock(ctx)
+		// Only on a database named outright: the lock's key holds no
+		// server, so one taken through libpq's defaults (a local server,
+		// PGHOST left in a shell) would be free whatever production's
+		// daemon is writing, and would turn the guard below off.
+		var release func()
+		lockErr := errors.New("PGBACKUPS_DATABASE_URL (or DATABASE_URL) is unset")
+		if m.cfg.DatabaseURL != "" {
+			release, lockErr = m.pruneLock(ctx)
+		}
 		var held *daemon.HeldError
 		switch {
 		case errors.As(lockErr, &held):

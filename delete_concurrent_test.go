@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,32 @@ func TestDeleteTakesTheBackupLock(t *testing.T) {
 	}
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("leftover data object still there: %v", err)
+	}
+}
+
+// TestDeleteLockOnlyOnANamedDatabase: the lock's key holds no server, so a
+// lock taken through libpq's defaults (PGHOST left in an operator's shell,
+// a local server on a restore host) is free whatever production's daemon
+// writes. Delete then keeps its ORPHAN_GRACE guard.
+func TestDeleteLockOnlyOnANamedDatabase(t *testing.T) {
+	pg := testenv.PG(t)
+	db := pg.CreateDB(t)
+	store := t.TempDir()
+	env := []string{"PGBACKUPS_STORAGE_URL=" + store, "PGHOST=" + pg.Host, "PGPORT=" + strconv.Itoa(pg.Port),
+		"PGUSER=" + pg.User, "PGPASSWORD=" + pg.Password, "PGDATABASE=" + db, "PGSSLMODE=disable"}
+	id := storage.NewID(time.Now())
+	if err := os.MkdirAll(filepath.Join(store, id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(store, id, id+".dump.zst")
+	if err := os.WriteFile(data, []byte("a capture's dump, its manifest not yet written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, env, "delete", id, "--confirm", id)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "a capture may still be writing it") {
+		t.Errorf("delete with only libpq's defaults: exit %d, want the recent object left alone:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(data); err != nil {
+		t.Errorf("the capture's data object was deleted: %v", err)
 	}
 }
