@@ -451,7 +451,9 @@ func (d *Daemon) readStored(ctx context.Context) {
 	if at.IsZero() {
 		at = f.StartedAt
 	}
-	d.state.failed(&Failure{At: at, Error: f.Error})
+	if !d.state.failedInStorage(&Failure{At: at, Error: f.Error}) {
+		return
+	}
 	d.metrics.lastFailure.Set(float64(at.UnixNano()) / 1e9)
 	d.log.Warn("the newest backup in storage failed; /healthz reports it until a backup succeeds", "backup", f.ID, "err", f.Error)
 }

@@ -150,6 +150,20 @@ func (s *state) succeeded(x *Success) bool {
 	return true
 }
 
+// failedInStorage records a failure read from storage, unless this daemon
+// knows a failure already, or a success after it: a read that lands after
+// a run here must not replace what that run recorded.
+func (s *state) failedInStorage(f *Failure) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failure != nil || s.success != nil && !f.At.After(s.success.FinishedAt) {
+		return false
+	}
+	s.failure = f
+	s.failures++
+	return true
+}
+
 func (s *state) failed(f *Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -331,3 +331,25 @@ func TestStorageReadAgainAfterStartup(t *testing.T) {
 		t.Errorf("/healthz %d %q, last success %+v: want the stale backup read from storage, overdue", code, h.Status, h.LastSuccess)
 	}
 }
+
+// TestFailureReadFromStorageDoesNotOverride: a read of storage (at
+// start-up, or again while storage was unreadable) that lands after a run
+// here must not replace what that run recorded, nor count a failure
+// twice.
+func TestFailureReadFromStorageDoesNotOverride(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	s := newState(nil, time.Hour, t0, "test")
+	if !s.failedInStorage(&Failure{At: t0, Error: "stored"}) || s.consecutiveFailures() != 1 {
+		t.Fatalf("a stored failure with nothing known: not recorded (%d failures)", s.consecutiveFailures())
+	}
+	s = newState(nil, time.Hour, t0, "test")
+	s.succeeded(&Success{ID: "new", FinishedAt: t0.Add(time.Hour)})
+	if s.failedInStorage(&Failure{At: t0, Error: "older"}) || s.consecutiveFailures() != 0 {
+		t.Errorf("a stored failure older than this daemon's success was recorded (%d failures)", s.consecutiveFailures())
+	}
+	s = newState(nil, time.Hour, t0, "test")
+	s.failed(&Failure{At: t0.Add(time.Hour), Error: "here"})
+	if s.failedInStorage(&Failure{At: t0, Error: "stored"}) || s.consecutiveFailures() != 1 {
+		t.Errorf("a stored failure replaced this daemon's, or counted twice (%d failures)", s.consecutiveFailures())
+	}
+}
