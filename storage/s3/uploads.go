@@ -112,6 +112,12 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 		out = append(out, storage.Object{Key: key, Modified: latest})
 	}
 	slices.SortFunc(out, func(a, b storage.Object) int { return strings.Compare(a.Key, b.Key) })
+	if i := slices.IndexFunc(errs, func(e error) bool { return !errors.Is(e, errors.ErrUnsupported) }); i >= 0 && len(errs) > 1 {
+		// A server without ListParts fails every key alike, a note for
+		// prune; joined with another error (access denied, the network),
+		// errors.Is would make that other error a note too.
+		errs = slices.DeleteFunc(errs, func(e error) bool { return errors.Is(e, errors.ErrUnsupported) })
+	}
 	return out, errors.Join(errs...)
 }
 
