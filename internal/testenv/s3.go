@@ -100,18 +100,30 @@ func S3(t testing.TB) S3Server {
 	t.Helper()
 	srv, n, err := sharedVersityGW()
 	if errors.Is(err, errNoVersityGW) {
-		msg := fmt.Sprintf("testenv: %v; install it with\n"+
-			"\tGOBIN=$HOME/.cache/pgbackups/bin go install github.com/versity/versitygw/cmd/versitygw@v1.8.0\n"+
-			"or put it on PATH, or set %s to its path", err, VersityGWEnv)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		noVersityGW(t, err)
 	}
 	if err != nil {
 		t.Fatalf("testenv: start versitygw: %v", err)
 	}
+	return newBucket(t, srv, n)
+}
 
+// noVersityGW skips the test, or fails it when CI=true, for want of the
+// versitygw binary (err says where it was looked for).
+func noVersityGW(t testing.TB, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("testenv: %v; install it with\n"+
+		"\tGOBIN=$HOME/.cache/pgbackups/bin go install github.com/versity/versitygw/cmd/versitygw@v1.8.0\n"+
+		"or put it on PATH, or set %s to its path", err, VersityGWEnv)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// newBucket creates bucket number n of the test on srv.
+func newBucket(t testing.TB, srv *versitygw, n int) S3Server {
+	t.Helper()
 	s := S3Server{
 		Endpoint:  srv.endpoint,
 		Bucket:    bucketName(t.Name(), n),
