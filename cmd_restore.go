@@ -17,7 +17,7 @@ import (
 
 var restoreCommand = command{
 	name:    "restore",
-	args:    "[ID|latest] --to DATABASE_URL --confirm DBNAME [--clean] [--no-owner] [--no-acl] [--no-tablespaces] [--jobs N] [--with-globals]",
+	args:    "[ID|latest] --to DATABASE_URL --confirm DBNAME [--clean] [--no-owner] [--no-acl] [--no-tablespaces] [--jobs N] [--with-globals] [--database-properties]",
 	summary: "restore a backup into a database, streaming it into pg_restore",
 	run: func(m *Main, ctx context.Context, args []string) error {
 		fs := m.flags()
@@ -29,6 +29,7 @@ var restoreCommand = command{
 		noTablespaces := fs.Bool("no-tablespaces", false, "do not restore tablespace assignments: everything goes into the target's default tablespace (needed when the backup's tablespaces do not exist there); with --with-globals they are not created either")
 		jobs := fs.Int("jobs", 1, "restore with `N` parallel jobs; needs the archive as a file, decompressed to a temporary file first")
 		withGlobals := fs.Bool("with-globals", false, "first create the backup's roles and tablespaces in the target cluster (an existing role keeps its password and attributes; the backup's settings, memberships and comments are applied to it)")
+		dbProps := fs.Bool("database-properties", false, "after the restore, also apply the backup's properties of the database itself, renamed to the target: its owner (unless --no-owner), ALTER DATABASE ... SET and ALTER ROLE ... IN DATABASE ... SET settings, grants on it (unless --no-acl) and comment, which pg_restore applies only when it creates the database")
 		pos, err := m.parseFlags(fs, args, 1)
 		if err != nil {
 			return err
@@ -62,7 +63,7 @@ var restoreCommand = command{
 		res, err := dump.Restore(ctx, dump.RestoreOptions{
 			Store: m.store, Manifest: man, Target: target, PgBinDir: m.cfg.PgBinDir,
 			Clean: *clean, NoOwner: *noOwner, NoACL: *noACL, NoTablespaces: *noTablespaces, WithGlobals: *withGlobals, Jobs: *jobs,
-			Logger: m.log.With("component", "restore"),
+			DatabaseProperties: *dbProps, Logger: m.log.With("component", "restore"),
 		})
 		for _, note := range res.GlobalsNotes {
 			fmt.Fprintf(m.Stderr, "globals: %s\n", note)
@@ -73,7 +74,14 @@ var restoreCommand = command{
 		fmt.Fprintf(m.Stderr, "restored %d tables (%d rows) into database %q in %s\n", res.Tables, res.Rows, res.Database, res.Duration.Round(time.Millisecond))
 		// pg_restore into an existing database leaves the database's own
 		// properties out (they come with --create only).
-		fmt.Fprintln(m.Stderr, "not restored: the database's own owner, settings (ALTER DATABASE ... SET), grants on it and comment; see the restore runbook's step 6")
+		if *dbProps {
+			fmt.Fprintf(m.Stderr, "applied %s of the database itself (owner, settings, grants, comment)\n", plural(res.DatabaseApplied, "property statement"))
+			for _, n := range res.DatabaseNotes {
+				fmt.Fprintf(m.Stderr, "not applied: %s\n", n)
+			}
+		} else {
+			fmt.Fprintln(m.Stderr, "not restored: the database's own owner, settings (ALTER DATABASE ... SET), grants on it and comment; add --database-properties to apply them")
+		}
 		fmt.Fprintln(m.Stderr, "planner statistics are not part of a dump: run ANALYZE (or vacuumdb --analyze-only) on it")
 		m.log.Info("restore completed", "component", "restore", "backup", man.ID, "target_database", res.Database, "tables", res.Tables, "rows", res.Rows, "duration_seconds", res.Duration.Round(time.Millisecond).Seconds())
 		return nil

@@ -3,6 +3,7 @@ package dump
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,17 @@ type ArchiveSummary struct {
 	// Complete is true once every TABLE DATA block was read to its end
 	// marker and the archive ended cleanly.
 	Complete bool
+	// Database holds the archive's entries about the database itself,
+	// which pg_restore applies only with --create (see DatabaseEntry).
+	Database []DatabaseEntry
+}
+
+// DatabaseEntry is a TOC entry about the dumped database itself: its
+// DATABASE entry (whose Owner owns it), DATABASE PROPERTIES (ALTER
+// DATABASE ... SET, ALTER ROLE ... IN DATABASE ... SET), and the COMMENT,
+// ACL and SECURITY LABEL entries tagged "DATABASE name".
+type DatabaseEntry struct {
+	Desc, Tag, Owner, SQL string
 }
 
 // Archive format constants, as pg_backup_archiver.h defines them.
@@ -288,7 +300,7 @@ func (a *archiveReader) toc(sum *ArchiveSummary) (map[int64]*tableData, error) {
 		if _, err := a.int(); err != nil { // hadDumper
 			return nil, err
 		}
-		var tag, desc, namespace string
+		var tag, desc, namespace, defn, owner string
 		fields := []*string{nil, nil, &tag, &desc} // tableoid, oid, tag, desc
 		for _, f := range fields {
 			s, _, err := a.str(maxNameLen)
@@ -302,10 +314,16 @@ func (a *archiveReader) toc(sum *ArchiveSummary) (map[int64]*tableData, error) {
 		if _, err := a.int(); err != nil { // section
 			return nil, err
 		}
-		for range 3 { // defn, dropStmt, copyStmt
-			if _, _, err := a.str(0); err != nil {
+		for i := range 3 { // defn, dropStmt, copyStmt
+			keep := 0
+			if i == 0 && databaseEntry(desc, tag) {
+				keep = maxDatabaseSQL
+			}
+			s, _, err := a.str(keep)
+			if err != nil {
 				return nil, err
 			}
+			defn = cmp.Or(defn, s)
 		}
 		if namespace, _, err = a.str(maxNameLen); err != nil {
 			return nil, err
@@ -323,9 +341,13 @@ func (a *archiveReader) toc(sum *ArchiveSummary) (map[int64]*tableData, error) {
 				return nil, err
 			}
 		}
-		for range 2 { // owner, "false" (was WITH OIDS)
-			if _, _, err := a.str(0); err != nil {
+		for i := range 2 { // owner, "false" (was WITH OIDS)
+			s, _, err := a.str(maxNameLen)
+			if err != nil {
 				return nil, err
+			}
+			if i == 0 {
+				owner = s
 			}
 		}
 		for { // dependencies, ended by a NULL string
@@ -349,9 +371,26 @@ func (a *archiveReader) toc(sum *ArchiveSummary) (map[int64]*tableData, error) {
 		case "SUBSCRIPTION":
 			sum.Subscriptions = append(sum.Subscriptions, tag)
 		}
+		if databaseEntry(desc, tag) {
+			sum.Database = append(sum.Database, DatabaseEntry{Desc: desc, Tag: tag, Owner: owner, SQL: defn})
+		}
 		sum.Entries++
 	}
 	return tables, nil
+}
+
+// maxDatabaseSQL bounds the statements of a database entry kept.
+const maxDatabaseSQL = 1 << 20
+
+// databaseEntry reports whether a TOC entry is about the database itself.
+func databaseEntry(desc, tag string) bool {
+	switch desc {
+	case "DATABASE", "DATABASE PROPERTIES":
+		return true
+	case "COMMENT", "ACL", "SECURITY LABEL":
+		return strings.HasPrefix(tag, "DATABASE ")
+	}
+	return false
 }
 
 // data reads the data blocks to the end of the archive, counting rows.

@@ -157,3 +157,51 @@ func TestRestoreSaysWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreDatabaseProperties: pg_restore into an existing database
+// leaves out the database's own owner, settings, grants and comment (it
+// applies them only with --create). With DatabaseProperties they follow,
+// renamed to the target; without, the target keeps its own.
+func TestRestoreDatabaseProperties(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	owner := "dbo_" + src
+	pg.Exec(t, "postgres", `CREATE ROLE `+owner+`; ALTER DATABASE `+src+` OWNER TO `+owner+`;
+		ALTER DATABASE `+src+` SET work_mem = '64MB'; ALTER DATABASE `+src+` CONNECTION LIMIT 50;
+		REVOKE CONNECT, TEMPORARY ON DATABASE `+src+` FROM PUBLIC;
+		COMMENT ON DATABASE `+src+` IS 'it''s prod';
+		ALTER ROLE `+owner+` IN DATABASE `+src+` SET search_path = a, b`)
+	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	props := func(db string) string {
+		return pg.QueryString(t, "postgres", `SELECT pg_get_userbyid(d.datdba) || ' | ' || d.datconnlimit || ' | ' ||
+			coalesce((SELECT string_agg(array_to_string(s.setconfig, ','), ';' ORDER BY s.setrole) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid), '') || ' | ' ||
+			coalesce(shobj_description(d.oid, 'pg_database'), '') || ' | ' ||
+			has_database_privilege('public', d.oid, 'CONNECT')::text
+			FROM pg_database d WHERE d.datname = '`+db+`'`)
+	}
+	want := props(src)
+
+	plain := pg.CreateDB(t)
+	before := props(plain)
+	if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(plain)), PgBinDir: pg.BinDir}); err != nil {
+		t.Fatal(err)
+	}
+	if got := props(plain); got != before {
+		t.Errorf("a restore without DatabaseProperties changed the database's own properties: %q, was %q", got, before)
+	}
+
+	target := pg.CreateDB(t)
+	res, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, DatabaseProperties: true, Jobs: 2, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := props(target); got != want || len(res.DatabaseNotes) != 0 || res.DatabaseApplied < 4 {
+		t.Errorf("properties of the target %q (notes %q, %d applied), want the source's %q", got, res.DatabaseNotes, res.DatabaseApplied, want)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -184,6 +185,12 @@ type RestoreOptions struct {
 	// the source's publisher and replication slot: see warnSubscriptions.
 	NoSubscriptions bool
 	WithGlobals     bool // apply the backup's roles and tablespaces first
+	// DatabaseProperties applies, after the restore, the archive's
+	// entries about the database itself (owner, ALTER DATABASE ... SET,
+	// ALTER ROLE ... IN DATABASE ... SET, grants on it, its comment),
+	// which pg_restore applies only with --create, renamed to the target.
+	// NoOwner leaves out the owner, NoACL the grants.
+	DatabaseProperties bool
 	// Jobs > 1 runs pg_restore in parallel, which needs the archive as a
 	// seekable file: it is decompressed into TempDir first, then removed.
 	Jobs    int
@@ -206,6 +213,11 @@ type RestoreResult struct {
 	Duration     time.Duration // from start to pg_restore's exit
 	GlobalsNotes []string      // psql's notices and errors while applying globals
 	TempFile     string        // the archive file a parallel restore used (now removed)
+	// DatabaseNotes says which of the database's own properties were not
+	// applied, and why (with DatabaseProperties).
+	DatabaseNotes []string
+	// DatabaseApplied counts the database's own properties applied.
+	DatabaseApplied int
 }
 
 // Restore restores a completed backup into an existing database. The
@@ -402,10 +414,76 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		res.Tables++
 		res.Rows += t.Rows
 	}
+	if o.DatabaseProperties && !o.verifying {
+		res.DatabaseApplied, res.DatabaseNotes = applyDatabaseEntries(ctx, o, sum.Database, res.Database)
+		for _, n := range res.DatabaseNotes {
+			log.Warn("a property of the database itself was not applied", "backup", m.ID, "err", n)
+		}
+	}
 	if !o.NoSubscriptions {
 		warnSubscriptions(log, m.ID, sum.Subscriptions)
 	}
 	return res, nil
+}
+
+// applyDatabaseEntries runs the archive's statements about the database
+// itself on target (named target), renamed from the dumped database's
+// name: pg_restore without --create leaves them out, and a restore into
+// a new database otherwise loses its owner, settings, grants and comment.
+// Each entry is applied on its own; one that fails (a role the cluster
+// lacks) is a note, not a failed restore: the data is there.
+func applyDatabaseEntries(ctx context.Context, o RestoreOptions, entries []DatabaseEntry, target string) (applied int, notes []string) {
+	var src string
+	for _, e := range entries {
+		if e.Desc == "DATABASE" {
+			src = e.Tag
+		}
+	}
+	if src == "" {
+		if len(entries) > 0 {
+			notes = append(notes, "the archive's database entries name no database")
+		}
+		return 0, notes
+	}
+	conn, err := Connect(ctx, o.Target)
+	if err != nil {
+		return 0, []string{err.Error()}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	to := pgx.Identifier{target}.Sanitize()
+	for _, e := range entries {
+		var sql string
+		switch {
+		case e.Desc == "DATABASE":
+			if o.NoOwner || e.Owner == "" {
+				continue
+			}
+			sql = "ALTER DATABASE " + to + " OWNER TO " + pgx.Identifier{e.Owner}.Sanitize()
+		case e.Desc == "ACL" && o.NoACL:
+			continue
+		default:
+			sql = renameDatabase(e.SQL, src, to)
+		}
+		if strings.TrimSpace(sql) == "" {
+			continue
+		}
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			notes = append(notes, fmt.Sprintf("%s: %s", strings.ToLower(e.Desc), Redact(err, o.Target)))
+			continue
+		}
+		applied++
+	}
+	return applied, notes
+}
+
+// renameDatabase rewrites "DATABASE name" in pg_dump's statements about a
+// database to "DATABASE to": name as pg_dump writes it, quoted only when
+// it must be, or quoted.
+func renameDatabase(sql, name, to string) string {
+	quoted := `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+	sql = strings.ReplaceAll(sql, "DATABASE "+quoted, "DATABASE "+to)
+	plain := regexp.MustCompile(`DATABASE ` + regexp.QuoteMeta(name) + `([^A-Za-z0-9_$"]|$)`)
+	return plain.ReplaceAllString(sql, "DATABASE "+strings.ReplaceAll(to, "$", "$$")+"${1}")
 }
 
 // warnSubscriptions tells about the logical replication subscriptions a

@@ -55,3 +55,21 @@ func TestPassfileNamesTmpdir(t *testing.T) {
 		t.Fatalf("passfile in a missing directory: %v, want an error naming %s (TMPDIR) without the password", err, missing)
 	}
 }
+
+// TestRenameDatabase: pg_dump quotes a database's name only where it must;
+// either way it becomes the target's, and a longer name that starts with
+// it, or the name elsewhere, is left alone.
+func TestRenameDatabase(t *testing.T) {
+	for _, tc := range []struct{ sql, name, want string }{
+		{"ALTER DATABASE app SET work_mem TO '64MB';\nALTER ROLE r IN DATABASE app SET x TO 'app';", "app",
+			"ALTER DATABASE \"new\" SET work_mem TO '64MB';\nALTER ROLE r IN DATABASE \"new\" SET x TO 'app';"},
+		{"COMMENT ON DATABASE app IS 'x';", "app", "COMMENT ON DATABASE \"new\" IS 'x';"},
+		{"GRANT CONNECT ON DATABASE app_2 TO r;", "app", "GRANT CONNECT ON DATABASE app_2 TO r;"},
+		{`REVOKE ALL ON DATABASE "My ""Db""" FROM PUBLIC;`, `My "Db"`, `REVOKE ALL ON DATABASE "new" FROM PUBLIC;`},
+		{"ALTER DATABASE app SET search_path TO 'a$b';", "app", "ALTER DATABASE \"new\" SET search_path TO 'a$b';"},
+	} {
+		if got := renameDatabase(tc.sql, tc.name, `"new"`); got != tc.want {
+			t.Errorf("renameDatabase(%q, %q) = %q, want %q", tc.sql, tc.name, got, tc.want)
+		}
+	}
+}
