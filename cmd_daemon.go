@@ -61,6 +61,8 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 				return storage.Manifest{}, err
 			}
 			o.Progress = progress
+			attempt, began := daemon.Attempt(ctx)
+			o.Logger, o.Began = o.Logger.With("attempt", attempt), began
 			return dump.Capture(ctx, o)
 		},
 		Prune: func(ctx context.Context) (int, int, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgbackups/pgbackups/dump"
@@ -187,8 +188,9 @@ func (d *Daemon) attempt(ctx context.Context, n int, since time.Time) outcome {
 	d.progress.Store(0)
 	d.state.begin(o.started, n)
 	d.metrics.inProgress.Set(1)
-	stopProgress := d.logProgress(log)
-	man, err := d.opts.Capture(ctx, &d.progress)
+	var id atomic.Pointer[string]
+	stopProgress := d.logProgress(log, &id)
+	man, err := d.opts.Capture(context.WithValue(ctx, attemptKey{}, attemptInfo{n: n, id: &id}), &d.progress)
 	stopProgress()
 	d.metrics.inProgress.Set(0)
 	d.state.end()
@@ -421,7 +423,7 @@ func (d *Daemon) lockFree(ctx context.Context) bool {
 
 // logProgress logs the running backup's bytes and rate every
 // ProgressInterval until the returned function is called.
-func (d *Daemon) logProgress(log *slog.Logger) (stop func()) {
+func (d *Daemon) logProgress(log *slog.Logger, id *atomic.Pointer[string]) (stop func()) {
 	every := d.opts.ProgressInterval
 	if every < 0 {
 		return func() {}
@@ -438,7 +440,11 @@ func (d *Daemon) logProgress(log *slog.Logger) (stop func()) {
 				return
 			case now := <-t.C:
 				n := d.progress.Load()
-				log.Info("backup in progress", "dump_bytes", n,
+				var backup slog.Attr
+				if p := id.Load(); p != nil {
+					backup = slog.String("backup", *p)
+				}
+				log.Info("backup in progress", backup, "dump_bytes", n,
 					"elapsed_seconds", now.Sub(start).Round(time.Second).Seconds(),
 					"rate_bytes_per_second", rate(n-last, now.Sub(lastAt)),
 					"average_bytes_per_second", rate(n, now.Sub(start)))
@@ -447,6 +453,26 @@ func (d *Daemon) logProgress(log *slog.Logger) (stop func()) {
 		}
 	})
 	return func() { close(done); wg.Wait() }
+}
+
+// attemptKey carries a run's attempt to the capture (see Attempt).
+type attemptKey struct{}
+
+// attemptInfo is what the daemon tells a capture about its attempt.
+type attemptInfo struct {
+	n  int
+	id *atomic.Pointer[string] // set by Began: the backup's id
+}
+
+// Attempt returns the number of the attempt a capture runs for (0 outside
+// the daemon), for the capture's log lines, and a func to tell the daemon
+// the backup's id once it has one, for the daemon's own (progress).
+func Attempt(ctx context.Context) (n int, began func(id string)) {
+	a, ok := ctx.Value(attemptKey{}).(attemptInfo)
+	if !ok {
+		return 0, func(string) {}
+	}
+	return a.n, func(id string) { a.id.Store(&id) }
 }
 
 // backupAttr is the backup id attribute, or nothing (slog drops an empty

@@ -150,3 +150,36 @@ func TestFailedEventNamesTheBackup(t *testing.T) {
 		t.Errorf("failed event %+v, want the failed backup's id, database and error", got)
 	}
 }
+
+// TestProgressNamesTheBackup: the daemon's progress lines carry the
+// backup's id once the capture has one, and the capture learns its
+// attempt, for its own lines.
+func TestProgressNamesTheBackup(t *testing.T) {
+	tick := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	var attempt int
+	d, logs := newDaemon(t, Options{
+		Schedule:         mustParse(t, "02:00 UTC"),
+		ProgressInterval: 10 * time.Millisecond,
+		Capture: func(ctx context.Context, progress *atomic.Int64) (storage.Manifest, error) {
+			var began func(string)
+			attempt, began = Attempt(ctx)
+			began("20260301-020000-prog")
+			progress.Store(1234)
+			time.Sleep(100 * time.Millisecond)
+			return manifest("20260301-020000-prog", tick, time.Second), nil
+		},
+		Now: runningClock(tick),
+	})
+	if o := d.attempt(context.Background(), 3, time.Time{}); o.err != nil {
+		t.Fatal(o.err)
+	}
+	if attempt != 3 {
+		t.Errorf("the capture was told attempt %d, want 3", attempt)
+	}
+	if !strings.Contains(logs.String(), `msg="backup in progress" component=daemon attempt=3 backup=20260301-020000-prog dump_bytes=1234`) {
+		t.Errorf("no progress line naming the backup:\n%s", logs)
+	}
+	if n, _ := Attempt(context.Background()); n != 0 {
+		t.Errorf("Attempt outside the daemon = %d, want 0", n)
+	}
+}

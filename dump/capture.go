@@ -46,6 +46,9 @@ type CaptureOptions struct {
 	// Progress, when set, is kept at the number of dump bytes read so far,
 	// for metrics and progress logs.
 	Progress *atomic.Int64
+	// Began, when set, is told the backup's id once it has one (after
+	// pre-flight), for the caller's own logs.
+	Began func(id string)
 	// Throttle, when set, wraps pg_dump's stdout: a slow reader makes
 	// pg_dump block on its socket and the server slow its COPY.
 	Throttle func(io.Reader) io.Reader
@@ -150,6 +153,9 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Source:           "primary",
 	}
 	log = log.With("backup", m.ID, "database", info.Database)
+	if o.Began != nil {
+		o.Began(m.ID)
+	}
 	if info.InRecovery {
 		// The backup lock lives in this server's lock table, which the
 		// primary and other standbys do not share: pgbackups pointed

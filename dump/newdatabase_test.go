@@ -22,9 +22,14 @@ func TestCaptureRefusesALostDatabase(t *testing.T) {
 	pg.Exec(t, db, `CREATE TABLE a AS SELECT generate_series(1, 10) AS x`)
 	st := fileStore(t)
 	o := options(t, pg, db, st)
+	var began string
+	o.Began = func(id string) { began = id }
 	first, err := dump.Capture(ctx, o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if began != first.ID {
+		t.Errorf("Began was told %q, want the backup's id %s", began, first.ID)
 	}
 	if first.DatabaseOID == 0 {
 		t.Fatal("the manifest records no database oid")
