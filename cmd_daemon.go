@@ -71,6 +71,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 				Location: sched.Location(),
 				Now:      time.Now(),
 				Grace:    cfg.OrphanGrace.D(),
+				Recheck:  lockedRecheck, // retention runs under the backup lock
 			}, m.log.With("component", "retention"))
 		},
 		RetentionTimeout: cfg.StallTimeout.D(),
@@ -99,6 +100,10 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 func (m *Main) backupLock(conn dump.Conn) daemon.AdvisoryLock {
 	return daemon.AdvisoryLock{Conn: conn, Key: daemon.LockKey(storageLocation(m.store, m.cfg.StorageURL), conn.ServerDatabase())}
 }
+
+// lockedRecheck is how long a prune under the backup lock trusts its check
+// that the backups it keeps are still there (storage.PruneOptions.Recheck).
+const lockedRecheck = 10 * time.Second
 
 // sameDayRetention warns of a schedule that runs several times a day
 // under a policy that keeps one backup a day (KEEP_LAST 0): each backup's

@@ -184,6 +184,7 @@ var pruneCommand = command{
 			opts.Grace = orphansUntouched
 		default:
 			defer release()
+			opts.Recheck = lockedRecheck
 		}
 		res, err := storage.Prune(ctx, m.catalog(), opts)
 		m.printPrune(res, *dryRun)

@@ -26,6 +26,13 @@ type PruneOptions struct {
 	Grace time.Duration
 	// DryRun reports what would be removed and removes nothing.
 	DryRun bool
+	// Recheck is how long a check that the kept backups are still there
+	// holds before the next deletion asks again (one listing of the whole
+	// store each). 0 checks before every deletion: a `pgbackups delete`
+	// that takes no lock may land at any time. Under the backup lock,
+	// which delete also takes where it can, a few seconds will do, and a
+	// prune of a long backlog on S3 is not one listing per backup.
+	Recheck time.Duration
 }
 
 // Why Prune removes something.
@@ -151,6 +158,7 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 	planned := res.Removed
 	res.Removed = nil
 	var keptGone error // set once a backup retention keeps is found gone
+	var checked time.Time
 	for _, p := range planned {
 		if err := ctx.Err(); err != nil {
 			return res, errors.Join(append(errs, err)...)
@@ -162,7 +170,8 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 			// delete` beside this prune may have removed one since the
 			// listing (the newest, say), and then deleting the rest would
 			// leave fewer than the policy keeps, or none at all.
-			if keptGone == nil {
+			if keptGone == nil && (o.Recheck <= 0 || time.Since(checked) >= o.Recheck) {
+				checked = time.Now()
 				keptGone = keptStill(ctx, cat, res.Kept, byID)
 				if keptGone != nil {
 					errs = append(errs, keptGone)

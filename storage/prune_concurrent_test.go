@@ -255,3 +255,42 @@ func TestManifestListedButNotFound(t *testing.T) {
 		t.Errorf("data object of %s: %v", old, err)
 	}
 }
+
+// listCounter counts listings of the whole store.
+type listCounter struct {
+	*file.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (s *listCounter) List(ctx context.Context, prefix string) ([]storage.Object, error) {
+	if prefix == "" {
+		s.mu.Lock()
+		s.n++
+		s.mu.Unlock()
+	}
+	return s.Store.List(ctx, prefix)
+}
+
+// TestPruneRecheck: the check that kept backups are still there lists the
+// whole store before each deletion, unless Recheck lets one check stand
+// for a while (a prune under the backup lock).
+func TestPruneRecheck(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		recheck time.Duration
+		want    int // listings of the whole store: Entries' own, then the checks
+	}{{0, 1 + 4}, {time.Hour, 1 + 1}} {
+		fs, _ := fileCatalog(t)
+		goodBackups(t, fs, now, 5)
+		st := &listCounter{Store: fs}
+		res, err := storage.Prune(ctx, storage.Catalog{Store: st}, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Location: time.UTC, Now: now, Grace: time.Hour, Recheck: tc.recheck})
+		if err != nil || len(res.Removed) != 4 {
+			t.Fatalf("Recheck %s: removed %d, %v; want 4", tc.recheck, len(res.Removed), err)
+		}
+		if st.n != tc.want {
+			t.Errorf("Recheck %s: %d listings of the whole store, want %d", tc.recheck, st.n, tc.want)
+		}
+	}
+}
