@@ -184,7 +184,11 @@ var pruneCommand = command{
 			opts.Grace = orphansUntouched
 		default:
 			defer release()
-			opts.Recheck = lockedRecheck
+			if m.cfg.DatabaseURL != "" {
+				// A lock taken through libpq's defaults excludes nothing
+				// (its key holds no server): check before every deletion.
+				opts.Recheck = lockedRecheck
+			}
 		}
 		res, err := storage.Prune(ctx, m.catalog(), opts)
 		m.printPrune(res, *dryRun)

@@ -170,7 +170,8 @@ func TestRestoreDatabaseProperties(t *testing.T) {
 	pg.Exec(t, "postgres", `CREATE ROLE `+owner+`; ALTER DATABASE `+src+` OWNER TO `+owner+`;
 		ALTER DATABASE `+src+` SET work_mem = '64MB'; ALTER DATABASE `+src+` CONNECTION LIMIT 50;
 		REVOKE CONNECT, TEMPORARY ON DATABASE `+src+` FROM PUBLIC;
-		COMMENT ON DATABASE `+src+` IS 'it''s prod';
+		COMMENT ON DATABASE `+src+` IS 'it''s prod, DATABASE `+src+`';
+		CREATE ROLE gone_`+src+`; GRANT CONNECT ON DATABASE `+src+` TO gone_`+src+`;
 		ALTER ROLE `+owner+` IN DATABASE `+src+` SET search_path = a, b`)
 	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
 	st := fileStore(t)
@@ -178,6 +179,9 @@ func TestRestoreDatabaseProperties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A role the target cluster lacks: its GRANT fails, and must not take
+	// the REVOKE ... FROM PUBLIC of the same entry with it.
+	pg.Exec(t, "postgres", `REVOKE CONNECT ON DATABASE `+src+` FROM gone_`+src+`; DROP ROLE gone_`+src)
 	props := func(db string) string {
 		return pg.QueryString(t, "postgres", `SELECT pg_get_userbyid(d.datdba) || ' | ' || d.datconnlimit || ' | ' ||
 			coalesce((SELECT string_agg(array_to_string(s.setconfig, ','), ';' ORDER BY s.setrole) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid), '') || ' | ' ||
@@ -201,7 +205,10 @@ func TestRestoreDatabaseProperties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := props(target); got != want || len(res.DatabaseNotes) != 0 || res.DatabaseApplied < 4 {
+	if len(res.DatabaseNotes) != 1 || !strings.Contains(res.DatabaseNotes[0], "GRANT CONNECT ON DATABASE") || !strings.Contains(res.DatabaseNotes[0], "does not exist") {
+		t.Errorf("notes %q, want one naming the GRANT to the missing role", res.DatabaseNotes)
+	}
+	if got := props(target); got != want || res.DatabaseApplied < 5 {
 		t.Errorf("properties of the target %q (notes %q, %d applied), want the source's %q", got, res.DatabaseNotes, res.DatabaseApplied, want)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -434,16 +433,21 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 // lacks) is a note, not a failed restore: the data is there.
 func applyDatabaseEntries(ctx context.Context, o RestoreOptions, entries []DatabaseEntry, target string) (applied int, notes []string) {
 	var src string
+	props := false
 	for _, e := range entries {
-		if e.Desc == "DATABASE" {
+		switch e.Desc {
+		case "DATABASE":
 			src = e.Tag
+		case "DATABASE PROPERTIES":
+			props = true
 		}
 	}
 	if src == "" {
-		if len(entries) > 0 {
-			notes = append(notes, "the archive's database entries name no database")
-		}
-		return 0, notes
+		return 0, []string{"the archive holds no entry for the database itself (an archive it could not read?): none applied"}
+	}
+	if !props {
+		// pg_dump before 11 left them to pg_dumpall.
+		notes = append(notes, "the archive holds none of the database's settings or grants (pg_dump before 11 left them to pg_dumpall): only its owner and comment can be applied")
 	}
 	conn, err := Connect(ctx, o.Target)
 	if err != nil {
@@ -461,29 +465,94 @@ func applyDatabaseEntries(ctx context.Context, o RestoreOptions, entries []Datab
 			sql = "ALTER DATABASE " + to + " OWNER TO " + pgx.Identifier{e.Owner}.Sanitize()
 		case e.Desc == "ACL" && o.NoACL:
 			continue
-		default:
-			sql = renameDatabase(e.SQL, src, to)
 		}
-		if strings.TrimSpace(sql) == "" {
+		if e.Desc != "DATABASE" && e.SQL == "" {
+			notes = append(notes, fmt.Sprintf("%s %s: over %d bytes, not kept", strings.ToLower(e.Desc), e.Tag, maxDatabaseSQL))
 			continue
 		}
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			notes = append(notes, fmt.Sprintf("%s: %s", strings.ToLower(e.Desc), Redact(err, o.Target)))
-			continue
+		// A statement at a time: sent together they are one transaction,
+		// and a GRANT to a role the cluster lacks would undo the REVOKE
+		// ... FROM PUBLIC before it, reopening the database to everyone.
+		stmts := []string{sql}
+		if e.Desc != "DATABASE" {
+			stmts = databaseStatements(e.SQL, src, to)
 		}
-		applied++
+		for _, stmt := range stmts {
+			if _, err := conn.Exec(ctx, stmt); err != nil {
+				notes = append(notes, fmt.Sprintf("%s: %s", stmt, Redact(err, o.Target)))
+				continue
+			}
+			applied++
+		}
 	}
 	return applied, notes
 }
 
-// renameDatabase rewrites "DATABASE name" in pg_dump's statements about a
-// database to "DATABASE to": name as pg_dump writes it, quoted only when
-// it must be, or quoted.
-func renameDatabase(sql, name, to string) string {
+// databaseStatements splits pg_dump's SQL for one database entry into its
+// statements, at semicolons outside quotes, with "DATABASE name" outside
+// quotes (not in a comment's text or a setting's value) renamed to to.
+// pg_dump writes these with '...' or E'...' literals and "..." identifiers,
+// never dollar quotes or SQL comments.
+func databaseStatements(sql, name, to string) []string {
 	quoted := `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
-	sql = strings.ReplaceAll(sql, "DATABASE "+quoted, "DATABASE "+to)
-	plain := regexp.MustCompile(`DATABASE ` + regexp.QuoteMeta(name) + `([^A-Za-z0-9_$"]|$)`)
-	return plain.ReplaceAllString(sql, "DATABASE "+strings.ReplaceAll(to, "$", "$$")+"${1}")
+	var out []string
+	var b strings.Builder
+	identChar := func(c byte) bool {
+		return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+	}
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == '\'' || c == '"':
+			// A literal or quoted identifier, copied as it is.
+			esc := c == '\'' && i > 0 && (sql[i-1] == 'E' || sql[i-1] == 'e')
+			j := i + 1
+			for j < len(sql) {
+				if esc && sql[j] == '\\' {
+					j += 2
+					continue
+				}
+				if sql[j] == c {
+					if j+1 < len(sql) && sql[j+1] == c {
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			j = min(j+1, len(sql))
+			b.WriteString(sql[i:j])
+			i = j
+		case c == ';':
+			b.WriteByte(';')
+			if s := strings.TrimSpace(b.String()); s != ";" {
+				out = append(out, s)
+			}
+			b.Reset()
+			i++
+		case strings.HasPrefix(sql[i:], "DATABASE ") && (i == 0 || !identChar(sql[i-1])):
+			rest := sql[i+len("DATABASE "):]
+			switch {
+			case strings.HasPrefix(rest, quoted):
+				b.WriteString("DATABASE " + to)
+				i += len("DATABASE ") + len(quoted)
+			case strings.HasPrefix(rest, name) && (len(rest) == len(name) || !identChar(rest[len(name)]) && rest[len(name)] != '"'):
+				b.WriteString("DATABASE " + to)
+				i += len("DATABASE ") + len(name)
+			default:
+				b.WriteString("DATABASE ")
+				i += len("DATABASE ")
+			}
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	if s := strings.TrimSpace(b.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
 }
 
 // warnSubscriptions tells about the logical replication subscriptions a

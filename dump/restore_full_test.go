@@ -3,6 +3,7 @@ package dump
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,20 +57,29 @@ func TestPassfileNamesTmpdir(t *testing.T) {
 	}
 }
 
-// TestRenameDatabase: pg_dump quotes a database's name only where it must;
-// either way it becomes the target's, and a longer name that starts with
-// it, or the name elsewhere, is left alone.
-func TestRenameDatabase(t *testing.T) {
-	for _, tc := range []struct{ sql, name, want string }{
+// TestDatabaseStatements: pg_dump's SQL for one database entry, split
+// into statements, with the database's name, quoted by pg_dump only where
+// it must be, renamed to the target's: never inside a literal or a quoted
+// identifier, nor a longer name that starts with it.
+func TestDatabaseStatements(t *testing.T) {
+	for _, tc := range []struct {
+		sql, name string
+		want      []string
+	}{
+		{"REVOKE CONNECT,TEMPORARY ON DATABASE app FROM PUBLIC;\nGRANT CONNECT ON DATABASE app TO r;\n", "app",
+			[]string{`REVOKE CONNECT,TEMPORARY ON DATABASE "new" FROM PUBLIC;`, `GRANT CONNECT ON DATABASE "new" TO r;`}},
 		{"ALTER DATABASE app SET work_mem TO '64MB';\nALTER ROLE r IN DATABASE app SET x TO 'app';", "app",
-			"ALTER DATABASE \"new\" SET work_mem TO '64MB';\nALTER ROLE r IN DATABASE \"new\" SET x TO 'app';"},
-		{"COMMENT ON DATABASE app IS 'x';", "app", "COMMENT ON DATABASE \"new\" IS 'x';"},
-		{"GRANT CONNECT ON DATABASE app_2 TO r;", "app", "GRANT CONNECT ON DATABASE app_2 TO r;"},
-		{`REVOKE ALL ON DATABASE "My ""Db""" FROM PUBLIC;`, `My "Db"`, `REVOKE ALL ON DATABASE "new" FROM PUBLIC;`},
-		{"ALTER DATABASE app SET search_path TO 'a$b';", "app", "ALTER DATABASE \"new\" SET search_path TO 'a$b';"},
+			[]string{`ALTER DATABASE "new" SET work_mem TO '64MB';`, `ALTER ROLE r IN DATABASE "new" SET x TO 'app';`}},
+		{"COMMENT ON DATABASE app IS 'the DATABASE app; it''s prod';\n", "app", []string{`COMMENT ON DATABASE "new" IS 'the DATABASE app; it''s prod';`}},
+		{"COMMENT ON DATABASE app IS E'a\\'; DATABASE app';\n", "app", []string{`COMMENT ON DATABASE "new" IS E'a\'; DATABASE app';`}},
+		{"GRANT CONNECT ON DATABASE app_2 TO r;", "app", []string{"GRANT CONNECT ON DATABASE app_2 TO r;"}},
+		{`REVOKE ALL ON DATABASE "My ""Db""" FROM PUBLIC;`, `My "Db"`, []string{`REVOKE ALL ON DATABASE "new" FROM PUBLIC;`}},
+		{"ALTER ROLE \"DATABASE app x\" IN DATABASE app SET search_path TO 'DATABASE app';", "app",
+			[]string{"ALTER ROLE \"DATABASE app x\" IN DATABASE \"new\" SET search_path TO 'DATABASE app';"}},
+		{"ALTER DATABASE app SET search_path TO 'a$b';", "app", []string{`ALTER DATABASE "new" SET search_path TO 'a$b';`}},
 	} {
-		if got := renameDatabase(tc.sql, tc.name, `"new"`); got != tc.want {
-			t.Errorf("renameDatabase(%q, %q) = %q, want %q", tc.sql, tc.name, got, tc.want)
+		if got := databaseStatements(tc.sql, tc.name, `"new"`); !slices.Equal(got, tc.want) {
+			t.Errorf("databaseStatements(%q, %q) = %q, want %q", tc.sql, tc.name, got, tc.want)
 		}
 	}
 }
