@@ -9,6 +9,7 @@ import (
 	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/internal/testenv"
 	"github.com/pgbackups/pgbackups/storage"
+	"github.com/pgbackups/pgbackups/storage/file"
 )
 
 // TestLargeObjectsCountedAndVerified: capture records how many large
@@ -58,15 +59,8 @@ func TestLargeObjectsCountedAndVerified(t *testing.T) {
 // as deleted, not as corrupt; an object missing beside its manifest is
 // still damage.
 func TestBackupDeletedSinceChosen(t *testing.T) {
-	pg := testenv.PG(t)
+	_, st, m := oneTableBackup(t)
 	ctx := context.Background()
-	src := pg.CreateDB(t)
-	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
-	st := fileStore(t)
-	m, err := dump.Capture(ctx, options(t, pg, src, st))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := st.Delete(ctx, m.DataKey); err != nil {
 		t.Fatal(err)
 	}
@@ -95,15 +89,8 @@ func TestBackupDeletedSinceChosen(t *testing.T) {
 // and pg_restore would stop at it ("already exists"), with advice to add
 // --clean. Each counts as not empty, and the refusal names what is there.
 func TestRestoreRefusesAHalfRestoredDatabase(t *testing.T) {
-	pg := testenv.PG(t)
+	pg, st, m := oneTableBackup(t)
 	ctx := context.Background()
-	src := pg.CreateDB(t)
-	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
-	st := fileStore(t)
-	m, err := dump.Capture(ctx, options(t, pg, src, st))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct{ sql, want string }{
 		{`CREATE SCHEMA shop`, "1 schema"},
 		{`CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'`, "1 function"},
@@ -211,4 +198,19 @@ func TestRestoreDatabaseProperties(t *testing.T) {
 	if got := props(target); got != want || res.DatabaseApplied < 5 {
 		t.Errorf("properties of the target %q (notes %q, %d applied), want the source's %q", got, res.DatabaseNotes, res.DatabaseApplied, want)
 	}
+}
+
+// oneTableBackup takes a backup of a new database holding one table of one
+// row, into a file store of its own.
+func oneTableBackup(t *testing.T) (*testenv.Postgres, *file.Store, storage.Manifest) {
+	t.Helper()
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
+	st := fileStore(t)
+	m, err := dump.Capture(context.Background(), options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pg, st, m
 }
