@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -45,13 +46,12 @@ var deleteCommand = command{
 		}
 		// Under the backup lock, as capture and prune: no capture is
 		// writing the backup, and no prune is deciding what to keep from a
-		// listing that still shows it. Without the database (a
-		// restore-only machine), a backup with no manifest whose objects
-		// are recent may be a capture's, and is left alone.
-		// Only on a database named outright: the lock's key holds no
-		// server, so one taken through libpq's defaults (a local server,
-		// PGHOST left in a shell) would be free whatever production's
-		// daemon is writing, and would turn the guard below off.
+		// listing that still shows it. Only on a database named outright:
+		// the lock's key holds no server, so one taken through libpq's
+		// defaults (a local server, PGHOST left in a shell) would be free
+		// whatever production's daemon writes. Without it (a restore-only
+		// machine), a backup with no manifest whose objects are recent may
+		// be a capture's, and is left alone.
 		var release func()
 		lockErr := errors.New("PGBACKUPS_DATABASE_URL (or DATABASE_URL) is unset")
 		if m.cfg.DatabaseURL != "" {
@@ -96,11 +96,16 @@ var deleteCommand = command{
 	},
 }
 
-// unfinishedWrites is a store that lists the writes in progress (or left
-// by a crash) that List does not show: the file store's temporary files,
-// S3's unfinished multipart uploads.
-type unfinishedWrites interface {
-	Temporaries(ctx context.Context) ([]storage.Object, error)
+// lastWrite is the newest Modified of the objects keep accepts (zero for
+// none), and how long ago it was.
+func lastWrite(objs []storage.Object, keep func(storage.Object) bool, now time.Time) (time.Time, time.Duration) {
+	var newest time.Time
+	for _, o := range objs {
+		if keep(o) && o.Modified.After(newest) {
+			newest = o.Modified
+		}
+	}
+	return newest, now.Sub(newest)
 }
 
 // captureWriting refuses to delete id, listed as objs, while a capture
@@ -109,21 +114,16 @@ type unfinishedWrites interface {
 // fails that capture ("vanished before its manifest was written") or, a
 // moment later, leaves a completed manifest over a missing data object.
 func (m *Main) captureWriting(id string, objs []storage.Object, now time.Time) error {
-	var newest time.Time
-	for _, o := range objs {
-		if o.Key == storage.ManifestKey(id) {
-			return nil // a backup, complete or failed: delete it
-		}
-		if o.Modified.After(newest) {
-			newest = o.Modified
-		}
+	if slices.ContainsFunc(objs, func(o storage.Object) bool { return o.Key == storage.ManifestKey(id) }) {
+		return nil // a backup, complete or failed: delete it
 	}
+	newest, age := lastWrite(objs, func(storage.Object) bool { return true }, now)
 	grace := m.cfg.OrphanGrace.D()
-	if newest.IsZero() || now.Sub(newest) >= grace {
+	if newest.IsZero() || age >= grace {
 		return nil
 	}
 	return fmt.Errorf("backup %s has no manifest yet and was written to %s ago: a capture may still be writing it, so nothing was deleted. A capture that finishes lists it in `pgbackups list`; if none is running, run delete with PGBACKUPS_DATABASE_URL set (it then takes the backup lock and can tell), or `pgbackups prune` removes it once it is %s old (PGBACKUPS_ORPHAN_GRACE)",
-		id, now.Sub(newest).Round(time.Second), grace)
+		id, age.Round(time.Second), grace)
 }
 
 // beingWritten says, for an id storage lists nothing of, whether a capture
@@ -131,7 +131,7 @@ func (m *Main) captureWriting(id string, objs []storage.Object, now time.Time) e
 // PGBACKUPS_ORPHAN_GRACE. Without it, delete of the id a capture logged
 // said "no such backup", and the backup appeared after.
 func (m *Main) beingWritten(ctx context.Context, id string, now time.Time) error {
-	st, ok := m.store.(unfinishedWrites)
+	st, ok := m.store.(storage.TemporaryLister)
 	if !ok {
 		return nil
 	}
@@ -139,17 +139,12 @@ func (m *Main) beingWritten(ctx context.Context, id string, now time.Time) error
 	if err != nil {
 		return nil // best effort: an S3 policy without s3:ListBucketMultipartUploads
 	}
-	var newest time.Time
-	for _, o := range temps {
-		if strings.HasPrefix(o.Key, id+"/") && o.Modified.After(newest) {
-			newest = o.Modified
-		}
-	}
-	if newest.IsZero() || now.Sub(newest) >= m.cfg.OrphanGrace.D() {
+	newest, age := lastWrite(temps, func(o storage.Object) bool { return strings.HasPrefix(o.Key, id+"/") }, now)
+	if newest.IsZero() || age >= m.cfg.OrphanGrace.D() {
 		return nil
 	}
 	return fmt.Errorf("backup %s: no such backup yet: a capture may be writing it now (an unfinished write of it, %s old); nothing was deleted. A capture that finishes lists it in `pgbackups list`; if none is running, run delete with PGBACKUPS_DATABASE_URL set (it then takes the backup lock and can tell)",
-		id, now.Sub(newest).Round(time.Second))
+		id, age.Round(time.Second))
 }
 
 var pruneCommand = command{

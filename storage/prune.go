@@ -72,11 +72,17 @@ type PruneResult struct {
 	Notes []string
 }
 
-// temporaryStore is a backend that can leave unfinished writes behind on a
-// crash: the file store's hidden temporary files, S3's incomplete multipart
-// uploads (which the bucket bills for, and no listing shows).
-type temporaryStore interface {
+// TemporaryLister is a backend that can leave unfinished writes behind on
+// a crash, and lists them (List does not): the file store's hidden
+// temporary files, S3's incomplete multipart uploads (which the bucket
+// bills for). An object's Modified is its last write.
+type TemporaryLister interface {
 	Temporaries(ctx context.Context) ([]Object, error)
+}
+
+// temporaryStore is a TemporaryLister that also removes them, for prune.
+type temporaryStore interface {
+	TemporaryLister
 	RemoveTemporary(ctx context.Context, key string) error
 }
 
