@@ -287,6 +287,23 @@ func (c Catalog) readEntry(ctx context.Context, e *Entry) {
 	}
 }
 
+// byBackup groups objs by the backup whose folder holds each (BackupOf),
+// in their order; keys outside the id layout are left out.
+func byBackup(objs []Object) map[string][]Object {
+	folders := map[string][]Object{}
+	for _, o := range objs {
+		if id, ok := BackupOf(o.Key); ok {
+			folders[id] = append(folders[id], o)
+		}
+	}
+	return folders
+}
+
+// holdsManifest reports whether objs hold backup id's manifest.
+func holdsManifest(objs []Object, id string) bool {
+	return slices.ContainsFunc(objs, func(o Object) bool { return o.Key == ManifestKey(id) })
+}
+
 // Entries lists everything stored, grouped by backup id, newest first.
 // Keys outside the id layout are ignored, and so are keys nested deeper
 // in an id's folder (an S3 console's folder, a copy someone put there):
@@ -296,20 +313,12 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*Entry{}
-	var ids []string
-	for _, o := range objs {
-		id, ok := BackupOf(o.Key)
-		if !ok {
-			continue
-		}
-		e := byID[id]
-		if e == nil {
-			e = &Entry{ID: id}
-			byID[id] = e
-			ids = append(ids, id)
-		}
-		e.Objects = append(e.Objects, o)
+	folders := byBackup(objs)
+	byID := make(map[string]*Entry, len(folders))
+	ids := make([]string, 0, len(folders))
+	for id, objs := range folders {
+		byID[id] = &Entry{ID: id, Objects: objs}
+		ids = append(ids, id)
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
 	// One GET per manifest, tens of milliseconds each on S3: read one at a
@@ -353,14 +362,10 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 // backup into an orphan for prune to remove).
 func (c Catalog) gone(ctx context.Context, id string, left *[]Object) bool {
 	objs, err := c.Store.List(ctx, id+"/")
-	if err != nil || slices.ContainsFunc(objs, func(o Object) bool { return o.Key == ManifestKey(id) }) {
+	if err != nil || holdsManifest(objs, id) {
 		return false
 	}
-	for _, o := range objs {
-		if _, ok := BackupOf(o.Key); ok {
-			*left = append(*left, o)
-		}
-	}
+	*left = byBackup(objs)[id]
 	return true
 }
 

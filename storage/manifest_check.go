@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -183,7 +182,7 @@ func (c Catalog) Damage(ctx context.Context, m Manifest) error {
 		return err
 	}
 	err = damage(m, objs)
-	if err != nil && !slices.ContainsFunc(objs, func(o Object) bool { return o.Key == ManifestKey(m.ID) }) {
+	if err != nil && !holdsManifest(objs, m.ID) {
 		return fmt.Errorf("backup %s was deleted while this command read it (its manifest is gone too): %w", m.ID, ErrNotFound)
 	}
 	return err

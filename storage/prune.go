@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/pgbackups/pgbackups/schedule"
@@ -209,19 +208,14 @@ func keptStill(ctx context.Context, cat Catalog, kept []schedule.Decision, byID 
 	if err != nil {
 		return fmt.Errorf("prune: check that the backups kept are still there: %w; removed no more backups", err)
 	}
-	folders := map[string][]Object{}
-	for _, o := range objs {
-		if id, ok := BackupOf(o.Key); ok {
-			folders[id] = append(folders[id], o)
-		}
-	}
+	folders := byBackup(objs)
 	for _, d := range kept {
 		m := byID[d.ID].Manifest
 		if !d.OK || m == nil {
 			continue
 		}
 		objs := folders[d.ID]
-		if !slices.ContainsFunc(objs, func(o Object) bool { return o.Key == ManifestKey(d.ID) }) {
+		if !holdsManifest(objs, d.ID) {
 			return fmt.Errorf("prune: backup %s, which retention keeps, was deleted while prune ran; removed no more backups: prune again", d.ID)
 		}
 		if err := damage(*m, objs); err != nil {
