@@ -50,6 +50,19 @@ func fakeClients(t *testing.T, majors ...int) string {
 	return filepath.Dir(filepath.Dir(dirs[0]))
 }
 
+// threeRowBackup takes a backup, with globals, of a new database holding
+// one table of three rows into a file store of its own.
+func threeRowBackup(t *testing.T, pg *testenv.Postgres) (*file.Store, storage.Manifest) {
+	t.Helper()
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE a (x int); INSERT INTO a VALUES (1), (2), (3)`)
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, captureInto(t, pg, src, st, false)
+}
+
 // captureInto takes a backup of db into st with pg's own pg_dump.
 func captureInto(t *testing.T, pg *testenv.Postgres, db string, st storage.Store, skipGlobals bool) storage.Manifest {
 	t.Helper()
@@ -169,13 +182,7 @@ func TestRestoreToolFollowsTheTarget(t *testing.T) {
 func TestRestoreUsesTheTargetsPgRestore(t *testing.T) {
 	pg := testenv.PG(t)
 	ctx := context.Background()
-	src := pg.CreateDB(t)
-	pg.Exec(t, src, `CREATE TABLE a (x int); INSERT INTO a VALUES (1), (2), (3)`)
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := captureInto(t, pg, src, st, false)
+	st, m := threeRowBackup(t, pg)
 
 	bins := clientBins(t, pg.Major, max(pg.Major+1, firstTimeoutSetter))
 	own, newer := bins[0], bins[1]
@@ -236,13 +243,7 @@ func conn(t *testing.T, raw string) Conn {
 func TestRestoreWithGlobalsNeedsPsqlFirst(t *testing.T) {
 	pg := testenv.PG(t)
 	ctx := context.Background()
-	src := pg.CreateDB(t)
-	pg.Exec(t, src, `CREATE TABLE a (x int); INSERT INTO a VALUES (1), (2), (3)`)
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := captureInto(t, pg, src, st, false)
+	st, m := threeRowBackup(t, pg)
 	if m.GlobalsKey == "" {
 		t.Fatal("the backup has no globals")
 	}
