@@ -174,10 +174,17 @@ func TestFindToolOutOfFiles(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
+	saved := low
 	low.Cur = uint64(len(fds)) // no room for the pipes to the child
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
+	// Runs before TempDir's clean-up, which needs a descriptor of its own.
+	t.Cleanup(func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+			t.Errorf("restore the open-file limit: %v", err)
+		}
+	})
 	_, err = FindTool(context.Background(), "pg_dump", dir, 16)
 	if err == nil || !strings.Contains(err.Error(), "open-file limit") || strings.Contains(err.Error(), "apt install") {
 		t.Fatalf("FindTool out of file descriptors: %v, want the open-file limit named and no install advice", err)
