@@ -270,7 +270,7 @@ func (a *Adaptive) Watch(ctx context.Context, r Running) error {
 	c := a.withDefaults()
 	defer c.Limiter.SetLimit(c.Floor)
 	ctl := &control{a: c}
-	log := orDiscard(c.Logger).With("backup", r.ID, "monitor", "adaptive_rate")
+	log := r.logger(c.Logger, "adaptive_rate")
 	obs := &observer{conn: r.Conn, log: log, what: "adaptive rate"}
 	defer obs.close(ctx)
 	sample := obs.load

@@ -72,7 +72,7 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 	if b.Nice <= 0 {
 		return nil
 	}
-	log := orDiscard(b.Logger).With("backup", r.ID, "monitor", "backend_priority")
+	log := r.logger(b.Logger, "backend_priority")
 	interval := b.Interval
 	if interval <= 0 {
 		interval = 50 * time.Millisecond

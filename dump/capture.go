@@ -82,6 +82,18 @@ type Running struct {
 	AppName string // pg_dump's application_name in pg_stat_activity
 	PID     int    // pg_dump's process id
 	Conn    Conn   // the server pg_dump reads from: DumpConn, else Conn
+	// Logger, when set, is the capture's: its lines carry the backup's
+	// id and what the capture's caller added (the daemon's attempt).
+	// Monitors log through it, else through their own Logger.
+	Logger *slog.Logger
+}
+
+// logger is where monitor logs about r.
+func (r Running) logger(own *slog.Logger, monitor string) *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger.With("monitor", monitor)
+	}
+	return orDiscard(own).With("backup", r.ID, "monitor", monitor)
 }
 
 // Monitor watches a running dump until ctx ends.
@@ -153,6 +165,9 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Source:           "primary",
 	}
 	log = log.With("backup", m.ID, "database", info.Database)
+	if o.Logger != nil {
+		o.Logger = log // the monitors' lines carry the backup too (Running.Logger)
+	}
 	if o.Began != nil {
 		o.Began(m.ID)
 	}
@@ -419,7 +434,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	// The monitors watch pg_dump and its backend: they stop when it exits,
 	// not when the upload's tail is done (a warning that the backend is
 	// gone, load samples for nothing, a pooled backend left lowered).
-	stopMonitors := sync.OnceFunc(startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid, Conn: dc}))
+	stopMonitors := sync.OnceFunc(startMonitors(ctx, cancelCause, o.Monitors, Running{ID: id, AppName: AppName(id), PID: cmd.Process.Pid, Conn: dc, Logger: o.Logger}))
 	defer stopMonitors()
 
 	// One encoder goroutine: with concurrency 1 the encoder compresses

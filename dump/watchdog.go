@@ -203,7 +203,7 @@ func (w *Watchdog) Watch(ctx context.Context, r Running) error {
 	if interval <= 0 {
 		interval = defaultWatchInterval
 	}
-	log := orDiscard(w.Logger).With("backup", r.ID, "monitor", "watchdog")
+	log := r.logger(w.Logger, "watchdog")
 	defer w.blocking.Store(0)
 	obs := &observer{conn: r.Conn, log: log, what: "watchdog"}
 	defer obs.close(ctx)
