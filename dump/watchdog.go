@@ -56,7 +56,8 @@ type Watchdog struct {
 	Interval  time.Duration  // how often to look; default 1s
 	Logger    *slog.Logger
 
-	blocking atomic.Int64
+	blocking     atomic.Int64
+	missingGrace time.Duration // tests: missingBackendGrace when 0
 }
 
 // Blocking is how many sessions the running dump blocks, directly or
@@ -203,6 +204,7 @@ func (w *Watchdog) Watch(ctx context.Context, r Running) error {
 	if interval <= 0 {
 		interval = defaultWatchInterval
 	}
+	missingGrace := cmp.Or(w.missingGrace, missingBackendGrace)
 	log := r.logger(w.Logger, "watchdog")
 	defer w.blocking.Store(0)
 	obs := &observer{conn: r.Conn, log: log, what: "watchdog"}
@@ -233,7 +235,7 @@ func (w *Watchdog) Watch(ctx context.Context, r Running) error {
 			if missingSince.IsZero() {
 				missingSince = time.Now()
 			}
-			if !missingWarned && time.Since(missingSince) >= missingBackendGrace {
+			if !missingWarned && time.Since(missingSince) >= missingGrace {
 				missingWarned = true
 				why := "an application_name in the database URL overrides pgbackups' own"
 				if seen {
