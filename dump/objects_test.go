@@ -135,6 +135,9 @@ func TestRestoreSaysWhatToDo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "createdb it first") {
 		t.Errorf("restore into a database that does not exist: %v, want to be told to create it", err)
 	}
+	if se := (*dump.RedactedError)(nil); !errors.As(err, &se) || se.Code != "3D000" {
+		t.Errorf("restore into a database that does not exist: %v; want the server's SQLSTATE 3D000 in its chain", err)
+	}
 
 	pg.Exec(t, src, `DROP OWNED BY `+role+`; DROP ROLE `+role)
 	_, err = dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(pg.CreateDB(t))), PgBinDir: pg.BinDir})

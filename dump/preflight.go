@@ -53,26 +53,43 @@ func Connect(ctx context.Context, c Conn) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %s", c, Redact(err, c))
+		return nil, fmt.Errorf("connect to %s: %w", c, redacted(err, c))
 	}
 	return conn, nil
 }
 
 // Redact renders err without the connection's password, and without the
 // noisy connection prefix pgconn repeats (the caller names the database).
-func Redact(err error, c Conn) string {
+func Redact(err error, c Conn) string { return redacted(err, c).Error() }
+
+// RedactedError is a connection or server error with the password taken
+// out of its text. It does not wrap the original, whose text may hold the
+// password, but keeps the server's SQLSTATE, so callers can tell errors
+// apart with errors.As instead of by their text.
+type RedactedError struct {
+	Msg  string
+	Code string // the server's SQLSTATE; "" when the server sent no error
+}
+
+func (e *RedactedError) Error() string { return e.Msg }
+
+// sqlstateInvalidCatalogName is the server's "database does not exist".
+const sqlstateInvalidCatalogName = "3D000"
+
+func redacted(err error, c Conn) *RedactedError {
 	msg := err.Error()
+	var code string
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		msg = pgErr.Message
-		if pgErr.Code != "" {
-			msg += " (SQLSTATE " + pgErr.Code + ")"
+		msg, code = pgErr.Message, pgErr.Code
+		if code != "" {
+			msg += " (SQLSTATE " + code + ")"
 		}
 	}
 	if c.cfg != nil && c.cfg.Password != "" {
 		msg = strings.ReplaceAll(msg, c.cfg.Password, "<redacted>")
 	}
-	return scrub(msg, c.raw)
+	return &RedactedError{Msg: scrub(msg, c.raw), Code: code}
 }
 
 // Preflight connects, reads the server version and database size, and
@@ -85,7 +102,7 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		if ctx.Err() != nil && parent.Err() == nil {
 			return ServerInfo{}, fmt.Errorf("pre-flight on %s: no answer within %s: the server, or the network to it, stopped responding", c, preflightTimeout)
 		}
-		return ServerInfo{}, fmt.Errorf("pre-flight on %s: %s", c, Redact(err, c))
+		return ServerInfo{}, fmt.Errorf("pre-flight on %s: %w", c, redacted(err, c))
 	}
 	conn, err := Connect(ctx, c)
 	if err != nil {

@@ -274,7 +274,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	}
 	info, err := Preflight(ctx, o.Target)
 	if err != nil {
-		if strings.Contains(err.Error(), "SQLSTATE 3D000") {
+		if se := (*RedactedError)(nil); errors.As(err, &se) && se.Code == sqlstateInvalidCatalogName {
 			err = fmt.Errorf("%w (restore does not create the database: createdb it first, with -O and its owner role where that role exists, then restore into it)", err)
 		}
 		return fail(err)
