@@ -206,7 +206,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if cmd.name == "daemon" && m.log != nil {
 		// The daemon's stderr is a log stream (JSON, read by Loki or
 		// CloudWatch): its last word is a log line too, not free text.
-		m.log.Error("daemon stopped on an error", "err", err.Error())
+		m.log.Error("daemon stopped on an error", "component", "daemon", "err", err.Error())
 		return exitFailure
 	}
 	fmt.Fprintf(m.Stderr, "pgbackups %s: %v\n", cmd.name, err)
@@ -456,7 +456,7 @@ func (m *Main) setup(ctx context.Context) error {
 	}
 	m.log = newLogger(m.Stderr, cfg.LogFormat, cfg.LogLevel)
 	if n := dump.SweepStaleTempFiles(); n > 0 {
-		m.log.Info("removed temporary files (passfiles, restore archives) left by pgbackups processes that are gone", "count", n, "dir", os.TempDir())
+		m.log.Info("removed temporary files (passfiles, restore archives) left by pgbackups processes that are gone", "component", m.cmd.name, "count", n, "dir", os.TempDir())
 	}
 	store, err := openStore(ctx, cfg, m.cmd.name == "capture" || m.cmd.name == "daemon", m.log)
 	if err != nil {

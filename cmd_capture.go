@@ -30,7 +30,7 @@ var captureCommand = command{
 		// good, upload included. The daemon lowers only pg_dump and the
 		// compressor's thread (see dump.Priority.ApplySelf).
 		if err := m.priority().ApplySelf(); err != nil {
-			m.log.Warn("pgbackups runs at normal priority", "err", err)
+			m.log.Warn("pgbackups runs at normal priority", "component", "capture", "err", err)
 		}
 		man, err := m.capture(ctx, *newCluster, *newDatabase)
 		if err != nil && m.cfg != nil && m.cfg.DatabaseURL == "" && strings.Contains(err.Error(), "connect to database") {

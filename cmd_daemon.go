@@ -51,7 +51,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	}
 	policy := schedule.Policy{KeepLast: cfg.KeepLast, KeepDaily: cfg.KeepDaily, KeepWeekly: cfg.KeepWeekly, KeepMonthly: cfg.KeepMonthly}
 	if w := sameDayRetention(sched, policy); w != "" {
-		m.log.Warn(w, "schedule", sched.String(), "keep_last", policy.KeepLast, "keep_daily", policy.KeepDaily)
+		m.log.Warn(w, "component", "daemon", "schedule", sched.String(), "keep_last", policy.KeepLast, "keep_daily", policy.KeepDaily)
 	}
 	return daemon.New(daemon.Options{
 		Schedule: sched,
