@@ -40,6 +40,14 @@ const soakCyclesEnv = "SOAK_CYCLES"
 
 const soakStoresEnv = "SOAK_STORES"
 
+// soakPeriod is the schedule's: a run every 4 seconds. The test samples
+// in the quiet at least a second before a run, once the last one is over,
+// so a backup (half a second here, up to 1.4 s under -race on a loaded
+// 2-vCPU machine, where every 2 seconds left no such quiet and the test
+// failed with "the daemon never went idle") must end well within the
+// period. It divides a minute, so the gaps are even.
+const soakPeriod = 4 * time.Second
+
 const soakCycles = 16
 
 // soakKinds is what each cycle after the warm-up does to the run, in turn:
@@ -66,7 +74,7 @@ func (s soakSample) String() string {
 }
 
 // TestDaemonSoak runs the daemon in-process, wired as `pgbackups daemon`
-// wires it, on a schedule every two seconds against a real PostgreSQL and
+// wires it, on a schedule every soakPeriod against a real PostgreSQL and
 // a local store, for many runs, some of them skipped, failed or cancelled
 // mid-dump, and checks after each that nothing piles up: goroutines, file
 // descriptors, threads, database sessions, child processes, temporary
@@ -113,7 +121,7 @@ func soak(t *testing.T, store string, cycles int) {
 	for k, v := range map[string]string{
 		"PGBACKUPS_DATABASE_URL": pg.URL(db),
 		"PGBACKUPS_STORAGE_URL":  storeURL,
-		"PGBACKUPS_SCHEDULE":     "*/2 * * * * *",
+		"PGBACKUPS_SCHEDULE":     fmt.Sprintf("*/%d * * * * *", int(soakPeriod/time.Second)),
 		"PGBACKUPS_HTTP_ADDR":    fmt.Sprintf("127.0.0.1:%d", port),
 		"PGBACKUPS_RETRY_MAX":    "0",
 		"PGBACKUPS_KEEP_LAST":    "2",
@@ -247,7 +255,7 @@ func soak(t *testing.T, store string, cycles int) {
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			alive()
-			next := time.Now().Truncate(2 * time.Second).Add(2 * time.Second)
+			next := time.Now().Truncate(soakPeriod).Add(soakPeriod)
 			if time.Until(next) < lead {
 				time.Sleep(time.Until(next) + 100*time.Millisecond)
 				continue
