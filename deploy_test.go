@@ -1309,13 +1309,14 @@ func TestHealthcheckCommand(t *testing.T) {
 		t.Errorf("503: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 
-	// Nothing listening: exit 1 at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Nothing listening: exit 1 at once. A port below the ephemeral
+	// range: one the kernel just handed out may go to another test's
+	// connection before the healthcheck dials it.
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := fmt.Sprintf("127.0.0.1:%d", port)
 	t.Setenv("PGBACKUPS_HTTP_ADDR", closed)
 	if code, _, errs := runHC(); code != exitFailure || !strings.Contains(errs, "refused") {
 		t.Errorf("no daemon: exit %d, stderr %q", code, errs)
