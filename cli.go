@@ -458,7 +458,7 @@ func (m *Main) setup(ctx context.Context) error {
 	if n := dump.SweepStaleTempFiles(); n > 0 {
 		m.log.Info("removed temporary files (passfiles, restore archives) left by pgbackups processes that are gone", "component", m.cmd.name, "count", n, "dir", os.TempDir())
 	}
-	store, err := openStore(ctx, cfg, m.cmd.name == "capture" || m.cmd.name == "daemon", m.log)
+	store, err := openStore(ctx, cfg, m.cmd.name == "capture" || m.cmd.name == "daemon", m.log.With("component", m.cmd.name))
 	if err != nil {
 		return err
 	}

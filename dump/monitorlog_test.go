@@ -32,10 +32,13 @@ func TestMonitorsLogThroughCapture(t *testing.T) {
 		t.Fatalf("the backend monitor logged nothing through the capture's logger; its own logger got:\n%s\nthe capture's:\n%s", nsLines, capLines)
 	}
 	for _, l := range lines {
-		for _, want := range []string{`"attempt":2`, `"backup":"` + m.ID + `"`, `"monitor":"backend_priority"`} {
+		for _, want := range []string{`"attempt":2`, `"backup":"` + m.ID + `"`, `"database":"` + m.Database + `"`, `"monitor":"backend_priority"`} {
 			if !strings.Contains(l, want) {
 				t.Errorf("backend monitor line without %s: %s", want, l)
 			}
+		}
+		if n := strings.Count(l, `"backup":`); n != 1 {
+			t.Errorf("backend monitor line with %d backup attributes: %s", n, l)
 		}
 	}
 	if got := nsLines.lines("the dump's server backend"); len(got) > 0 {

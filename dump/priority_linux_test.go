@@ -29,6 +29,15 @@ var startNice = func() int {
 	return 20 - raw
 }()
 
+// lowerableTo skips a test that lowers to nice n when the binary already
+// runs at n or lower priority: Priority never raises one.
+func lowerableTo(t *testing.T, n int) {
+	t.Helper()
+	if startNice >= n {
+		t.Skipf("the test binary already runs at nice %d; this test lowers to %d", startNice, n)
+	}
+}
+
 // niceOf and ioprioOf read a thread's priorities the way ps and ionice do.
 func niceOf(t *testing.T, tid int) int {
 	t.Helper()
@@ -59,6 +68,7 @@ func sleeper(t *testing.T) *exec.Cmd {
 }
 
 func TestPriorityApply(t *testing.T) {
+	lowerableTo(t, 12)
 	t.Run("lowers", func(t *testing.T) {
 		pid := sleeper(t).Process.Pid
 		if err := (dump.Priority{Nice: 12, IOClass: dump.IOClassIdle}).Apply(pid); err != nil {
@@ -113,6 +123,7 @@ func TestPriorityApply(t *testing.T) {
 // TestCaptureLowersPgDump checks pg_dump runs at PGBACKUPS_NICE and the IO
 // class, through NoStall's Started hook, and that a refusal only warns.
 func TestCaptureLowersPgDump(t *testing.T) {
+	lowerableTo(t, 10)
 	pg := testenv.PG(t)
 	db := pg.CreateDB(t)
 	pg.Exec(t, db, "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
@@ -212,6 +223,7 @@ func notReused(t *testing.T, tid int) {
 // TestPriorityApplyThread lowers one thread of this process: the others
 // keep their priority, and the lowered one ends with its goroutine.
 func TestPriorityApplyThread(t *testing.T) {
+	lowerableTo(t, 12)
 	type result struct {
 		tid int
 		err error
@@ -256,6 +268,7 @@ func TestPriorityApplySelf(t *testing.T) {
 		applySelfChild()
 		return
 	}
+	lowerableTo(t, 11)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPriorityApplySelf$")
 	cmd.Env = append(os.Environ(), "PGBACKUPS_TEST_APPLY_SELF=1")
 	out, err := cmd.CombinedOutput()

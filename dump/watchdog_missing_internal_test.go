@@ -19,15 +19,14 @@ import (
 // user's hiding it when it was never seen, the backend ending when it was.
 func TestWatchdogMissingBackend(t *testing.T) {
 	pg := testenv.PG(t)
-	db := pg.CreateDB(t)
-	conn, err := ParseConn(pg.URL(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// watch runs the watchdog for run until the warning comes, ending
-	// (before it) once ready returns true.
-	watch := func(t *testing.T, id string, ready func() bool, then func()) string {
+	// watch runs the watchdog on db until the warning comes; once ready
+	// returns true (before the warning), then runs.
+	watch := func(t *testing.T, db, id string, ready func() bool, then func()) string {
 		t.Helper()
+		conn, err := ParseConn(pg.URL(db))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var lines logLines
 		w := &Watchdog{Interval: 50 * time.Millisecond, Logger: lines.logger(), missingGrace: 500 * time.Millisecond}
 		ctx, cancel := context.WithCancel(t.Context())
@@ -62,13 +61,14 @@ func TestWatchdogMissingBackend(t *testing.T) {
 	}
 
 	t.Run("never seen", func(t *testing.T) {
-		got := watch(t, "never", nil, nil)
+		got := watch(t, pg.CreateDB(t), "never", nil, nil)
 		if !strings.Contains(got, "an application_name in the database URL overrides") {
 			t.Errorf("warning %s; want it to name the application_name override", got)
 		}
 	})
 
 	t.Run("ended", func(t *testing.T) {
+		db := pg.CreateDB(t)
 		cfg, err := pgx.ParseConfig(pg.URL(db))
 		if err != nil {
 			t.Fatal(err)
@@ -84,13 +84,16 @@ func TestWatchdogMissingBackend(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The watchdog has finished a look at the database (so seen the
-		// backend) once its own session is idle after its query.
+		// backend) once its own session is idle after its query: matched
+		// by how it starts, as a pattern in this probe would match the
+		// probe's own sessions.
 		looked := func() bool {
 			n := pg.QueryString(t, db, `SELECT count(*) FROM pg_stat_activity
-				WHERE query LIKE '%pg_blocking_pids%' AND state = 'idle' AND pid <> pg_backend_pid()`)
+				WHERE datname = current_database() AND state = 'idle' AND application_name = 'pgbackups'
+				  AND starts_with(query, '`+watchdogQuery[:strings.Index(watchdogQuery, "\n")]+`')`)
 			return n != "0"
 		}
-		got := watch(t, "ended", looked, func() {
+		got := watch(t, db, "ended", looked, func() {
 			pg.Exec(t, db, "SELECT pg_terminate_backend("+strconv.Itoa(pid)+")")
 		})
 		if !strings.Contains(got, "it ended since it was seen") {
