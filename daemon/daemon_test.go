@@ -1392,13 +1392,9 @@ func TestAdvisoryLock(t *testing.T) {
 		t.Fatalf("second TryLock: %v, want *HeldError", err)
 	}
 	host, _ := os.Hostname()
-	// The server keeps the first NAMEDATALEN-1 (63) bytes of an
-	// application_name: a long host name (a CI runner's, a Kubernetes
-	// pod's) is cut short there.
-	wantApp := "pgbackups@" + host
-	if len(wantApp) > 63 {
-		wantApp = wantApp[:63]
-	}
+	// A long host name (a CI runner's, a Kubernetes pod's) keeps its end:
+	// see TestLockAppName.
+	wantApp := lockAppName(host)
 	if fmt.Sprint(held.PID) != holder || held.Application != wantApp {
 		t.Errorf("held by %+v, want pid %s (application %s)", held, holder, wantApp)
 	}
@@ -1523,5 +1519,24 @@ func TestRetentionIsBounded(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "retention took longer than 100ms (PGBACKUPS_STALL_TIMEOUT)") {
 		t.Errorf("the log does not say why retention stopped:\n%s", logs)
+	}
+}
+
+// TestLockAppName: the lock session's application_name fits the server's
+// 63 bytes, and a host name too long for it keeps its end (a pod's hashes).
+func TestLockAppName(t *testing.T) {
+	long := "payments-api-backups-production-eu-west-1" + "-7f9c6d5b8-x2k4q" // 57 bytes
+	for _, tc := range []struct{ host, want string }{
+		{"db1", "pgbackups@db1"},
+		{strings.Repeat("h", 53), "pgbackups@" + strings.Repeat("h", 53)},
+		{long, "pgbackups@.." + long[len(long)-51:]}, // 12 + 51 = 63 bytes
+	} {
+		got := lockAppName(tc.host)
+		if got != tc.want || len(got) > 63 {
+			t.Errorf("lockAppName(%q) = %q (%d bytes), want %q", tc.host, got, len(got), tc.want)
+		}
+	}
+	if got := lockAppName(long); !strings.HasSuffix(got, "-7f9c6d5b8-x2k4q") {
+		t.Errorf("lockAppName(%q) = %q lost the pod's hashes", long, got)
 	}
 }

@@ -254,7 +254,7 @@ func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 	app := conn.Config().RuntimeParams["application_name"]
 	if app == "pgbackups" {
 		if host, err := os.Hostname(); err == nil && host != "" {
-			app = "pgbackups@" + host
+			app = lockAppName(host)
 		}
 	}
 	if _, err := conn.Exec(qctx, `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'
@@ -296,4 +296,17 @@ func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 		return nil, nil, held
 	}
 	return conn, closeConn, nil
+}
+
+// lockAppName is the lock session's application_name on host. The server
+// keeps 63 bytes of it; a longer host name (a Kubernetes Deployment's pod:
+// its name, then the ReplicaSet's and the pod's hashes) keeps its end,
+// which tells replicas apart, rather than its start.
+func lockAppName(host string) string {
+	const maxLen, prefix = 63, "pgbackups@"
+	if len(prefix)+len(host) <= maxLen {
+		return prefix + host
+	}
+	const cut = prefix + ".."
+	return cut + host[len(host)-(maxLen-len(cut)):]
 }
