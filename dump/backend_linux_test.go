@@ -32,6 +32,7 @@ func dumpBackend(t *testing.T, pg *testenv.Postgres, db string) int {
 // pg_dump's COPY runs at that niceness while the dump runs, and the backup
 // is whole.
 func TestCaptureLowersBackend(t *testing.T) {
+	lowerableTo(t, 7) // the test cluster runs at this process's niceness
 	pg := testenv.PG(t)
 	db := pg.CreateDB(t)
 	pg.SeedRich(t, db, 20_000)
@@ -76,6 +77,7 @@ func TestCaptureLowersBackend(t *testing.T) {
 // as a role without pg_read_all_stats: the monitor sees its own role's
 // sessions, so it must not warn that it lacks the grant.
 func TestBackendNiceRestoresSurvivor(t *testing.T) {
+	lowerableTo(t, 9) // the test cluster runs at this process's niceness
 	if os.Geteuid() != 0 {
 		t.Skip("restoring a backend's priority (raising it) takes root or CAP_SYS_NICE")
 	}
