@@ -53,13 +53,15 @@ type CaptureOptions struct {
 	// pg_dump block on its socket and the server slow its COPY.
 	Throttle func(io.Reader) io.Reader
 	// Started, when set, is called with pg_dump's pid once it runs (to lower
-	// its priority, or for tests that kill it).
-	Started func(pid int)
+	// its priority, or for tests that kill it), and the capture's logger
+	// (its lines carry the backup; nil when Logger is).
+	Started func(pid int, log *slog.Logger)
 	// Compressing, when set, is called first on the goroutine that reads,
-	// hashes and compresses pg_dump's output. Capture locks that goroutine
-	// to an OS thread of its own, which exits with it, so the hook may
-	// lower the thread (see Priority.ApplyThread).
-	Compressing func()
+	// hashes and compresses pg_dump's output, with the capture's logger as
+	// Started is. Capture locks that goroutine to an OS thread of its own,
+	// which exits with it, so the hook may lower the thread (see
+	// Priority.ApplyThread).
+	Compressing func(log *slog.Logger)
 	// DumpConn, when set, is where pg_dump runs (a read replica); Conn is
 	// still used for pre-flight and bookkeeping.
 	DumpConn *Conn
@@ -429,7 +431,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 		return res, fmt.Errorf("pg_dump: start %s: %w", pgDump.Path, err)
 	}
 	if o.Started != nil {
-		o.Started(cmd.Process.Pid)
+		o.Started(cmd.Process.Pid, o.Logger)
 	}
 	// The monitors watch pg_dump and its backend: they stop when it exits,
 	// not when the upload's tail is done (a warning that the backend is
@@ -479,7 +481,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 			// Never unlocked: the runtime ends the thread with the
 			// goroutine instead of reusing it.
 			runtime.LockOSThread()
-			o.Compressing()
+			o.Compressing(o.Logger)
 		}
 		_, copyErr := io.Copy(enc, counted)
 		if copyErr != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -229,7 +230,7 @@ func TestCaptureFailures(t *testing.T) {
 		o := options(t, pg, db, st)
 		started := make(chan struct{})
 		o.Throttle = slowThrottle(started)
-		o.Started = func(pid int) {
+		o.Started = func(pid int, _ *slog.Logger) {
 			go func() {
 				<-started
 				syscall.Kill(pid, syscall.SIGKILL)

@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"cmp"
 	"io"
 	"log/slog"
 	"slices"
@@ -89,23 +90,23 @@ func (n *NoStall) Apply(o *CaptureOptions) {
 	log := orDiscard(n.Logger)
 	if !n.Priority.IsZero() {
 		prev, p := o.Started, n.Priority
-		o.Started = func(pid int) {
+		o.Started = func(pid int, capLog *slog.Logger) {
 			if prev != nil {
-				prev(pid)
+				prev(pid, capLog)
 			}
 			// Fail soft: a container's seccomp profile or a platform without
 			// ioprio_set refuses, and the backup goes on at normal priority.
 			if err := p.Apply(pid); err != nil {
-				log.Warn("pg_dump runs at normal priority", "pid", pid, "err", err)
+				cmp.Or(capLog, log).Warn("pg_dump runs at normal priority", "pid", pid, "err", err)
 			}
 		}
 		prevC := o.Compressing
-		o.Compressing = func() {
+		o.Compressing = func(capLog *slog.Logger) {
 			if prevC != nil {
-				prevC()
+				prevC(capLog)
 			}
 			if err := p.ApplyThread(); err != nil {
-				log.Warn("the compressor runs at normal priority", "err", err)
+				cmp.Or(capLog, log).Warn("the compressor runs at normal priority", "err", err)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package dump_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -132,15 +133,15 @@ func TestCaptureLowersPgDump(t *testing.T) {
 	dump.NewNoStall(dump.NoStallOptions{Priority: dump.Priority{Nice: 10, IOClass: dump.IOClassIdle}, Logger: log}).Apply(&o)
 	lowered := o.Started
 	var nice, class int
-	o.Started = func(pid int) {
-		lowered(pid)
+	o.Started = func(pid int, capLog *slog.Logger) {
+		lowered(pid, capLog)
 		nice = niceOf(t, pid)
 		class, _ = ioprioOf(t, pid)
 	}
 	lowerCompressor := o.Compressing
 	var compressor struct{ tid, nice, class int }
-	o.Compressing = func() {
-		lowerCompressor()
+	o.Compressing = func(capLog *slog.Logger) {
+		lowerCompressor(capLog)
 		compressor.tid = unix.Gettid()
 		if raw, err := unix.Getpriority(unix.PRIO_PROCESS, compressor.tid); err == nil {
 			compressor.nice = 20 - raw
@@ -165,14 +166,23 @@ func TestCaptureLowersPgDump(t *testing.T) {
 		t.Errorf("unexpected warning: %s", w)
 	}
 
-	// A process that is gone: the hook warns and goes on.
+	// A process that is gone: the hook warns and goes on, through the
+	// capture's logger when it has one (its lines carry the backup).
 	cmd := exec.Command("true")
 	cmd.Run()
 	o.Started = nil
 	dump.NewNoStall(dump.NoStallOptions{Priority: dump.Priority{Nice: 10}, Logger: log}).Apply(&o)
-	o.Started(cmd.Process.Pid)
+	o.Started(cmd.Process.Pid, nil)
 	if w := logs.lines("pg_dump runs at normal priority"); len(w) != 1 || !strings.Contains(w[0], "setpriority") {
 		t.Errorf("want one warning naming setpriority, got %q", w)
+	}
+	capLog, capLogs := newLog()
+	o.Started(cmd.Process.Pid, capLog.With("backup", "b1"))
+	if w := capLogs.lines("pg_dump runs at normal priority"); len(w) != 1 || !strings.Contains(w[0], `"backup":"b1"`) {
+		t.Errorf("want the warning through the capture's logger, with its backup, got %q", w)
+	}
+	if w := logs.lines("pg_dump runs at normal priority"); len(w) != 1 {
+		t.Errorf("the warning also went to the no-stall logger: %q", w)
 	}
 }
 
