@@ -324,7 +324,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, gocron.Job, error) {
 	s := d.opts.Schedule
 	sched, err := gocron.NewScheduler(
-		gocron.WithLocation(s.Location()),
+		// UTC, whatever the schedule's zone: see Schedule.Gocron (in the
+		// schedule's zone gocron drops one run of `@every 1h` on the
+		// fall-back night).
+		gocron.WithLocation(time.UTC),
 		gocron.WithLogger(gocronLogger{d.opts.Logger.With("component", "gocron")}),
 		gocron.WithStopTimeout(5*time.Second),
 	)

@@ -11,19 +11,21 @@ import (
 // Gocron returns the job definition and job option that make a gocron v2
 // scheduler run s at exactly the times Next gives:
 //
-//	sched, err := gocron.NewScheduler(gocron.WithLocation(s.Location()))
+//	sched, err := gocron.NewScheduler(gocron.WithLocation(time.UTC))
 //	def, opt := s.Gocron()
 //	job, err := sched.NewJob(def, gocron.NewTask(backup), opt, gocron.WithSingletonMode(gocron.LimitModeReschedule))
 //
 // The definition is a CronJob whose cron implementation is s itself, so
 // gocron asks s.Next for every run instead of using robfig/cron or its own
 // daily-job arithmetic, neither of which follows this package's DST rule.
-// The scheduler must be created with WithLocation(s.Location()), or
-// WithLocation(time.UTC) when it runs schedules in several zones: gocron
-// drops a run whose wall clock equals the previous run's in the scheduler's
-// zone (its own fall-back guard), which only our Next's strictly increasing
-// readings in those two zones are sure to pass. NewJob fails otherwise, and
-// for a nil schedule.
+// The scheduler should be created WithLocation(time.UTC): gocron drops a
+// run whose wall clock equals the previous run's in the scheduler's zone
+// (its own fall-back guard), and only in UTC are Next's strictly
+// increasing times sure to pass it. In the schedule's own zone, which
+// NewJob also accepts, a daily or cron schedule passes too, but @every
+// does not: its fixed steps read 01:00 twice on a fall-back night
+// (01:00 PDT, then 01:00 PST), and gocron drops the second. NewJob fails
+// in any other zone, and for a nil schedule.
 func (s *Schedule) Gocron() (gocron.JobDefinition, gocron.JobOption) {
 	return gocron.CronJob(s.String(), true), gocron.WithCronImplementation(gocronCron{s})
 }

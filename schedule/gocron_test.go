@@ -47,6 +47,11 @@ func TestGocronRunsNext(t *testing.T) {
 		{"02:00,14:00 Europe/Berlin", "2026-10-24T12:00:00+02:00", "UTC"},
 		{"*/5 * * * * *", "2026-01-01T00:00:00Z", ""},
 		{"@every 90m", "2026-01-01T00:10:00Z", ""},
+		// Fixed steps of real time read the same wall clock twice on the
+		// fall-back night (01:00 PDT, 01:00 PST), which gocron's guard
+		// drops in the schedule's zone: the daemon's scheduler runs in UTC.
+		{"CRON_TZ=America/Los_Angeles @every 1h", "2026-11-01T00:30:00-07:00", "UTC"},
+		{"TZ=Europe/Berlin @every 1h", "2026-10-25T01:30:00+02:00", "UTC"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec+" in "+tt.schedZone, func(t *testing.T) {
