@@ -147,7 +147,8 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	if err != nil {
 		return storage.Manifest{}, err
 	}
-	start := now().UTC()
+	began := now() // with time.Now's monotonic reading: see FinishedAt
+	start := began.UTC()
 	m := storage.Manifest{
 		ID:               storage.NewID(start),
 		Database:         info.Database,
@@ -217,7 +218,10 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		err = standby.explain(ctx, err)
 	}
 	scanned, scanErr := scan.Finish()
-	m.FinishedAt = now().UTC()
+	// The start plus the time elapsed, measured on the monotonic clock:
+	// a wall clock stepped meanwhile (NTP) would make the manifest's
+	// duration, which retries plan by, wrong or negative.
+	m.FinishedAt = start.Add(now().Sub(began))
 	m.DumpBytes, m.StoredBytes = res.dumpBytes, res.storedBytes
 	if err == nil {
 		for _, w := range res.warnings {
