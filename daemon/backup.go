@@ -32,6 +32,9 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 		return
 	}
 	defer d.leave()
+	if !d.waitForDue(stop) {
+		return
+	}
 	tick := d.now()
 	d.state.ticked(tick)
 	defer func() { d.state.ranUntil(d.now()) }()
@@ -56,6 +59,34 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 		}
 	}
 	d.runScheduled(stop, bctx, tick)
+}
+
+// waitForDue holds a run gocron started before its time on the wall clock
+// until that time. gocron's timers run on the monotonic clock, so a wall
+// clock set back after the timer was armed (an NTP step correcting a clock
+// that ran ahead) starts the run early by the step: its backup would carry
+// a time before the schedule's, and /healthz would then wait for a run
+// gocron had already served, saying overdue until the day after. False
+// when stop ends first.
+func (d *Daemon) waitForDue(stop context.Context) bool {
+	d.mu.Lock()
+	due := d.nextRun // zero before the first run
+	d.mu.Unlock()
+	for logged := false; !due.IsZero(); logged = true {
+		early := due.Sub(d.now())
+		if early <= time.Second {
+			break
+		}
+		if !logged {
+			d.log.Warn("scheduled run started early: the clock was set back since it was planned; waiting for its time",
+				"due", due.Format(time.RFC3339), "early_by", early.Round(time.Second).String())
+		}
+		// A minute at most: the clock may be set again meanwhile.
+		if !sleep(stop, min(early, time.Minute)) {
+			return false
+		}
+	}
+	return true
 }
 
 // runScheduled backs up, retrying failures with a doubling pause while

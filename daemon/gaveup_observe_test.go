@@ -183,3 +183,73 @@ func TestProgressNamesTheBackup(t *testing.T) {
 		t.Errorf("Attempt outside the daemon = %d, want 0", n)
 	}
 }
+
+// TestEarlyRunWaitsForItsTime: gocron's timers run on the monotonic clock,
+// so a wall clock set back after a run was planned starts it early. The
+// run waits for its time on the wall clock, then backs up, stamped then.
+func TestEarlyRunWaitsForItsTime(t *testing.T) {
+	due := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: due.Add(-2 * time.Second)} // set back after gocron armed its timer
+	var capturedAt atomic.Value
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 2 * * *"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			capturedAt.Store(clock.Now())
+			return manifest("20260301-020000-erly", clock.Now(), time.Second), nil
+		},
+		Now: clock.Now,
+	})
+	d.nextRun = due
+	done := make(chan struct{})
+	ctx := context.Background()
+	go func() { d.scheduled(ctx, ctx); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	if at := capturedAt.Load(); at != nil {
+		t.Fatalf("backed up at %v, before the run's time %v", at, due)
+	}
+	clock.Set(due) // the wall clock reaches the run's time
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the early run did not back up once its time came")
+	}
+	if at, _ := capturedAt.Load().(time.Time); !at.Equal(due) {
+		t.Errorf("backed up at %v, want %v", at, due)
+	}
+	if !strings.Contains(logs.String(), "scheduled run started early") {
+		t.Errorf("the early start is not logged:\n%s", logs)
+	}
+	if next := d.nextRun; !next.Equal(due.Add(24 * time.Hour)) {
+		t.Errorf("next run expected %v, want the day after", next)
+	}
+}
+
+// TestEarlyRunStopsWithTheDaemon: a run waiting for its time ends, without
+// backing up, when the daemon stops.
+func TestEarlyRunStopsWithTheDaemon(t *testing.T) {
+	due := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: due.Add(-time.Hour)}
+	var captured atomic.Bool
+	d, _ := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 2 * * *"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			captured.Store(true)
+			return manifest("20260301-020000-stop", clock.Now(), time.Second), nil
+		},
+		Now: clock.Now,
+	})
+	d.nextRun = due
+	stop, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.scheduled(stop, context.Background()); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a run waiting for its time outlived the daemon's stop")
+	}
+	if captured.Load() {
+		t.Error("a run stopped while waiting for its time backed up")
+	}
+}
