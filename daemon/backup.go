@@ -73,13 +73,15 @@ func (d *Daemon) waitForDue(stop context.Context) bool {
 	due := d.nextRun // zero before the first run
 	d.mu.Unlock()
 	for logged := false; !due.IsZero(); logged = true {
+		// Any amount early: a tick before its time would plan this very
+		// time as the next run, and judge this one by the run before it.
 		early := due.Sub(d.now())
-		if early <= time.Second {
+		if early <= 0 {
 			break
 		}
 		if !logged {
 			d.log.Warn("scheduled run started early: the clock was set back since it was planned; waiting for its time",
-				"due", due.Format(time.RFC3339), "early_by", early.Round(time.Second).String())
+				"due", due.Format(time.RFC3339), "early_by", early.Round(time.Millisecond).String())
 		}
 		// A minute at most: the clock may be set again meanwhile.
 		if !sleep(stop, min(early, time.Minute)) {
@@ -306,8 +308,7 @@ const nextRunMargin = 2 * time.Second
 // run: in singleton mode gocron drops a run that comes while the job is
 // still running, and a storage read (up to latestTimeout) begun just
 // before would hold the job past it. It also ends with bctx, which the
-// daemon cancels to stop backups (an HTTP server that failed does not end
-// stop), so a watch never holds up shutdown.
+// daemon cancels to stop backups, so a watch never holds up shutdown.
 func (d *Daemon) beforeNext(stop, bctx context.Context, next time.Time) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(stop)
 	unhook := context.AfterFunc(bctx, cancel)

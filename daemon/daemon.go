@@ -204,11 +204,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// scheduling, and only ShutdownGrace later cancels the backup.
 	backupCtx, cancelBackup := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelBackup(nil)
+	// Scheduled runs stop on it (no more retries, no more waiting): ctx,
+	// or the HTTP server failing, which does not end ctx.
+	scheduling, stopScheduling := context.WithCancel(ctx)
+	defer stopScheduling()
 	var sched gocron.Scheduler
 	var job gocron.Job
 	if d.opts.Schedule != nil {
 		var err error
-		if sched, job, err = d.newScheduler(func() { d.scheduled(ctx, backupCtx) }); err != nil {
+		if sched, job, err = d.newScheduler(func() { d.scheduled(scheduling, backupCtx) }); err != nil {
 			if ln != nil {
 				ln.Close()
 			}
@@ -276,6 +280,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.sdnotify(sdnotify.Stopping)
 
+	stopScheduling()
 	d.stopBackups(cancelBackup)
 	if sched != nil {
 		// No job runs now (stopBackups waited), so this returns at once.

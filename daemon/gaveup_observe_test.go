@@ -189,7 +189,9 @@ func TestProgressNamesTheBackup(t *testing.T) {
 // run waits for its time on the wall clock, then backs up, stamped then.
 func TestEarlyRunWaitsForItsTime(t *testing.T) {
 	due := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
-	clock := &fakeClock{t: due.Add(-2 * time.Second)} // set back after gocron armed its timer
+	// Set back after gocron armed its timer; by half a second, as ntpd
+	// steps any offset over 128 ms.
+	clock := &fakeClock{t: due.Add(-500 * time.Millisecond)}
 	var capturedAt atomic.Value
 	d, logs := newDaemon(t, Options{
 		Schedule: mustParse(t, "0 2 * * *"),
