@@ -450,6 +450,11 @@ type body struct {
 }
 
 func (b *body) Read(p []byte) (int, error) {
+	// The caller gave up: say so now, rather than hand over bytes the
+	// transport still holds (or EOF) until it notices the cancellation.
+	if err := b.ctx.Err(); err != nil && b.err == nil {
+		b.err = fmt.Errorf("s3: get %s: %w", b.loc, err)
+	}
 	for b.err == nil {
 		if b.broken != nil {
 			b.resume()
