@@ -1216,6 +1216,21 @@ func within(d time.Duration, cond func() bool) bool {
 	return true
 }
 
+// background runs f in a goroutine. The returned ended fails the test,
+// saying stuck, when f has not returned within d.
+func background(t *testing.T, f func()) (ended func(d time.Duration, stuck string)) {
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	return func(d time.Duration, stuck string) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(d):
+			t.Fatal(stuck)
+		}
+	}
+}
+
 func waitHTTP(t *testing.T, url string) *http.Response {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

@@ -35,13 +35,7 @@ func TestGaveUpThenAnotherReplicaBackedUp(t *testing.T) {
 		Now:            now,
 	})
 	ctx := context.Background()
-	done := make(chan struct{})
-	go func() { d.runScheduled(ctx, ctx, tick); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("runScheduled still running")
-	}
+	background(t, func() { d.runScheduled(ctx, ctx, tick) })(5*time.Second, "runScheduled still running")
 	code, h := getHealth(t, d.Handler())
 	if code != 200 || h.LastSuccess == nil || h.LastSuccess.ID != "20260301-020500-othr" {
 		t.Errorf("/healthz %d %s, last success %+v: want the other replica's backup", code, h.Status, h.LastSuccess)
@@ -97,13 +91,7 @@ func TestWatchEndsBeforeTheNextRun(t *testing.T) {
 		Now:            now,
 	})
 	ctx := context.Background()
-	done := make(chan struct{})
-	go func() { d.runScheduled(ctx, ctx, tick); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("runScheduled still running after 30 s")
-	}
+	background(t, func() { d.runScheduled(ctx, ctx, tick) })(30*time.Second, "runScheduled still running after 30 s")
 	if end := now(); !end.Before(next) {
 		t.Errorf("the run's job ended at %s, at or past the next run at %s: gocron would drop that run", end.Format(time.TimeOnly), next.Format(time.TimeOnly))
 	}
@@ -120,15 +108,10 @@ func TestWatchEndsBeforeTheNextRun(t *testing.T) {
 		FollowInterval: 100 * time.Millisecond,
 		Now:            runningClock(tick),
 	})
-	done = make(chan struct{})
-	go func() { d2.runScheduled(ctx, bctx, tick); close(done) }()
+	ended := background(t, func() { d2.runScheduled(ctx, bctx, tick) })
 	time.Sleep(300 * time.Millisecond)
 	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the watch after a run given up outlived the backups' context")
-	}
+	ended(5*time.Second, "the watch after a run given up outlived the backups' context")
 }
 
 // TestFailedEventNamesTheBackup: a failed attempt that got as far as an id
@@ -202,19 +185,14 @@ func TestEarlyRunWaitsForItsTime(t *testing.T) {
 		Now: clock.Now,
 	})
 	d.nextRun = due
-	done := make(chan struct{})
 	ctx := context.Background()
-	go func() { d.scheduled(ctx, ctx); close(done) }()
+	ended := background(t, func() { d.scheduled(ctx, ctx) })
 	time.Sleep(300 * time.Millisecond)
 	if at := capturedAt.Load(); at != nil {
 		t.Fatalf("backed up at %v, before the run's time %v", at, due)
 	}
 	clock.Set(due) // the wall clock reaches the run's time
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the early run did not back up once its time came")
-	}
+	ended(10*time.Second, "the early run did not back up once its time came")
 	if at, _ := capturedAt.Load().(time.Time); !at.Equal(due) {
 		t.Errorf("backed up at %v, want %v", at, due)
 	}
@@ -242,15 +220,10 @@ func TestEarlyRunStopsWithTheDaemon(t *testing.T) {
 	})
 	d.nextRun = due
 	stop, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.scheduled(stop, context.Background()); close(done) }()
+	ended := background(t, func() { d.scheduled(stop, context.Background()) })
 	time.Sleep(200 * time.Millisecond)
 	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a run waiting for its time outlived the daemon's stop")
-	}
+	ended(5*time.Second, "a run waiting for its time outlived the daemon's stop")
 	if captured.Load() {
 		t.Error("a run stopped while waiting for its time backed up")
 	}
