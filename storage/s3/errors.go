@@ -100,12 +100,19 @@ func (h *hinted) Unwrap() error { return h.err }
 // operation it does not implement (501 NotImplemented, as S3-compatible
 // servers answer an S3 call they lack).
 func isNotImplemented(err error) bool {
+	return answered(err, "NotImplemented", http.StatusNotImplemented)
+}
+
+// answered reports whether err is the server's answer with error code
+// code, or with HTTP status status whatever its code (a HEAD's answer has
+// no body to name one).
+func answered(err error, code string, status int) bool {
 	var api smithy.APIError
-	if errors.As(err, &api) && api.ErrorCode() == "NotImplemented" {
+	if errors.As(err, &api) && api.ErrorCode() == code {
 		return true
 	}
 	var re *smithyhttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented
+	return errors.As(err, &re) && re.HTTPStatusCode() == status
 }
 
 // isAccessDenied reports whether err is a refusal for want of permission.

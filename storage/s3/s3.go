@@ -874,12 +874,7 @@ func isNotFound(err error) bool {
 // isPreconditionFailed reports whether err is S3's answer to an If-Match
 // that no longer holds: the object was replaced.
 func isPreconditionFailed(err error) bool {
-	var api smithy.APIError
-	if errors.As(err, &api) && api.ErrorCode() == "PreconditionFailed" {
-		return true
-	}
-	var re *smithyhttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed
+	return answered(err, "PreconditionFailed", http.StatusPreconditionFailed)
 }
 
 // countingReader counts the bytes handed to the uploader and stops the
