@@ -19,12 +19,7 @@ import (
 func TestGetResumeObjectDeleted(t *testing.T) {
 	srv := testenv.S3(t)
 	p := &cutProxy{
-		body: func(n int) int64 {
-			if n == 0 {
-				return cutAt
-			}
-			return -1
-		},
+		body: cutFirst,
 		onCut: func(n int) {
 			_, err := srv.Client().DeleteObject(t.Context(), &awss3.DeleteObjectInput{
 				Bucket: aws.String(srv.Bucket), Key: aws.String("r/" + resumeKey),

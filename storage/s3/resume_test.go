@@ -205,6 +205,15 @@ const (
 	cutAt      = 1 << 20
 )
 
+// cutFirst is a cutProxy.body that cuts the first connection's response
+// at cutAt and passes every later one whole.
+func cutFirst(n int) int64 {
+	if n == 0 {
+		return cutAt
+	}
+	return -1
+}
+
 // resumeSetup stores a resumeSize object of stream(seed) on srv directly,
 // and returns a store that reads it through p, started here, plus the
 // object's ETag.
@@ -249,12 +258,7 @@ func prefixOf(t *testing.T, got []byte, seed uint64) {
 // costs a second request for the rest of the same object, not the
 // download.
 func TestGetResumesAfterReset(t *testing.T) {
-	p := &cutProxy{reset: true, body: func(n int) int64 {
-		if n == 0 {
-			return cutAt
-		}
-		return -1
-	}}
+	p := &cutProxy{reset: true, body: cutFirst}
 	st, etag := resumeSetup(t, testenv.S3(t), p, 11)
 	rc, err := st.Get(t.Context(), resumeKey)
 	if err != nil {
@@ -288,12 +292,7 @@ func TestGetResumeObjectChanged(t *testing.T) {
 	srv := testenv.S3(t)
 	next, _ := io.ReadAll(stream(12, resumeSize)) // same size, other bytes: only the ETag tells them apart
 	p := &cutProxy{
-		body: func(n int) int64 {
-			if n == 0 {
-				return cutAt
-			}
-			return -1
-		},
+		body: cutFirst,
 		onCut: func(n int) {
 			_, err := srv.Client().PutObject(t.Context(), &awss3.PutObjectInput{
 				Bucket: aws.String(srv.Bucket), Key: aws.String("r/" + resumeKey), Body: bytes.NewReader(next),
@@ -347,12 +346,7 @@ func TestGetResumeGivesUp(t *testing.T) {
 // rather than splicing the object's start onto what was read.
 func TestGetResumeRangeIgnored(t *testing.T) {
 	p := &cutProxy{
-		body: func(n int) int64 {
-			if n == 0 {
-				return cutAt
-			}
-			return -1
-		},
+		body: cutFirst,
 		head: func(n int, head string) string {
 			if n == 0 {
 				return head
