@@ -472,11 +472,11 @@ func (d *Daemon) logProgress(log *slog.Logger, id *atomic.Pointer[string]) (stop
 				return
 			case now := <-t.C:
 				n := d.progress.Load()
-				var backup slog.Attr
+				var backup string
 				if p := id.Load(); p != nil {
-					backup = slog.String("backup", *p)
+					backup = *p
 				}
-				log.Info("backup in progress", backup, "dump_bytes", n,
+				log.Info("backup in progress", backupAttr(backup), "dump_bytes", n,
 					"elapsed_seconds", now.Sub(start).Round(time.Second).Seconds(),
 					"rate_bytes_per_second", rate(n-last, now.Sub(lastAt)),
 					"average_bytes_per_second", rate(n, now.Sub(start)))
