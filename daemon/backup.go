@@ -62,15 +62,14 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 }
 
 // waitForDue holds a run gocron started before its time on the wall clock
-// until that time. gocron's timers run on the monotonic clock, so a wall
-// clock set back after the timer was armed (an NTP step correcting a clock
-// that ran ahead) starts the run early by the step: its backup would carry
-// a time before the schedule's, and /healthz would then wait for a run
-// gocron had already served, saying overdue until the day after. False
-// when stop ends first.
+// until that time. The scheduler's timers fire by the wall clock
+// (schedule.WallClock), so this is a guard should one not: a run started
+// early by a clock set back would carry a time before the schedule's, and
+// /healthz would then wait for a run gocron had already served, saying
+// overdue until the day after. False when stop ends first.
 func (d *Daemon) waitForDue(stop context.Context) bool {
 	d.mu.Lock()
-	due := d.nextRun // zero before the first run
+	due := d.nextRun // zero for the run runMissed started
 	d.mu.Unlock()
 	for logged := false; !due.IsZero(); logged = true {
 		// Any amount early: a tick before its time would plan this very

@@ -97,7 +97,8 @@ type Options struct {
 	// is checked for the lock holder's backup (default 30s).
 	ProgressInterval time.Duration
 	FollowInterval   time.Duration
-	// Now is the clock health and retry decisions read; default time.Now.
+	// Now is the clock the scheduler, health and retry decisions read;
+	// default time.Now.
 	Now func() time.Time
 }
 
@@ -112,6 +113,7 @@ type Daemon struct {
 	webhook  *sender
 	pinger   *sender
 	hostname string
+	wallPoll time.Duration // how often the scheduler's timers read the wall clock
 
 	mu       sync.Mutex
 	stopping bool           // no new backup starts
@@ -156,7 +158,7 @@ func New(o Options) (*Daemon, error) {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
-	d := &Daemon{opts: o, log: o.Logger.With("component", "daemon"), now: o.Now}
+	d := &Daemon{opts: o, log: o.Logger.With("component", "daemon"), now: o.Now, wallPoll: time.Minute}
 	d.hostname, _ = os.Hostname()
 	d.state = newState(o.Schedule, o.HealthGrace, o.Now(), o.Version)
 	d.metrics = newMetrics(d)
@@ -257,6 +259,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	if sched != nil {
 		starting := d.now()
+		// The first run gocron plans, for scheduled to judge it late by
+		// (a host that slept through it, a clock set forward past it).
+		d.mu.Lock()
+		d.nextRun = d.opts.Schedule.Next(starting)
+		d.mu.Unlock()
 		sched.Start()
 		d.state.scheduling(d.now())
 		s := d.opts.Schedule
@@ -333,6 +340,11 @@ func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, gocron.Job, error)
 		// schedule's zone gocron drops one run of `@every 1h` on the
 		// fall-back night).
 		gocron.WithLocation(time.UTC),
+		// Runs start by the wall clock, not after a duration counted on
+		// the monotonic one: a host that slept or a clock set forward past
+		// a run starts it within a minute, not hours late (see
+		// schedule.WallClock).
+		gocron.WithClock(schedule.WallClock(d.now, d.wallPoll)),
 		gocron.WithLogger(gocronLogger{d.opts.Logger.With("component", "gocron")}),
 		gocron.WithStopTimeout(5*time.Second),
 	)
@@ -365,6 +377,11 @@ func (d *Daemon) runMissed(ctx context.Context, job gocron.Job, starting time.Ti
 	}
 	d.log.Warn("a scheduled run came due while the daemon was starting; running it now",
 		"due", due.Format(time.RFC3339), "scheduler_started", starting.Format(time.RFC3339))
+	// Not the run gocron planned (it waits for it) nor one late by a
+	// pause or a clock step: scheduled judges it by nothing.
+	d.mu.Lock()
+	d.nextRun = time.Time{}
+	d.mu.Unlock()
 	if err := job.RunNow(); err != nil {
 		d.log.Error("the scheduled run due while the daemon was starting could not be started; it is skipped",
 			"due", due.Format(time.RFC3339), "err", err)

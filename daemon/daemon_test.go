@@ -1555,3 +1555,91 @@ func TestLockAppName(t *testing.T) {
 		t.Errorf("lockAppName(%q) = %q lost the pod's hashes", long, got)
 	}
 }
+
+// TestRunAfterSleepStartsByTheWallClock: a daemon whose host slept past a
+// run (or whose clock was set forward past it) starts it as soon as it
+// sees the wall clock there, late and said to be, not after the time
+// gocron's timer still had to count on the monotonic clock; a sleep across
+// several runs gives one, and says the others were missed. /livez does not
+// call the scheduler stuck.
+func TestRunAfterSleepStartsByTheWallClock(t *testing.T) {
+	woke := time.Date(2026, 3, 10, 5, 15, 0, 0, time.UTC)
+	tests := []struct {
+		schedule string
+		logged   []string
+		next     time.Time
+	}{
+		{"02:00 UTC", []string{`msg="scheduled run started late: the process was paused, or the clock jumped" component=daemon due=2026-03-10T02:00:00Z late_by=3h15m0s`},
+			time.Date(2026, 3, 11, 2, 0, 0, 0, time.UTC)},
+		{"0 * * * *", []string{
+			`msg="scheduled runs were missed: the previous run was still going, or the process was paused" component=daemon first_missed=2026-03-10T02:00:00Z now_running=2026-03-10T05:00:00Z`,
+			`msg="scheduled run started late: the process was paused, or the clock jumped" component=daemon due=2026-03-10T05:00:00Z late_by=15m0s`,
+		}, time.Date(2026, 3, 10, 6, 0, 0, 0, time.UTC)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.schedule, func(t *testing.T) {
+			clock := &fakeClock{t: time.Date(2026, 3, 10, 1, 0, 30, 0, time.UTC)}
+			var captures atomic.Int32
+			ran := make(chan time.Time, 1)
+			d, logs := newDaemon(t, Options{
+				Schedule: mustParse(t, tc.schedule),
+				Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+					captures.Add(1)
+					ran <- clock.Now()
+					return manifest("20260310-051500-woke", clock.Now(), time.Second), nil
+				},
+				HealthGrace: time.Hour,
+				Now:         clock.Now,
+			})
+			d.wallPoll = 10 * time.Millisecond
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "daemon started"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the daemon did not start:\n%s", logs)
+				}
+			}
+			clock.Set(woke) // the host wakes up, hours after the run
+			select {
+			case at := <-ran:
+				if !at.Equal(woke) {
+					t.Errorf("backed up at %v, want %v", at, woke)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the run the host slept through did not start once it woke:\n%s", logs)
+			}
+			for deadline := time.Now().Add(5 * time.Second); d.state.lastSuccess() == nil; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the backup did not end:\n%s", logs)
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+			if n := captures.Load(); n != 1 {
+				t.Errorf("%d backups after the sleep, want 1", n)
+			}
+			for _, l := range tc.logged {
+				if !strings.Contains(logs.String(), l) {
+					t.Errorf("not logged: %s\n%s", l, logs)
+				}
+			}
+			rec := httptest.NewRecorder()
+			d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/livez", nil))
+			if rec.Code != 200 {
+				t.Errorf("/livez after the late run: %d %s", rec.Code, rec.Body)
+			}
+			d.mu.Lock()
+			next := d.nextRun
+			d.mu.Unlock()
+			if !next.Equal(tc.next) {
+				t.Errorf("next run expected at %v, want %v", next, tc.next)
+			}
+		})
+	}
+}
