@@ -41,7 +41,7 @@ type Config struct {
 	S3AccessKeyID     string `envconfig:"S3_ACCESS_KEY_ID" secret:"true" desc:"Static S3 access key; unset uses the AWS SDK chain (AWS_ACCESS_KEY_ID, shared files, instance roles)."`
 	S3SecretAccessKey string `envconfig:"S3_SECRET_ACCESS_KEY" secret:"true" desc:"Static S3 secret key, paired with S3_ACCESS_KEY_ID."`
 
-	CompressionLevel int    `envconfig:"COMPRESSION_LEVEL" default:"1" desc:"zstd level 1-22 (default 1: in bench/capture.sh it stored within 1% of level 3's size, 20% faster); klauspost/compress maps it to fastest (1), default (2-5), better (6-10) or best (11+)."`
+	CompressionLevel int    `envconfig:"COMPRESSION_LEVEL" default:"1" desc:"zstd level 1-22 (default 1: in bench/capture.sh it stored within 1% of level 3's size in 70% of its time); klauspost/compress maps it to fastest (1), default (2-5), better (6-10) or best (11+)."`
 	PgBinDir         string `envconfig:"PG_BIN_DIR" desc:"Directory searched first for pg_dump/pg_restore; then /usr/lib/postgresql/*/bin and PATH (pg_dump: the server's major version, else the oldest newer one; pg_restore: the same for the target server, and at least the backup's pg_dump version)."`
 	Globals          bool   `envconfig:"GLOBALS" default:"true" desc:"Also store pg_dumpall --globals-only (roles, tablespaces) next to each dump."`
 

@@ -114,6 +114,7 @@ type Daemon struct {
 	pinger   *sender
 	hostname string
 	wallPoll time.Duration // how often the scheduler's timers read the wall clock
+	listen   func(network, addr string) (net.Listener, error)
 
 	mu       sync.Mutex
 	stopping bool           // no new backup starts
@@ -158,7 +159,7 @@ func New(o Options) (*Daemon, error) {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
-	d := &Daemon{opts: o, log: o.Logger.With("component", "daemon"), now: o.Now, wallPoll: time.Minute}
+	d := &Daemon{opts: o, log: o.Logger.With("component", "daemon"), now: o.Now, wallPoll: time.Minute, listen: net.Listen}
 	d.hostname, _ = os.Hostname()
 	d.state = newState(o.Schedule, o.HealthGrace, o.Now(), o.Version)
 	d.metrics = newMetrics(d)
@@ -197,7 +198,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var ln net.Listener
 	if a := d.opts.HTTPAddr; a != "" && a != "off" {
 		var err error
-		if ln, err = net.Listen("tcp", a); err != nil {
+		if ln, err = d.listen("tcp", a); err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
 	}

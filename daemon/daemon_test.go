@@ -1643,3 +1643,67 @@ func TestRunAfterSleepStartsByTheWallClock(t *testing.T) {
 		})
 	}
 }
+
+// failingListener is a listener whose Accept fails for good once fail is
+// closed, as a listener's does when its socket breaks.
+type failingListener struct {
+	net.Listener
+	fail chan struct{}
+}
+
+func (l failingListener) Accept() (net.Conn, error) {
+	<-l.fail
+	return nil, errors.New("accept: the socket broke")
+}
+
+// TestHTTPFailureStopsWaitingRuns: when the HTTP server fails, Run stops
+// at once, with the server's error, though a scheduled run is pausing an
+// hour before its retry: the pause ends with the daemon, not after it.
+func TestHTTPFailureStopsWaitingRuns(t *testing.T) {
+	due := time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: due.Add(-time.Minute)}
+	var attempts atomic.Int32
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			attempts.Add(1)
+			clock.Set(due.Add(time.Minute))
+			return storage.Manifest{}, errors.New("the database is down")
+		},
+		Retry:         Retry{Max: 3, Backoff: time.Hour},
+		HTTPAddr:      "127.0.0.1:0",
+		ShutdownGrace: time.Second,
+		Now:           clock.Now,
+	})
+	d.wallPoll = 10 * time.Millisecond
+	fail := make(chan struct{})
+	d.listen = func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		return failingListener{ln, fail}, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background()) }()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "daemon started"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not start:\n%s", logs)
+		}
+	}
+	clock.Set(due)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "backup failed; retrying"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run did not fail and plan its retry:\n%s", logs)
+		}
+	}
+	close(fail)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "http: accept: the socket broke") {
+			t.Errorf("Run = %v, want the HTTP server's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run still going 10s after the HTTP server failed, with a retry an hour away:\n%s", logs)
+	}
+	if n := attempts.Load(); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+}
