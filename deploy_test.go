@@ -867,7 +867,7 @@ func TestSystemdNotifyDaemon(t *testing.T) {
 	}
 	pg := testenv.PG(t)
 	db := pg.CreateDB(t)
-	sock := filepath.Join(t.TempDir(), "notify")
+	sock := filepath.Join(testenv.SocketDir(t), "notify")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)

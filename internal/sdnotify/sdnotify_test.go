@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgbackups/pgbackups/internal/testenv"
 )
 
 // listen is the service manager's end: a datagram socket at a temp path.
@@ -31,7 +33,7 @@ func receive(t *testing.T, c *net.UnixConn) string {
 }
 
 func TestNotifySendsOneDatagram(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify")
+	sock := filepath.Join(testenv.SocketDir(t), "notify")
 	c := listen(t, sock)
 	t.Setenv("NOTIFY_SOCKET", sock)
 	if err := Notify(Ready, Status("next backup\nat 02:00")); err != nil {
@@ -68,7 +70,7 @@ func TestNotifyOutsideSystemdIsANoOp(t *testing.T) {
 
 func TestNotifyErrors(t *testing.T) {
 	for _, sock := range []string{
-		filepath.Join(t.TempDir(), "nobody-listens"),
+		filepath.Join(testenv.SocketDir(t), "nobody-listens"),
 		"vsock:2:1234",
 	} {
 		if err := NotifySocket(sock, Ready); err == nil || !strings.HasPrefix(err.Error(), "sdnotify: ") {

@@ -121,9 +121,31 @@ func missing(t testing.TB, msg string) {
 	t.Skip("testenv: " + msg)
 }
 
+// socketParent is where directories that hold a Unix socket are made: the
+// temp dir, unless its path leaves too little of the 107 bytes a socket's
+// path may have (a CI runner's TMPDIR can be deep), then /tmp.
+func socketParent() string {
+	if d := os.TempDir(); len(d) <= 48 {
+		return d
+	}
+	return "/tmp"
+}
+
+// SocketDir is a temporary directory, removed after t, short enough to
+// hold a Unix socket whatever TMPDIR is.
+func SocketDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(socketParent(), "pgbackups-sock-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func startCluster(t testing.TB, extra []string) (*Postgres, error) {
 	bin := BinDir(t)
-	dir, err := os.MkdirTemp("", "pgbackups-pg-*")
+	dir, err := os.MkdirTemp(socketParent(), "pgbackups-pg-*")
 	if err != nil {
 		return nil, err
 	}

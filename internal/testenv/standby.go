@@ -32,7 +32,7 @@ func (p *Postgres) NewStandby(t testing.TB, extra ...string) *Postgres {
 }
 
 func (p *Postgres) startStandby(extra []string) (*Postgres, error) {
-	dir, err := os.MkdirTemp("", "pgbackups-standby-*")
+	dir, err := os.MkdirTemp(socketParent(), "pgbackups-standby-*")
 	if err != nil {
 		return nil, err
 	}
