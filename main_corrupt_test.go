@@ -423,15 +423,15 @@ func TestCorruptManifest(t *testing.T) {
 		})
 	}
 
-	// A completed manifest that names no data object, though it records
-	// one: list and info show it damaged, nothing reads it, and retention
+	// A completed manifest that names no data object: list and info show
+	// it damaged, nothing reads it, and retention
 	// keeps the older backup that does restore.
 	t.Run("no data key", func(t *testing.T) {
 		dir := f.copyStore(t)
 		env := f.env(dir)
 		editManifest(t, dir, f.new.ID, func(m map[string]any) { delete(m, "data_key") })
 		want := "names no data object"
-		if r := run(t, env, "list"); r.code != 0 || !strings.Contains(r.stdout, f.new.ID+"  damaged") || !strings.Contains(r.stderr, "names none (data_key is empty)") {
+		if r := run(t, env, "list"); r.code != 0 || !strings.Contains(r.stdout, f.new.ID+"  damaged") || !strings.Contains(r.stderr, "names no data object (data_key is empty)") {
 			t.Errorf("list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		if r := run(t, env, "info", f.new.ID); r.code != 0 || !strings.Contains(r.stdout, "Problem:") || !strings.Contains(r.stdout, want) {
@@ -649,7 +649,7 @@ func TestDaemonRetentionKeepsGoodBackups(t *testing.T) {
 			t.Errorf("retention did not log %s:\n%s", id, logs.String())
 		}
 	}
-	for _, want := range []string{`unknown status \"verified\"`, storage.DataKey(missing) + " is missing", storage.DataKey(cut) + " is 2 bytes, the manifest says 4", "names none (data_key is empty)"} {
+	for _, want := range []string{`unknown status \"verified\"`, storage.DataKey(missing) + " is missing", storage.DataKey(cut) + " is 2 bytes, the manifest says 4", "names no data object (data_key is empty)"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("retention log lacks %q:\n%s", want, logs.String())
 		}

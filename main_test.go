@@ -185,8 +185,11 @@ func TestUnreadableManifest(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	good, bad := storage.NewID(now.Add(-2*time.Hour)), storage.NewID(now.Add(-time.Hour))
+	if _, err := st.Put(ctx, storage.DataKey(good), strings.NewReader("data")); err != nil {
+		t.Fatal(err)
+	}
 	if err := (storage.Catalog{Store: st}).WriteManifest(ctx, storage.Manifest{ID: good, Status: storage.StatusCompleted,
-		Database: "app", StartedAt: now.Add(-2 * time.Hour), FinishedAt: now.Add(-2*time.Hour + time.Minute)}); err != nil {
+		Database: "app", StartedAt: now.Add(-2 * time.Hour), FinishedAt: now.Add(-2*time.Hour + time.Minute), DataKey: storage.DataKey(good)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Put(ctx, storage.ManifestKey(bad), strings.NewReader(`{"id": "`+bad+`", "status": "compl`)); err != nil {

@@ -150,9 +150,11 @@ func damage(m Manifest, objs []Object) error {
 	}
 	var errs []string
 	switch {
-	case m.DataKey == "" && (m.SHA256 != "" || m.StoredBytes > 0):
-		// It records a stored object (every capture does) but not where.
-		errs = append(errs, "its manifest records a data object but names none (data_key is empty)")
+	case m.DataKey == "":
+		// Every capture names its data object: without one there is
+		// nothing to restore, and counting it as good would let retention
+		// keep it in place of one that can be restored.
+		errs = append(errs, "its manifest names no data object (data_key is empty)")
 	case m.DataKey != "":
 		switch size, ok := sizes[m.DataKey]; {
 		case !ok:

@@ -218,7 +218,10 @@ func TestPruneReportsWhatItRemoved(t *testing.T) {
 	for day := range 4 {
 		at := now.Add(-time.Duration(day) * 24 * time.Hour)
 		id := storage.NewID(at)
-		if err := (storage.Catalog{Store: fs}).WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: at, FinishedAt: at.Add(time.Minute)}); err != nil {
+		if _, err := fs.Put(ctx, storage.DataKey(id), strings.NewReader("data")); err != nil {
+			t.Fatal(err)
+		}
+		if err := (storage.Catalog{Store: fs}).WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: at, FinishedAt: at.Add(time.Minute), DataKey: storage.DataKey(id)}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
@@ -298,5 +301,39 @@ func TestPruneNotesUnsupportedTemporaries(t *testing.T) {
 	}
 	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "NotImplemented") {
 		t.Errorf("Notes = %q, want one naming the unsupported listing", res.Notes)
+	}
+}
+
+// TestPruneDatalessManifest: a completed manifest that names no data
+// object, and records no digest or size that would show one is missing,
+// has nothing to restore. It is not the newest good backup that retention
+// keeps in place of the one that restores.
+func TestPruneDatalessManifest(t *testing.T) {
+	ctx := context.Background()
+	st, cat := fileCatalog(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	good := storage.NewID(now.Add(-2 * time.Hour))
+	if _, err := st.Put(ctx, storage.DataKey(good), strings.NewReader("data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.WriteManifest(ctx, storage.Manifest{ID: good, Status: storage.StatusCompleted, StartedAt: now.Add(-2 * time.Hour),
+		FinishedAt: now.Add(-2*time.Hour + time.Minute), DataKey: storage.DataKey(good)}); err != nil {
+		t.Fatal(err)
+	}
+	dataless := storage.NewID(now.Add(-time.Hour))
+	if err := cat.WriteManifest(ctx, storage.Manifest{ID: dataless, Status: storage.StatusCompleted, StartedAt: now.Add(-time.Hour),
+		FinishedAt: now.Add(-time.Hour + time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := storage.Prune(ctx, cat, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Location: time.UTC, Now: now, Grace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Kept) != 1 || res.Kept[0].ID != good || len(res.Removed) != 0 {
+		t.Errorf("kept %v, removed %v; want %s kept and nothing removed", res.Kept, res.Removed, good)
+	}
+	if len(res.Unreadable) != 1 || res.Unreadable[0].ID != dataless || res.Unreadable[0].Damaged == nil ||
+		!strings.Contains(res.Unreadable[0].Damaged.Error(), "names no data object") {
+		t.Errorf("left alone %+v, want %s, damaged: names no data object", res.Unreadable, dataless)
 	}
 }
