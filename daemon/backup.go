@@ -32,33 +32,64 @@ func (d *Daemon) scheduled(stop, bctx context.Context) {
 		return
 	}
 	defer d.leave()
+	d.mu.Lock()
+	due, ranLate := d.nextRun, d.ranLate
+	d.ranLate = false
+	d.mu.Unlock()
+	if ranLate && d.now().Before(due) {
+		// gocron's own start of the run this job already ran late (see
+		// below), its timer having fired after the job ended.
+		d.log.Debug("the scheduler started a run already run late; nothing to do", "next_run", due.Format(time.RFC3339))
+		return
+	}
 	if !d.waitForDue(stop) {
 		return
 	}
-	tick := d.now()
-	d.state.ticked(tick)
 	defer func() { d.state.ranUntil(d.now()) }()
-	d.mu.Lock()
-	expected := d.nextRun
-	d.nextRun = d.opts.Schedule.Next(tick)
-	d.mu.Unlock()
+	for {
+		tick := d.now()
+		d.state.ticked(tick)
+		d.mu.Lock()
+		expected := d.nextRun
+		d.nextRun = d.opts.Schedule.Next(tick)
+		d.mu.Unlock()
+		d.warnLate(expected, tick)
+		if !d.runScheduled(stop, bctx, tick) || stop.Err() != nil {
+			return
+		}
+		// The next run came due while this one waited (to retry, or
+		// watching storage), which ends before the next run by the wall
+		// clock: the host slept, or the clock jumped, past it. gocron,
+		// in singleton mode, dropped that run if its timer fired while
+		// this job still ran; run it now, and let a later start of it
+		// by gocron go (ranLate).
+		d.mu.Lock()
+		d.ranLate = true
+		d.mu.Unlock()
+		d.log.Warn("the next scheduled run came due while this run waited: the host slept, or the clock jumped; running it now")
+	}
+}
+
+// warnLate says so when a run started at tick, expected at expected
+// (zero: no expectation), is late, or runs before it were dropped.
+func (d *Daemon) warnLate(expected, tick time.Time) {
 	// Singleton mode drops runs that come while the previous one is still
 	// going: say so, they are backups that did not happen.
-	if !expected.IsZero() && tick.Sub(expected) > time.Second {
-		// This run is late (the process was paused, the clock jumped, the
-		// host starved it), or runs before it were dropped (the previous
-		// run went on past them, or the process was paused across them).
-		due := lastRun(d.opts.Schedule, tick)
-		if due.After(expected) {
-			d.log.Warn("scheduled runs were missed: the previous run was still going, or the process was paused",
-				"first_missed", expected.Format(time.RFC3339), "now_running", due.Format(time.RFC3339))
-		}
-		if late := tick.Sub(due); !due.IsZero() && late > time.Second {
-			d.log.Warn("scheduled run started late: the process was paused, or the clock jumped",
-				"due", due.Format(time.RFC3339), "late_by", late.Round(time.Second).String())
-		}
+	if expected.IsZero() || tick.Sub(expected) <= time.Second {
+		return
 	}
-	d.runScheduled(stop, bctx, tick)
+	// This run is late (the process was paused, the clock jumped, the
+	// host starved it), or runs before it were dropped (the previous run
+	// went on past them, or the process was paused across them).
+	due := lastRun(d.opts.Schedule, tick)
+	if due.After(expected) {
+		d.log.Warn("scheduled runs were missed: the previous run was still going, or the process was paused",
+			"first_missed", expected.Format(time.RFC3339), "now_running", due.Format(time.RFC3339))
+	}
+	if late := tick.Sub(due); !due.IsZero() && late > time.Second {
+		d.log.Warn("scheduled run started late: the process was paused, or the clock jumped",
+			"due", due.Format(time.RFC3339), "late_by", late.Round(time.Second).String())
+	}
 }
 
 // waitForDue holds a run gocron started before its time on the wall clock
@@ -92,8 +123,12 @@ func (d *Daemon) waitForDue(stop context.Context) bool {
 
 // runScheduled backs up, retrying failures with a doubling pause while
 // Retry allows and the retry would finish before the next scheduled run.
-func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
+// It reports whether the next run's time passed while it waited (a pause
+// before a retry, a watch of storage), which it ends before that time on
+// the wall clock: only a host asleep or a clock jump makes that true.
+func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) (nextDue bool) {
 	next := d.opts.Schedule.Next(tick)
+	passed := func() bool { return !next.IsZero() && !d.now().Before(next) }
 	pause := d.opts.Retry.Backoff
 	// Set once the run was skipped here or failed here: another replica
 	// may have backed it up since (a follower takes over a lock this daemon
@@ -109,16 +144,16 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 		o := d.attempt(bctx, attempt, since)
 		switch o.result {
 		case resultFollowed:
-			return
+			return false
 		case resultSuccess:
 			d.sdnotify(sdnotify.Status(fmt.Sprintf("last backup %s ok; next %s", o.man.ID, next.Format(time.RFC3339))))
-			return
+			return false
 		case resultSkipped:
 			wctx, cancel := d.beforeNext(stop, bctx, next)
 			again := d.followOther(wctx, tick, next)
 			cancel()
 			if !again || stop.Err() != nil {
-				return
+				return passed()
 			}
 			// The holder let go without a backup (it was a prune, or its
 			// backup failed): this run is still owed. A skip is not a
@@ -155,10 +190,19 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) {
 				d.watchStored(wctx, tick, next)
 				cancel()
 			}
-			return
+			return passed()
 		}
-		if !sleep(stop, pause) {
-			return
+		wctx, cancel := d.until(stop, bctx, next)
+		rested := sleep(wctx, pause)
+		cancel()
+		if !rested {
+			if stop.Err() == nil {
+				// retryPlan let the retry finish before the next run, so
+				// only a host asleep or a clock jump ends the pause here.
+				d.log.Warn("backup not retried: the next scheduled run is due; the host slept, or the clock jumped, during the pause",
+					backupAttr(o.man.ID), "next_run", next.Format(time.RFC3339))
+			}
+			return passed()
 		}
 		pause *= 2
 	}
@@ -309,15 +353,25 @@ const nextRunMargin = 2 * time.Second
 // before would hold the job past it. It also ends with bctx, which the
 // daemon cancels to stop backups, so a watch never holds up shutdown.
 func (d *Daemon) beforeNext(stop, bctx context.Context, next time.Time) (context.Context, context.CancelFunc) {
+	if next.IsZero() {
+		return d.until(stop, bctx, next)
+	}
+	return d.until(stop, bctx, next.Add(-nextRunMargin))
+}
+
+// until is a context that ends at the time at on the daemon's clock (never,
+// for a zero at), with stop, or with bctx. It ends by the wall clock, as
+// the scheduler's timers: a host asleep or a clock set forward past at
+// ends it within a poll, not after the time it still had to count on the
+// monotonic clock (gocron would drop the next run, this job still running).
+func (d *Daemon) until(stop, bctx context.Context, at time.Time) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(stop)
 	unhook := context.AfterFunc(bctx, cancel)
-	if next.IsZero() {
+	if at.IsZero() {
 		return ctx, func() { unhook(); cancel() }
 	}
-	// A duration from the daemon's clock, not a deadline: tests drive
-	// that clock, and it need not be the wall clock's.
-	tctx, tcancel := context.WithTimeout(ctx, next.Sub(d.now())-nextRunMargin)
-	return tctx, func() { tcancel(); unhook(); cancel() }
+	t := d.wall().AfterFunc(at.Sub(d.now()), cancel)
+	return ctx, func() { t.Stop(); unhook(); cancel() }
 }
 
 // followOther runs after a run was skipped because another process held

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pgbackups/pgbackups/internal/sdnotify"
@@ -121,6 +122,7 @@ type Daemon struct {
 	inflight sync.WaitGroup // the scheduled run in progress, retries included
 	active   int            // runs entered and not yet left (under mu): inflight's count
 	nextRun  time.Time      // the run expected after the current one
+	ranLate  bool           // the job ran nextRun's predecessor itself, late (see scheduled)
 }
 
 // New checks o and builds a Daemon.
@@ -159,7 +161,7 @@ func New(o Options) (*Daemon, error) {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
-	d := &Daemon{opts: o, log: o.Logger.With("component", "daemon"), now: o.Now, wallPoll: time.Minute, listen: net.Listen}
+	d := &Daemon{opts: o, log: o.Logger.With("component", "daemon"), now: o.Now, wallPoll: wallPoll, listen: net.Listen}
 	d.hostname, _ = os.Hostname()
 	d.state = newState(o.Schedule, o.HealthGrace, o.Now(), o.Version)
 	d.metrics = newMetrics(d)
@@ -330,6 +332,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return runErr
 }
 
+// wallPoll is how often the scheduler's timers, and the waits inside a
+// run that must end before the next one, read the wall clock: the most a
+// run starts late after the host slept or the clock jumped past it, and
+// the time /livez may call the scheduler stuck meanwhile. A wake-up every
+// 10 s costs nothing measurable.
+const wallPoll = 10 * time.Second
+
+// wall is the clock of the scheduler's timers (see schedule.WallClock).
+func (d *Daemon) wall() clockwork.Clock { return schedule.WallClock(d.now, d.wallPoll) }
+
 // newScheduler returns a scheduler, not yet started, that runs task at each
 // of the schedule's times, and its one job. gocron's singleton mode skips a
 // run while the previous one (retries included) is still going, instead of
@@ -343,9 +355,9 @@ func (d *Daemon) newScheduler(task func()) (gocron.Scheduler, gocron.Job, error)
 		gocron.WithLocation(time.UTC),
 		// Runs start by the wall clock, not after a duration counted on
 		// the monotonic one: a host that slept or a clock set forward past
-		// a run starts it within a minute, not hours late (see
+		// a run starts it within wallPoll, not hours late (see
 		// schedule.WallClock).
-		gocron.WithClock(schedule.WallClock(d.now, d.wallPoll)),
+		gocron.WithClock(d.wall()),
 		gocron.WithLogger(gocronLogger{d.opts.Logger.With("component", "gocron")}),
 		gocron.WithStopTimeout(5*time.Second),
 	)

@@ -1707,3 +1707,142 @@ func TestHTTPFailureStopsWaitingRuns(t *testing.T) {
 		t.Errorf("%d attempts, want 1", n)
 	}
 }
+
+// TestRunAfterSleepWhileWaiting: the host sleeps (or the clock is set
+// forward) past the next run while the job of the one before is still
+// waiting: watching storage after giving up, or pausing before a retry.
+// Those waits end by the wall clock, and the run slept through is run
+// once, late, by the job itself if gocron dropped it (its timer firing
+// while the job still ran) and by gocron otherwise, never twice.
+func TestRunAfterSleepWhileWaiting(t *testing.T) {
+	tests := []struct {
+		name  string
+		retry Retry
+	}{
+		{"watching storage after giving up", Retry{Max: 0}},
+		{"pausing before a retry", Retry{Max: 3, Backoff: 6 * time.Hour}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeClock{t: time.Date(2026, 3, 10, 1, 0, 30, 0, time.UTC)}
+			var captures atomic.Int32
+			d, logs := newDaemon(t, Options{
+				Schedule: mustParse(t, "02:00 UTC"),
+				Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+					if captures.Add(1) == 1 {
+						return storage.Manifest{}, errors.New("the database is down")
+					}
+					return manifest("20260311-050000-woke", clock.Now(), time.Second), nil
+				},
+				Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+					return manifest("20260309-020000-prev", time.Date(2026, 3, 9, 2, 1, 0, 0, time.UTC), time.Minute), nil, nil
+				},
+				Retry:          tc.retry,
+				FollowInterval: 500 * time.Millisecond,
+				HealthGrace:    time.Hour,
+				Now:            clock.Now,
+			})
+			d.wallPoll = 10 * time.Millisecond
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			wait := func(what string) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); time.Sleep(5 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("no %q:\n%s", what, logs)
+					}
+				}
+			}
+			wait("daemon started")
+			clock.Set(time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC))
+			wait("backup failed")
+			time.Sleep(100 * time.Millisecond)                      // the job waits
+			clock.Set(time.Date(2026, 3, 11, 5, 0, 0, 0, time.UTC)) // slept past the 03-11 02:00 run
+			for deadline := time.Now().Add(5 * time.Second); d.state.lastSuccess() == nil; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the run the host slept through did not back up once it woke (%d captures):\n%s", captures.Load(), logs)
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // gocron's own start of it, if still to come
+			if n := captures.Load(); n != 2 {
+				t.Errorf("%d captures, want 2: the failed run and the one slept through, once\n%s", n, logs)
+			}
+			for _, l := range []string{"scheduled run started early", "backup failed; retrying"} {
+				if strings.Contains(logs.String(), l) && (l != "backup failed; retrying" || tc.retry.Max == 0) {
+					t.Errorf("logged %q:\n%s", l, logs)
+				}
+			}
+			wait(`msg="scheduled run started late: the process was paused, or the clock jumped" component=daemon due=2026-03-11T02:00:00Z late_by=3h0m0s`)
+			d.mu.Lock()
+			next := d.nextRun
+			d.mu.Unlock()
+			if want := time.Date(2026, 3, 12, 2, 0, 0, 0, time.UTC); !next.Equal(want) {
+				t.Errorf("next run expected at %v, want %v", next, want)
+			}
+		})
+	}
+}
+
+// TestScheduledRunsTheRunDueWhileWaiting drives the job itself, without
+// gocron: when the next run's time passes while the job waits (the host
+// slept), the job runs it before it ends, as gocron dropped it; gocron's
+// own start of that run, should its timer fire afterwards, does nothing.
+func TestScheduledRunsTheRunDueWhileWaiting(t *testing.T) {
+	first := time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: first}
+	var captures atomic.Int32
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			if captures.Add(1) == 1 {
+				return storage.Manifest{}, errors.New("the database is down")
+			}
+			return manifest("20260311-050000-woke", clock.Now(), time.Second), nil
+		},
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			return manifest("20260309-020000-prev", time.Date(2026, 3, 9, 2, 1, 0, 0, time.UTC), time.Minute), nil, nil
+		},
+		FollowInterval: 20 * time.Millisecond,
+		Now:            clock.Now,
+	})
+	d.wallPoll = 10 * time.Millisecond
+	d.nextRun = first
+	ctx := context.Background()
+	ended := background(t, func() { d.scheduled(ctx, ctx) })
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "backup failed"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first run did not fail:\n%s", logs)
+		}
+	}
+	clock.Set(time.Date(2026, 3, 11, 5, 0, 0, 0, time.UTC)) // slept past the 03-11 02:00 run
+	ended(5*time.Second, "the job did not end after the run it owed")
+	if n := captures.Load(); n != 2 {
+		t.Errorf("%d captures, want 2: the failed run and the one slept through\n%s", n, logs)
+	}
+	if !strings.Contains(logs.String(), "the next scheduled run came due while this run waited") {
+		t.Errorf("the run owed is not said:\n%s", logs)
+	}
+	// gocron's timer for the 03-11 run, firing after the job ended.
+	ended = background(t, func() { d.scheduled(ctx, ctx) })
+	ended(5*time.Second, "gocron's late start of a run already run did not end at once")
+	if n := captures.Load(); n != 2 {
+		t.Errorf("%d captures after gocron's late start of the run already run, want 2\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), "started early") {
+		t.Errorf("gocron's late start of the run already run was taken for an early one:\n%s", logs)
+	}
+	// The day after, gocron's run is on time, and runs.
+	clock.Set(time.Date(2026, 3, 12, 2, 0, 0, 0, time.UTC))
+	ended = background(t, func() { d.scheduled(ctx, ctx) })
+	ended(5*time.Second, "the next day's run did not end")
+	if n := captures.Load(); n != 3 {
+		t.Errorf("%d captures after the next day's run, want 3\n%s", n, logs)
+	}
+}

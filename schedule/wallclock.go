@@ -19,9 +19,12 @@ import (
 // early, stamped before the schedule's time. WallClock's timers wait in
 // steps of at most poll, re-reading now each time: a run starts at its
 // time on the wall clock, or within poll after the clock jumped past it or
-// the host woke up. now is time.Now outside tests; a minute is a fine
-// poll (a timer costs a wake-up per poll).
+// the host woke up. now is time.Now outside tests. A timer costs a
+// wake-up per poll; a poll of zero or less is a minute.
 func WallClock(now func() time.Time, poll time.Duration) clockwork.Clock {
+	if poll <= 0 {
+		poll = time.Minute // a poll of 0 would spin
+	}
 	return wallClock{Clock: clockwork.NewRealClock(), now: now, poll: poll}
 }
 
