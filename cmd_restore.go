@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgbackups/pgbackups/config"
+	"github.com/pgbackups/pgbackups/daemon"
 	"github.com/pgbackups/pgbackups/dump"
 )
 
@@ -53,6 +54,21 @@ var restoreCommand = command{
 		}
 		if m.isSource(target) {
 			fmt.Fprintf(m.Stderr, "restoring over %s, the database pgbackups backs up (PGBACKUPS_DATABASE_URL), as --confirm %s asks\n", target, *confirm)
+			// Under the backup lock, as capture and prune: a scheduled
+			// backup would otherwise take the half-restored database, and
+			// its retention could remove the day's good backup for it, or
+			// the very backup this restore reads.
+			release, err := m.pruneLock(ctx)
+			var held *daemon.HeldError
+			switch {
+			case errors.As(err, &held):
+				return fmt.Errorf("a backup or prune is running (%w); nothing was restored: restore again when it has finished, or stop the daemon first", err)
+			case err != nil:
+				fmt.Fprintf(m.Stderr, "restore: cannot take the backup lock (%v); a scheduled backup may run during the restore\n", err)
+			default:
+				defer release()
+				fmt.Fprintf(m.Stderr, "holding the backup lock until the restore ends: no scheduled backup or retention of this database runs meanwhile\n")
+			}
 		}
 		fmt.Fprintf(m.Stderr, "restoring backup %s (%s, taken %s, %s) into %s\n",
 			man.ID, man.Database, man.StartedAt.Local().Format("2006-01-02 15:04 MST"), config.HumanBytes(man.DumpBytes), target)
