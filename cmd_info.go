@@ -56,7 +56,9 @@ var infoCommand = command{
 
 // problems says what makes a completed backup unrestorable that can be
 // told without reading it: its manifest's data fields, and its objects as
-// storage lists them (missing, or cut short).
+// storage lists them (missing, or cut short); and a start time retention
+// cannot rank it by (none, or ahead of this host's clock), which does not
+// stop a restore by id but does keep it out of retention and `latest`.
 func (m *Main) problems(ctx context.Context, man storage.Manifest) ([]string, error) {
 	if !man.OK() {
 		return nil, nil
@@ -71,6 +73,9 @@ func (m *Main) problems(ctx context.Context, man storage.Manifest) ([]string, er
 	if err := man.CheckGlobals(); err != nil {
 		out = append(out, err.Error())
 		listed.GlobalsKey = ""
+	}
+	if err := man.CheckStart(time.Now()); err != nil {
+		out = append(out, err.Error())
 	}
 	err := m.catalog().Damage(ctx, listed)
 	switch {

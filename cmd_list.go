@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -40,7 +41,12 @@ var listCommand = command{
 			case e.Err != nil:
 				fmt.Fprintf(m.Stderr, "warning: %v\n", e.Err)
 			case e.Manifest != nil && (*all || e.Manifest.OK()):
-				if e.Damaged != nil {
+				switch {
+				case errors.Is(e.Damaged, storage.ErrStartTime):
+					// Its data may be fine: it is its place among the
+					// others that cannot be told.
+					fmt.Fprintf(m.Stderr, "warning: backup %s: %v; retention leaves it alone and does not count it as a good backup, and `latest` does not go past it: name its id to restore it\n", e.ID, e.Damaged)
+				case e.Damaged != nil:
 					fmt.Fprintf(m.Stderr, "warning: backup %s: %v; it cannot be restored, and retention does not count it as a good backup\n", e.ID, e.Damaged)
 				}
 				row := listRow{Manifest: *e.Manifest}
@@ -87,7 +93,10 @@ var listCommand = command{
 				continue
 			}
 			status := man.Status
-			if e.Damaged != nil {
+			switch {
+			case errors.Is(e.Damaged, storage.ErrStartTime):
+				status = "misdated"
+			case e.Damaged != nil:
 				status = "damaged"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", man.ID, status,
@@ -101,8 +110,9 @@ var listCommand = command{
 }
 
 // listRow is a manifest as list --json shows it: with the problems
-// storage's listing shows (a data object missing or cut short), so a script
-// choosing a backup from it can leave a damaged one alone, as restore does.
+// storage's listing shows (a data object missing or cut short, a start time
+// ahead of this host's clock), so a script choosing a backup from it can
+// leave such a one alone, as restore and `latest` do.
 type listRow struct {
 	storage.Manifest
 	Problems []string `json:"problems,omitempty"`

@@ -133,6 +133,17 @@ var ErrNoBackups = errors.New("no completed backups")
 // Catalog reads and writes backups as objects in a Store.
 type Catalog struct {
 	Store Store
+	// Now is the clock backups' start times are checked against
+	// (Manifest.CheckStart) by Entries, Newest and Resolve; nil is
+	// time.Now. Prune checks them against PruneOptions.Now.
+	Now func() time.Time
+}
+
+func (c Catalog) now() time.Time {
+	if c.Now == nil {
+		return time.Now()
+	}
+	return c.Now()
 }
 
 // WriteManifest stores m as FitManifest returns it; it is the last write of
@@ -229,10 +240,12 @@ type Entry struct {
 	ID       string
 	Manifest *Manifest // nil: no manifest (an orphan or a capture in progress)
 	Err      error     // the manifest exists but could not be read
-	// Damaged says what the listing shows is wrong with a completed
-	// backup's objects: its data object missing or not the size its
-	// manifest records, its globals object missing. Such a backup is not
-	// one retention may count as good.
+	// Damaged says why a completed backup is not one retention may count
+	// as good (nor delete): what the listing shows is wrong with its
+	// objects, its data object missing or not the size its manifest
+	// records, its globals object missing (wrapping ErrDamaged); or a
+	// start time that cannot rank it, none or ahead of this host's clock
+	// (wrapping ErrStartTime, Manifest.CheckStart).
 	Damaged error
 	Objects []Object
 }
@@ -252,9 +265,10 @@ func BackupOf(key string) (string, bool) {
 const manifestReaders = 16
 
 // readEntry reads e's manifest, if it has one, and what it says of e's
-// objects. A manifest gone since the listing empties e.Objects or leaves
-// what is left as an orphan's. It leaves the context's end to the caller.
-func (c Catalog) readEntry(ctx context.Context, e *Entry) {
+// objects, its start checked against now. A manifest gone since the
+// listing empties e.Objects or leaves what is left as an orphan's. It
+// leaves the context's end to the caller.
+func (c Catalog) readEntry(ctx context.Context, e *Entry, now time.Time) {
 	id := e.ID
 	i := slices.IndexFunc(e.Objects, func(o Object) bool { return o.Key == ManifestKey(id) })
 	switch {
@@ -284,6 +298,9 @@ func (c Catalog) readEntry(ctx context.Context, e *Entry) {
 	default:
 		e.Manifest = &m
 		e.Damaged = damage(m, e.Objects)
+		if e.Damaged == nil {
+			e.Damaged = m.CheckStart(now)
+		}
 	}
 }
 
@@ -309,6 +326,7 @@ func holdsManifest(objs []Object, id string) bool {
 // in an id's folder (an S3 console's folder, a copy someone put there):
 // they are not the backup's, and Delete leaves them.
 func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
+	now := c.now()
 	objs, err := c.Store.List(ctx, "")
 	if err != nil {
 		return nil, err
@@ -336,7 +354,7 @@ func (c Catalog) Entries(ctx context.Context) ([]Entry, error) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c.readEntry(ctx, byID[id])
+			c.readEntry(ctx, byID[id], now)
 		})
 	}
 	wg.Wait()
@@ -391,8 +409,12 @@ const idSecond = len("20060102-150405")
 // Newest reads manifests in Entries' order, stopping at the first completed
 // backup (Entries reads them all): that backup, or an error wrapping
 // ErrNoBackups, and the newest failed backup if one came after it.
-// Unreadable manifests are passed over here; list shows them.
+// Unreadable manifests are passed over here, and so are completed backups
+// whose start time cannot rank them (CheckStart): one stamped a month
+// ahead would be the daemon's last success for that month, and no run
+// overdue. List shows them.
 func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *Manifest, err error) {
+	now := c.now()
 	objs, err := c.Store.List(ctx, "")
 	if err != nil {
 		return Manifest{}, nil, err
@@ -416,7 +438,7 @@ func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *M
 			if err != nil && ctx.Err() != nil {
 				return Manifest{}, nil, ctx.Err()
 			}
-			if err == nil {
+			if err == nil && m.CheckStart(now) == nil {
 				group = append(group, Entry{ID: id, Manifest: &m})
 			}
 		}
@@ -451,7 +473,9 @@ func (c Catalog) Manifests(ctx context.Context, all bool) ([]Manifest, error) {
 }
 
 // Resolve turns "latest" or an id into a manifest. "latest" is the newest
-// completed backup.
+// completed backup; it stops at a newer manifest it cannot read, or a
+// newer backup whose start time cannot rank it (CheckStart), rather than
+// pass over it. An id is taken at its word.
 func (c Catalog) Resolve(ctx context.Context, ref string) (Manifest, error) {
 	if ref == "" || ref == "latest" {
 		entries, err := c.Entries(ctx)
@@ -463,6 +487,12 @@ func (c Catalog) Resolve(ctx context.Context, ref string) (Manifest, error) {
 				// Newer than any completed backup, and maybe one itself:
 				// passing over it would silently restore an older one.
 				return Manifest{}, fmt.Errorf("latest: %w; name a backup id to use an older one", e.Err)
+			}
+			if errors.Is(e.Damaged, ErrStartTime) {
+				// It may be the newest backup, or one hours older than
+				// the next (its host's clock ran ahead): restoring it, or
+				// passing over it, would be a guess.
+				return Manifest{}, fmt.Errorf("latest: backup %s: %w; name a backup id (`pgbackups list`)", e.ID, e.Damaged)
 			}
 			if e.Manifest != nil && e.Manifest.OK() {
 				return *e.Manifest, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // What a manifest may say is checked twice. On reading (check), a manifest
@@ -132,8 +133,40 @@ func isHex(s string) bool {
 
 func isSHA256(s string) bool { return len(s) == 64 && isHex(s) }
 
-// ErrDamaged is wrapped by what Damage and Entry.Damaged report.
+// ErrDamaged is wrapped by what Damage reports, and by Entry.Damaged for
+// a backup whose objects the listing shows damaged.
 var ErrDamaged = errors.New("damaged")
+
+// ErrStartTime is wrapped by what CheckStart reports, and by Entry.Damaged
+// for a completed backup whose start time cannot place it among the others.
+var ErrStartTime = errors.New("start time not trusted")
+
+// startSkew is how far after this host's clock a backup's start may be
+// and still be taken at its word. Hosts kept by NTP differ by well under a
+// second and ones without it by seconds; a VM without NTP drifts minutes.
+// Beyond that the host that took it has a clock that runs ahead (or this
+// one's is behind): ranked by that time, the backup is the newest for as
+// long as the skew, the one retention always keeps while it deletes each
+// backup taken after it, and the one `latest` restores.
+const startSkew = 10 * time.Minute
+
+// CheckStart reports why the completed backup m's start time cannot rank
+// it among the others as of now: none recorded (it would rank as year 1,
+// the first retention deletes), or a start more than startSkew after now.
+// It wraps ErrStartTime; nil for a backup that did not complete, which
+// retention does not keep for its time.
+func (m Manifest) CheckStart(now time.Time) error {
+	switch {
+	case !m.OK():
+		return nil
+	case m.StartedAt.IsZero():
+		return fmt.Errorf("%w: its manifest records no start time (started_at is empty): retention cannot tell how old it is", ErrStartTime)
+	case m.StartedAt.Sub(now) > startSkew:
+		return fmt.Errorf("%w: started at %s, %s after this host's clock: the clock of the host that took it runs ahead (or this one's is behind)",
+			ErrStartTime, m.StartedAt.UTC().Format(time.RFC3339), m.StartedAt.Sub(now).Round(time.Second))
+	}
+	return nil
+}
 
 // damage reports what the listing objs of a backup's folder says is wrong
 // with the completed backup m: its data object missing, or of another size
