@@ -60,14 +60,16 @@ func TestDeleteLeavesACaptureInProgress(t *testing.T) {
 		t.Errorf("the capture's data object was deleted: %v", err)
 	}
 
-	// Left by a capture that died two days ago: delete removes it.
+	// Its mtime two days old, as a copy that keeps mtimes leaves it, but
+	// arrived just now: still left alone. main_orphan_test.go has a dead
+	// capture's leftovers deleted.
 	old := time.Now().Add(-48 * time.Hour)
 	os.Chtimes(data, old, old)
-	if r := run(t, env, "delete", id, "--confirm", id); r.code != 0 {
-		t.Errorf("delete of a dead capture's leftovers: exit %d\n%s", r.code, r.stderr)
+	if r := run(t, env, "delete", id, "--confirm", id); r.code != exitFailure || !strings.Contains(r.stderr, "has no manifest yet") {
+		t.Errorf("delete of objects with an old mtime that arrived just now: exit %d, want 1 saying a capture may still be writing it\n%s", r.code, r.stderr)
 	}
-	if _, err := os.Stat(data); !os.IsNotExist(err) {
-		t.Errorf("leftover data object still there: %v", err)
+	if _, err := os.Stat(data); err != nil {
+		t.Errorf("the object that arrived just now was deleted: %v", err)
 	}
 }
 

@@ -562,7 +562,9 @@ func TestPruneCommand(t *testing.T) {
 		}
 		ids = append(ids, lastLine(r.stdout))
 	}
-	// A capture that died before its manifest, two hours ago.
+	// Objects without a manifest whose mtime says two hours old, but that
+	// arrived just now (a copy keeps the mtime): a capture's or a copy's
+	// still being written, kept. main_orphan_test.go has orphans removed.
 	old := time.Now().Add(-2 * time.Hour)
 	orphan := storage.NewID(old)
 	writeObject(t, st, storage.DataKey(orphan), []byte("half a dump"))
@@ -570,7 +572,7 @@ func TestPruneCommand(t *testing.T) {
 
 	before := snapshot(t, st)
 	r := run(t, env, "prune", "--dry-run")
-	if r.code != 0 || !strings.Contains(r.stdout, "would remove  "+ids[0]) || !strings.Contains(r.stdout, orphan) || strings.Contains(r.stdout, "remove  "+ids[1]) {
+	if r.code != 0 || !strings.Contains(r.stdout, "would remove  "+ids[0]) || strings.Contains(r.stdout, orphan) || strings.Contains(r.stdout, "remove  "+ids[1]) {
 		t.Fatalf("prune --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if d := sameSnapshot(before, snapshot(t, st)); d != "" {
@@ -585,8 +587,8 @@ func TestPruneCommand(t *testing.T) {
 	if len(ms) != 2 || !(ms[0].ID == ids[2] && ms[1].ID == ids[1] || ms[0].ID == ids[1] && ms[1].ID == ids[2]) {
 		t.Fatalf("after prune: %+v, want %v", ms, ids[1:])
 	}
-	if objs, _ := st.List(context.Background(), orphan); len(objs) != 0 {
-		t.Fatalf("orphan left: %v", objs)
+	if objs, _ := st.List(context.Background(), orphan); len(objs) != 1 {
+		t.Fatalf("objects that arrived just now: %v, want the one left", objs)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ type Config struct {
 	Globals          bool   `envconfig:"GLOBALS" default:"true" desc:"Also store pg_dumpall --globals-only (roles, tablespaces) next to each dump."`
 
 	Schedule      string   `envconfig:"SCHEDULE" desc:"When the daemon backs up: '02:00 America/Los_Angeles', '02:00,14:00 CET', or cron '0 */6 * * *' (CRON_TZ= prefix allowed). Unset: no scheduled backups."`
-	KeepLast      int      `envconfig:"KEEP_LAST" default:"0" desc:"Retention: keep the N newest good backups."`
+	KeepLast      int      `envconfig:"KEEP_LAST" default:"0" desc:"Retention: keep the N newest good backups. The four KEEP_* may not all be 0 (that keeps only the newest backup, not every one): set KEEP_LAST=1 to keep only the newest."`
 	KeepDaily     int      `envconfig:"KEEP_DAILY" default:"7" desc:"Retention: keep the newest good backup of each of the last N days (schedule's time zone)."`
 	KeepWeekly    int      `envconfig:"KEEP_WEEKLY" default:"4" desc:"Retention: keep the newest good backup of each of the last N ISO weeks."`
 	KeepMonthly   int      `envconfig:"KEEP_MONTHLY" default:"0" desc:"Retention: keep the newest good backup of each of the last N months."`
@@ -134,10 +135,16 @@ func Load() (*Config, error) {
 		}
 		v.Field(i).Set(one.Elem().Field(0))
 	}
+	// A KEEP_* that did not parse is left 0, which is not what it says.
+	keepUnparsed := slices.ContainsFunc(errs, func(e FieldError) bool { return strings.HasPrefix(e.Var, Prefix+"_KEEP_") })
 	errs = append(errs, c.readSecretFiles()...)
 	errs = append(errs, unknownVars(os.Environ())...)
 	c.applyFallbacks()
-	errs = append(errs, c.Validate()...)
+	for _, e := range c.Validate() {
+		if !(keepUnparsed && errors.Is(e.Err, errKeepOnlyNewest)) {
+			errs = append(errs, e)
+		}
+	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
 		return nil, errs
@@ -375,6 +382,9 @@ func (c *Config) Validate() Errors {
 			bad(name, "%d is negative", n)
 		}
 	}
+	if c.KeepLast == 0 && c.KeepDaily == 0 && c.KeepWeekly == 0 && c.KeepMonthly == 0 {
+		errs = append(errs, FieldError{SourceVar("KEEP_LAST"), errKeepOnlyNewest})
+	}
 	for name, raw := range map[string]string{"WEBHOOK_URL": c.WebhookURL, "PING_URL": c.PingURL} {
 		if raw == "" {
 			continue
@@ -430,6 +440,15 @@ func (c *Config) Validate() Errors {
 	}
 	return errs
 }
+
+// errKeepOnlyNewest refuses a policy whose four counts are all 0. Where 0
+// turns a setting off (STALL_TIMEOUT, BACKEND_NICE), all four at 0 reads
+// as "retention off"; but retention always keeps the newest good backup
+// and nothing more, so the pass after each backup deleted every other one.
+var errKeepOnlyNewest = errors.New("0, and so are PGBACKUPS_KEEP_DAILY, PGBACKUPS_KEEP_WEEKLY and PGBACKUPS_KEEP_MONTHLY: " +
+	"retention would keep only the newest backup and delete every other one after each backup and on every `pgbackups prune` " +
+	"(0 does not turn retention off, and nothing does). To keep only the newest backup, set PGBACKUPS_KEEP_LAST=1; " +
+	"to keep every backup, set PGBACKUPS_KEEP_LAST above the number you will ever store (say 100000)")
 
 // SourceVar names the variable the field with tag name came from, so an
 // error names what the user set: NAME_FILE for a secret read from a file,

@@ -17,7 +17,9 @@ type PruneOptions struct {
 	// Location is the calendar daily, weekly and monthly rules count in:
 	// the schedule's time zone. Nil means UTC.
 	Location *time.Location
-	// Now is the current time, for Grace.
+	// Now is the current time, for Grace, and what backups' start times
+	// are checked against (Manifest.CheckStart): one that starts after it
+	// is left alone, not counted as the newest. Zero is the catalog's clock.
 	Now time.Time
 	// Grace protects objects without a manifest, and a file store's
 	// temporary files, until they are this old: they may belong to a
@@ -49,7 +51,7 @@ type Pruned struct {
 	Reason  string // one of the Prune* constants
 	Objects int
 	Bytes   int64
-	Time    time.Time // the backup's start, or the object's modification time
+	Time    time.Time // the backup's start; for an orphan or a temporary file, when it was last written (Object.Modified)
 }
 
 // PruneResult is what Prune did.
@@ -62,7 +64,8 @@ type PruneResult struct {
 	// Unreadable lists the backups Prune leaves alone because only a person
 	// should decide about them, each with Err saying why: a manifest that
 	// exists but cannot be read, or a completed backup whose objects are
-	// missing or not the size its manifest records (Entry.Damaged). None
+	// missing or not the size its manifest records, or whose start time
+	// is missing or ahead of Now (Entry.Damaged). None
 	// of them counts as a good backup kept: retention keeps good ones as if
 	// they were not there.
 	Unreadable []Entry
@@ -90,7 +93,9 @@ type temporaryStore interface {
 // newest good one, objects without a manifest (a capture that died before
 // writing it) once older than the grace, and, on the file store, temporary
 // files or S3 multipart uploads a crash left behind, also after the grace. Backups are deleted with
-// Catalog.Delete, manifest first. Prune goes on past a failed deletion and
+// Catalog.Delete, manifest first; an orphan's folder is listed again
+// first and left if a manifest or a new object has arrived (removeOrphan).
+// Prune goes on past a failed deletion and
 // returns every error at the end, but removes no more backups once one it
 // keeps is gone or damaged (a `pgbackups delete` beside it): the policy
 // removed the others because that one stayed.
@@ -98,6 +103,9 @@ type temporaryStore interface {
 // The daemon calls it after each backup; `pgbackups prune` calls it on demand.
 func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error) {
 	var res PruneResult
+	if !o.Now.IsZero() {
+		cat.Now = func() time.Time { return o.Now }
+	}
 	entries, err := cat.Entries(ctx)
 	if err != nil {
 		return res, fmt.Errorf("prune: %w", err)
@@ -112,7 +120,8 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 			res.Unreadable = append(res.Unreadable, e)
 		case e.Damaged != nil:
 			// Counted as good, it could be the one "newest" or a KEEP_*
-			// rule keeps in place of a backup that restores.
+			// rule keeps in place of a backup that restores, or (a start
+			// time ahead of the clock) of every backup taken after it.
 			e.Err = e.Damaged
 			res.Unreadable = append(res.Unreadable, e)
 		case e.Manifest != nil:
@@ -186,6 +195,13 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 				continue
 			}
 			err = cat.Delete(ctx, p.ID)
+		case p.Reason == PruneOrphan:
+			var left string
+			p, left, err = removeOrphan(ctx, cat.Store, p, cutoff)
+			if left != "" {
+				res.Notes = append(res.Notes, left)
+				continue
+			}
 		case p.ID != "":
 			err = cat.Delete(ctx, p.ID)
 		default:
@@ -198,6 +214,49 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		res.Removed = append(res.Removed, p)
 	}
 	return res, errors.Join(errs...)
+}
+
+// removeOrphan removes what backup p.ID's folder holds now, if it is
+// still an orphan older than cutoff, and returns p counting what it
+// removed. The listing Prune decided on may be minutes old: a copy of a
+// backup (data first, manifest last) or a capture may have written to the
+// folder since. So the folder is listed again, and left, with a note
+// saying why, once it holds a manifest or an object written after cutoff.
+// Only the objects that listing shows are removed, never through
+// Catalog.Delete, which lists the folder again itself and takes the
+// manifest first: a manifest that arrives in between is left. Should one
+// arrive while the rest goes, the backup it describes has lost objects,
+// and the error says so.
+func removeOrphan(ctx context.Context, st Store, p Pruned, cutoff time.Time) (Pruned, string, error) {
+	objs, err := st.List(ctx, p.ID+"/")
+	if err != nil {
+		return p, "", err
+	}
+	objs = byBackup(objs)[p.ID] // not what someone nested deeper in the folder
+	newest := newestModified(objs)
+	switch {
+	case len(objs) == 0:
+		return p, "", ErrNotFound // removed beside this prune
+	case holdsManifest(objs, p.ID):
+		return p, fmt.Sprintf("left %s: a manifest was written to it while prune ran, so it is no orphan", p.ID), nil
+	case !newest.Before(cutoff):
+		return p, fmt.Sprintf("left %s: written to at %s, while prune ran, so a capture or a copy may be writing it", p.ID, newest.Format(time.RFC3339)), nil
+	}
+	removed := Pruned{ID: p.ID, Reason: p.Reason, Time: newest}
+	var errs []error
+	for _, o := range objs {
+		err := st.Delete(ctx, o.Key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		removed.Objects++
+		removed.Bytes += o.Size
+	}
+	if after, err := st.List(ctx, p.ID+"/"); err == nil && holdsManifest(after, p.ID) {
+		errs = append(errs, fmt.Errorf("a manifest was written to it while its objects were removed as an orphan's: check it with `pgbackups verify %s`", p.ID))
+	}
+	return removed, "", errors.Join(errs...)
 }
 
 // keptStill lists the store again and reports a good backup in kept

@@ -17,9 +17,33 @@ import (
 	"github.com/pgbackups/pgbackups/storage/file"
 )
 
+// mtimeStore is a file store whose objects list as last written at their
+// mtime, which a test can set: the store itself takes the later ctime,
+// which it cannot. An orphan's age is what prune judges; on S3 the server
+// sets it as the store here does.
+type mtimeStore struct{ *file.Store }
+
+func (s mtimeStore) List(ctx context.Context, prefix string) ([]storage.Object, error) {
+	return s.mtimes(s.Store.List(ctx, prefix))
+}
+
+func (s mtimeStore) Temporaries(ctx context.Context) ([]storage.Object, error) {
+	return s.mtimes(s.Store.Temporaries(ctx))
+}
+
+func (s mtimeStore) mtimes(objs []storage.Object, err error) ([]storage.Object, error) {
+	for i, o := range objs {
+		if info, serr := os.Stat(s.Location(o.Key)); serr == nil {
+			objs[i].Modified = info.ModTime()
+		}
+	}
+	return objs, err
+}
+
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
-	st, cat := fileCatalog(t)
+	st, _ := fileCatalog(t)
+	cat := storage.Catalog{Store: mtimeStore{st}}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	old := now.Add(-48 * time.Hour)
 

@@ -244,7 +244,9 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 }
 
 // List implements storage.Store. A prefix with a slash is looked up in its
-// folder only.
+// folder only. An object's Modified is when it was last written or put in
+// place (lastChange), not the mtime a copy may have carried over: prune
+// and delete judge by it whether a capture may still be writing a backup.
 func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, error) {
 	start := s.Root
 	if i := strings.LastIndex(prefix, "/"); i > 0 && filepath.IsLocal(filepath.FromSlash(prefix[:i])) {
@@ -291,7 +293,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.Object, erro
 				info = target
 			}
 		}
-		objs = append(objs, storage.Object{Key: key, Size: info.Size(), Modified: info.ModTime()})
+		objs = append(objs, storage.Object{Key: key, Size: info.Size(), Modified: lastChange(info)})
 		return nil
 	})
 	if err != nil {
@@ -362,7 +364,8 @@ func (s *Store) Location(key string) string {
 	return filepath.Join(dir, filepath.FromSlash(key))
 }
 
-// Temporaries lists unfinished writes (a crash mid-Put), for prune.
+// Temporaries lists unfinished writes (a crash mid-Put), for prune, each
+// Modified as List's.
 func (s *Store) Temporaries(context.Context) ([]storage.Object, error) {
 	var objs []storage.Object
 	err := filepath.WalkDir(s.Root, func(p string, d fs.DirEntry, err error) error {
@@ -381,7 +384,7 @@ func (s *Store) Temporaries(context.Context) ([]storage.Object, error) {
 		if err != nil {
 			return nil
 		}
-		objs = append(objs, storage.Object{Key: key, Size: info.Size(), Modified: info.ModTime()})
+		objs = append(objs, storage.Object{Key: key, Size: info.Size(), Modified: lastChange(info)})
 		return nil
 	})
 	return objs, err
