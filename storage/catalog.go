@@ -410,9 +410,10 @@ const idSecond = len("20060102-150405")
 // backup (Entries reads them all): that backup, or an error wrapping
 // ErrNoBackups, and the newest failed backup if one came after it.
 // Unreadable manifests are passed over here, and so are completed backups
-// whose start time cannot rank them (CheckStart): one stamped a month
-// ahead would be the daemon's last success for that month, and no run
-// overdue. List shows them.
+// whose start time cannot rank them (CheckStart), and failed ones from
+// ahead of the clock: one stamped a month ahead would be the daemon's last
+// success (or failure) for that month, and no run overdue. List shows
+// them.
 func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *Manifest, err error) {
 	now := c.now()
 	objs, err := c.Store.List(ctx, "")
@@ -438,7 +439,9 @@ func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *M
 			if err != nil && ctx.Err() != nil {
 				return Manifest{}, nil, ctx.Err()
 			}
-			if err == nil && m.CheckStart(now) == nil {
+			// A failed one from ahead of the clock too: the daemon would
+			// say "failing" until the clock reached it.
+			if err == nil && m.CheckStart(now) == nil && m.StartedAt.Sub(now) <= startSkew {
 				group = append(group, Entry{ID: id, Manifest: &m})
 			}
 		}

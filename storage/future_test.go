@@ -183,3 +183,30 @@ func TestLatestStopsAtMisdatedBackup(t *testing.T) {
 		})
 	}
 }
+
+// TestNewestPassesOverFailureFromAhead: a failed backup stamped ahead of
+// the clock is not the failure after the last success the daemon reports
+// (its /healthz said "failing" until the clock reached it).
+func TestNewestPassesOverFailureFromAhead(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := storage.Catalog{Store: st, Now: func() time.Time { return now }}
+	good := putBackup(t, st, now.Add(-time.Hour), now.Add(-time.Hour))
+	for _, at := range []time.Time{now.Add(time.Hour), now.Add(-time.Minute)} {
+		id := storage.NewID(at)
+		if err := cat.WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusFailed, StartedAt: at, FinishedAt: at.Add(time.Second), Error: "pg_dump: exit status 1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, failed, err := cat.Newest(ctx)
+	if err != nil || m.ID != good {
+		t.Fatalf("newest: %s %v, want %s", m.ID, err, good)
+	}
+	if failed == nil || !failed.StartedAt.Equal(now.Add(-time.Minute)) {
+		t.Errorf("failure after it: %+v, want the one a minute ago, not the one an hour ahead", failed)
+	}
+}
