@@ -182,6 +182,11 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 			"server", o.Conn.String())
 	}
 	warnNewerDump(log, pgDump, info.Major())
+	if skew := info.ClockSkew(began); skew != 0 {
+		w := clockSkewWarning(skew)
+		log.Warn(w, "clock_skew_seconds", skew.Seconds())
+		m.Warnings = append(m.Warnings, w)
+	}
 	var standby *standbySource
 	if o.DumpConn != nil {
 		if standby, err = checkStandby(ctx, o.Conn, info, *o.DumpConn, pgDump, log); err != nil {
@@ -815,4 +820,17 @@ func lockTableAdvice(ctx context.Context, c Conn) string {
 	want = max(perXact*2, (want+63)/64*64)
 	return fmt.Sprintf("%s, here %d x (%d + %d) = %d locks, and this database has %d tables, partitions and sequences: set max_locks_per_transaction = %d or more %s",
 		why, perXact, conns, prepared, perXact*(conns+prepared), rels, want, fix)
+}
+
+// clockSkewWarning says what a clock skew against the server (this host
+// ahead if positive) does to the backups this host stamps.
+func clockSkewWarning(skew time.Duration) string {
+	way := "ahead of"
+	if skew < 0 {
+		way = "behind"
+	}
+	return fmt.Sprintf("this host's clock is %s %s the database server's: backup ids and times come from this host's clock, "+
+		"and retention and `latest` order backups by them, so backups taken by hosts with different clocks are misordered, "+
+		"and one stamped over 10 minutes ahead is listed as misdated elsewhere; keep this host's clock in sync (NTP)",
+		skew.Abs().Round(time.Second), way)
 }

@@ -32,6 +32,11 @@ type ServerInfo struct {
 	// Tables counts the database's own tables: not the catalogs', nor an
 	// extension's (PostGIS's spatial_ref_sys, pg_cron's cron.job).
 	Tables int64
+	// Clock is the server's clock (clock_timestamp()) when this host's
+	// read Asked, halfway through the query that read it; RTT is that
+	// query's round trip, the reading's uncertainty.
+	Clock, Asked time.Time
+	RTT          time.Duration
 }
 
 // Major is the server's major version (15 for 150018, 9 for 90624: dumping
@@ -110,7 +115,8 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var s ServerInfo
-	err = conn.QueryRow(ctx, `SELECT current_database(),
+	sent := time.Now()
+	err = conn.QueryRow(ctx, `SELECT clock_timestamp(), current_database(),
 		current_setting('server_version'),
 		current_setting('server_version_num')::int,
 		pg_database_size(current_database()),
@@ -120,10 +126,12 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 		 WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
 		   AND n.nspname NOT LIKE 'pg\_%'
 		   AND NOT EXISTS (SELECT 1 FROM pg_depend d
-		     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))`).Scan(&s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery, &s.Started, &s.DatabaseOID, &s.Tables)
+		     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))`).Scan(&s.Clock, &s.Database, &s.Version, &s.VersionNum, &s.SizeBytes, &s.InRecovery, &s.Started, &s.DatabaseOID, &s.Tables)
 	if err != nil {
 		return failed(err)
 	}
+	s.RTT = time.Since(sent)
+	s.Asked = sent.Add(s.RTT / 2)
 	// Best effort: it tells two clusters' same-named databases apart.
 	if s.VersionNum >= 90600 {
 		var id int64
@@ -142,3 +150,27 @@ func Preflight(ctx context.Context, c Conn) (ServerInfo, error) {
 // keepalives give up, most of an hour later. pg_database_size of a
 // database with very many files takes seconds, not minutes.
 var preflightTimeout = 2 * time.Minute
+
+// clockSkewLimit is how far the clock that stamps a backup (its id and
+// times) may be from the database server's before capture warns. Servers
+// keep NTP time; a host a minute off already misorders backups taken
+// minutes apart by replicas, and at 10 minutes ahead other hosts list its
+// backups as misdated (storage.Manifest.CheckStart).
+const clockSkewLimit = time.Minute
+
+// ClockSkew is how far ahead of the server's clock (behind, if negative)
+// the clock stamp read, at stamped, was when pre-flight read the server's:
+// zero within clockSkewLimit and the reading's uncertainty. stamped is
+// read from stamp's clock, not time.Now, which may be another (tests).
+func (s ServerInfo) ClockSkew(stamped time.Time) time.Duration {
+	if s.Clock.IsZero() || s.Asked.IsZero() {
+		return 0
+	}
+	// The stamping clock at the moment the server's was read: the time
+	// elapsed since, on the monotonic clock, taken back off stamped.
+	skew := stamped.Add(-time.Since(s.Asked)).Sub(s.Clock)
+	if skew.Abs() <= clockSkewLimit+s.RTT/2 {
+		return 0
+	}
+	return skew
+}
