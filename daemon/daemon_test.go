@@ -1231,6 +1231,32 @@ func background(t *testing.T, f func()) (ended func(d time.Duration, stuck strin
 	}
 }
 
+// startRun runs d until the test ends, then checks Run's error; it
+// returns once the daemon says it started.
+func startRun(t *testing.T, d *Daemon, logs *logBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	waitLogged(t, logs, "daemon started")
+}
+
+// waitLogged waits up to 5 s for what to appear in logs.
+func waitLogged(t *testing.T, logs *logBuffer, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not logged within 5s: %q\n%s", what, logs)
+		}
+	}
+}
+
 func waitHTTP(t *testing.T, url string) *http.Response {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -1592,20 +1618,7 @@ func TestRunAfterSleepStartsByTheWallClock(t *testing.T) {
 				Now:         clock.Now,
 			})
 			d.wallPoll = 10 * time.Millisecond
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- d.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
-			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "daemon started"); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("the daemon did not start:\n%s", logs)
-				}
-			}
+			startRun(t, d, logs)
 			clock.Set(woke) // the host wakes up, hours after the run
 			select {
 			case at := <-ran:
@@ -1683,17 +1696,9 @@ func TestHTTPFailureStopsWaitingRuns(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.Run(context.Background()) }()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "daemon started"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not start:\n%s", logs)
-		}
-	}
+	waitLogged(t, logs, "daemon started")
 	clock.Set(due)
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "backup failed; retrying"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the run did not fail and plan its retry:\n%s", logs)
-		}
-	}
+	waitLogged(t, logs, "backup failed; retrying")
 	close(fail)
 	select {
 	case err := <-done:
@@ -1743,26 +1748,9 @@ func TestRunAfterSleepWhileWaiting(t *testing.T) {
 				Now:            clock.Now,
 			})
 			d.wallPoll = 10 * time.Millisecond
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- d.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
-			wait := func(what string) {
-				t.Helper()
-				for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); time.Sleep(5 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatalf("no %q:\n%s", what, logs)
-					}
-				}
-			}
-			wait("daemon started")
+			startRun(t, d, logs)
 			clock.Set(time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC))
-			wait("backup failed")
+			waitLogged(t, logs, "backup failed")
 			time.Sleep(100 * time.Millisecond)                      // the job waits
 			clock.Set(time.Date(2026, 3, 11, 5, 0, 0, 0, time.UTC)) // slept past the 03-11 02:00 run
 			for deadline := time.Now().Add(5 * time.Second); d.state.lastSuccess() == nil; time.Sleep(10 * time.Millisecond) {
@@ -1779,7 +1767,7 @@ func TestRunAfterSleepWhileWaiting(t *testing.T) {
 					t.Errorf("logged %q:\n%s", l, logs)
 				}
 			}
-			wait(`msg="scheduled run started late: the process was paused, or the clock jumped" component=daemon due=2026-03-11T02:00:00Z late_by=3h0m0s`)
+			waitLogged(t, logs, `msg="scheduled run started late: the process was paused, or the clock jumped" component=daemon due=2026-03-11T02:00:00Z late_by=3h0m0s`)
 			d.mu.Lock()
 			next := d.nextRun
 			d.mu.Unlock()
@@ -1816,11 +1804,7 @@ func TestScheduledRunsTheRunDueWhileWaiting(t *testing.T) {
 	d.nextRun = first
 	ctx := context.Background()
 	ended := background(t, func() { d.scheduled(ctx, ctx) })
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "backup failed"); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first run did not fail:\n%s", logs)
-		}
-	}
+	waitLogged(t, logs, "backup failed")
 	clock.Set(time.Date(2026, 3, 11, 5, 0, 0, 0, time.UTC)) // slept past the 03-11 02:00 run
 	ended(5*time.Second, "the job did not end after the run it owed")
 	if n := captures.Load(); n != 2 {
