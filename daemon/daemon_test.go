@@ -1713,6 +1713,22 @@ func TestHTTPFailureStopsWaitingRuns(t *testing.T) {
 	}
 }
 
+// failsFirst is a Capture whose first backup fails and later ones
+// complete at clock's time, counting calls in n.
+func failsFirst(clock *fakeClock, n *atomic.Int32) func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+	return func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+		if n.Add(1) == 1 {
+			return storage.Manifest{}, errors.New("the database is down")
+		}
+		return manifest("20260311-050000-woke", clock.Now(), time.Second), nil
+	}
+}
+
+// storedBefore is a Latest that finds the backup of the day before.
+func storedBefore(context.Context) (storage.Manifest, *storage.Manifest, error) {
+	return manifest("20260309-020000-prev", time.Date(2026, 3, 9, 2, 1, 0, 0, time.UTC), time.Minute), nil, nil
+}
+
 // TestRunAfterSleepWhileWaiting: the host sleeps (or the clock is set
 // forward) past the next run while the job of the one before is still
 // waiting: watching storage after giving up, or pausing before a retry.
@@ -1732,16 +1748,9 @@ func TestRunAfterSleepWhileWaiting(t *testing.T) {
 			clock := &fakeClock{t: time.Date(2026, 3, 10, 1, 0, 30, 0, time.UTC)}
 			var captures atomic.Int32
 			d, logs := newDaemon(t, Options{
-				Schedule: mustParse(t, "02:00 UTC"),
-				Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
-					if captures.Add(1) == 1 {
-						return storage.Manifest{}, errors.New("the database is down")
-					}
-					return manifest("20260311-050000-woke", clock.Now(), time.Second), nil
-				},
-				Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
-					return manifest("20260309-020000-prev", time.Date(2026, 3, 9, 2, 1, 0, 0, time.UTC), time.Minute), nil, nil
-				},
+				Schedule:       mustParse(t, "02:00 UTC"),
+				Capture:        failsFirst(clock, &captures),
+				Latest:         storedBefore,
 				Retry:          tc.retry,
 				FollowInterval: 500 * time.Millisecond,
 				HealthGrace:    time.Hour,
@@ -1787,16 +1796,9 @@ func TestScheduledRunsTheRunDueWhileWaiting(t *testing.T) {
 	clock := &fakeClock{t: first}
 	var captures atomic.Int32
 	d, logs := newDaemon(t, Options{
-		Schedule: mustParse(t, "02:00 UTC"),
-		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
-			if captures.Add(1) == 1 {
-				return storage.Manifest{}, errors.New("the database is down")
-			}
-			return manifest("20260311-050000-woke", clock.Now(), time.Second), nil
-		},
-		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
-			return manifest("20260309-020000-prev", time.Date(2026, 3, 9, 2, 1, 0, 0, time.UTC), time.Minute), nil, nil
-		},
+		Schedule:       mustParse(t, "02:00 UTC"),
+		Capture:        failsFirst(clock, &captures),
+		Latest:         storedBefore,
 		FollowInterval: 20 * time.Millisecond,
 		Now:            clock.Now,
 	})
