@@ -128,7 +128,12 @@ func (d *Daemon) waitForDue(stop context.Context) bool {
 // the wall clock: only a host asleep or a clock jump makes that true.
 func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) (nextDue bool) {
 	next := d.opts.Schedule.Next(tick)
-	passed := func() bool { return !next.IsZero() && !d.now().Before(next) }
+	// Whether the next run's time came during a wait that began at began.
+	// Not one an attempt overran: a backup that runs into the next run
+	// drops it, as gocron does, rather than start another at once.
+	passedWaiting := func(began time.Time) bool {
+		return !next.IsZero() && began.Before(next) && !d.now().Before(next)
+	}
 	pause := d.opts.Retry.Backoff
 	// Set once the run was skipped here or failed here: another replica
 	// may have backed it up since (a follower takes over a lock this daemon
@@ -149,11 +154,12 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) (nextD
 			d.sdnotify(sdnotify.Status(fmt.Sprintf("last backup %s ok; next %s", o.man.ID, next.Format(time.RFC3339))))
 			return false
 		case resultSkipped:
+			waiting := d.now()
 			wctx, cancel := d.beforeNext(stop, bctx, next)
 			again := d.followOther(wctx, tick, next)
 			cancel()
 			if !again || stop.Err() != nil {
-				return passed()
+				return passedWaiting(waiting)
 			}
 			// The holder let go without a backup (it was a prune, or its
 			// backup failed): this run is still owed. A skip is not a
@@ -184,13 +190,14 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) (nextD
 			d.sdnotify(sdnotify.Status("last backup failed; next " + next.Format(time.RFC3339)))
 		}
 		d.webhook.post(ev)
+		waiting := d.now()
 		if giveUp != "" {
 			if stop.Err() == nil {
 				wctx, cancel := d.beforeNext(stop, bctx, next)
 				d.watchStored(wctx, tick, next)
 				cancel()
 			}
-			return passed()
+			return passedWaiting(waiting)
 		}
 		wctx, cancel := d.until(stop, bctx, next)
 		rested := sleep(wctx, pause)
@@ -202,7 +209,7 @@ func (d *Daemon) runScheduled(stop, bctx context.Context, tick time.Time) (nextD
 				d.log.Warn("backup not retried: the next scheduled run is due; the host slept, or the clock jumped, during the pause",
 					backupAttr(o.man.ID), "next_run", next.Format(time.RFC3339))
 			}
-			return passed()
+			return passedWaiting(waiting)
 		}
 		pause *= 2
 	}

@@ -1832,3 +1832,37 @@ func TestScheduledRunsTheRunDueWhileWaiting(t *testing.T) {
 		t.Errorf("%d captures after the next day's run, want 3\n%s", n, logs)
 	}
 }
+
+// TestFailedOverrunDropsTheNextRun: an attempt that itself runs past the
+// next run's time and fails drops that run, as a successful one does; the
+// job does not take it for a run slept through and back up again at once.
+func TestFailedOverrunDropsTheNextRun(t *testing.T) {
+	first := time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: first}
+	var captures atomic.Int32
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "0 * * * *"),
+		Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) {
+			if captures.Add(1) == 1 {
+				clock.Set(first.Add(65 * time.Minute)) // it ran 65 minutes, then failed
+				return storage.Manifest{}, errors.New("stalled")
+			}
+			return manifest("20260310-030500-late", clock.Now(), time.Second), nil
+		},
+		Latest:         storedBefore,
+		Retry:          Retry{Max: 3, Backoff: time.Minute},
+		FollowInterval: 20 * time.Millisecond,
+		Now:            clock.Now,
+	})
+	d.wallPoll = 10 * time.Millisecond
+	d.nextRun = first
+	ctx := context.Background()
+	ended := background(t, func() { d.scheduled(ctx, ctx) })
+	ended(5*time.Second, "the job did not end after the failed attempt")
+	if n := captures.Load(); n != 1 {
+		t.Errorf("%d captures, want 1: the 03:00 run is dropped, not run late\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), "came due while this run waited") {
+		t.Errorf("an attempt's overrun was taken for a wait's:\n%s", logs)
+	}
+}
