@@ -64,11 +64,11 @@ func (m *Main) problems(ctx context.Context, man storage.Manifest) ([]string, er
 		return nil, nil
 	}
 	var out []string
-	listed := man
+	listed, damage := man, m.catalog().Damage
 	if err := man.CheckData(); err != nil {
 		out = append(out, err.Error())
 		// Said already: the listing is asked about the globals only.
-		listed.DataKey, listed.SHA256, listed.StoredBytes = "", "", 0
+		damage = m.catalog().GlobalsDamage
 	}
 	if err := man.CheckGlobals(); err != nil {
 		out = append(out, err.Error())
@@ -77,7 +77,7 @@ func (m *Main) problems(ctx context.Context, man storage.Manifest) ([]string, er
 	if err := man.CheckStart(time.Now()); err != nil {
 		out = append(out, err.Error())
 	}
-	err := m.catalog().Damage(ctx, listed)
+	err := damage(ctx, listed)
 	switch {
 	case errors.Is(err, storage.ErrDamaged):
 		out = append(out, err.Error())

@@ -452,6 +452,18 @@ func TestCorruptManifest(t *testing.T) {
 		}
 	})
 
+	// A manifest that names its data object but has no digest to check it
+	// against: info says that, and not that it names no data object.
+	t.Run("no sha256", func(t *testing.T) {
+		dir := f.copyStore(t)
+		env := f.env(dir)
+		editManifest(t, dir, f.new.ID, func(m map[string]any) { delete(m, "sha256") })
+		r := run(t, env, "info", f.new.ID)
+		if r.code != 0 || !strings.Contains(r.stdout, `sha256 "" is not a sha256 digest`) || strings.Contains(r.stdout, "names no data object") {
+			t.Errorf("info: exit %d, want the missing digest named, and the data object not called missing\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+
 	// Strays: files at the root, a folder that is no backup's, a file nested
 	// in a backup's folder, and a backup folder copied under another id
 	// whose manifest still names the original: two manifests of one id.

@@ -297,7 +297,7 @@ func (c Catalog) readEntry(ctx context.Context, e *Entry, now time.Time) {
 		e.Err = err
 	default:
 		e.Manifest = &m
-		e.Damaged = damage(m, e.Objects)
+		e.Damaged = damage(m, e.Objects, true)
 		if e.Damaged == nil {
 			e.Damaged = m.CheckStart(now)
 		}

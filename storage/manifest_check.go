@@ -172,8 +172,9 @@ func (m Manifest) CheckStart(now time.Time) error {
 // with the completed backup m: its data object missing, or of another size
 // than the manifest records, or its globals object missing. It reads
 // nothing, so it cannot see a flipped byte (verify does); nil for a backup
-// that did not complete.
-func damage(m Manifest, objs []Object) error {
+// that did not complete. Without withData, the data object is not looked
+// at: only the globals object.
+func damage(m Manifest, objs []Object, withData bool) error {
 	if !m.OK() {
 		return nil
 	}
@@ -183,6 +184,7 @@ func damage(m Manifest, objs []Object) error {
 	}
 	var errs []string
 	switch {
+	case !withData:
 	case m.DataKey == "":
 		// Every capture names its data object: without one there is
 		// nothing to restore, and counting it as good would let retention
@@ -212,11 +214,21 @@ func damage(m Manifest, objs []Object) error {
 // are a backup deleted (`pgbackups delete`, retention) since m was read,
 // not a damaged one: that error wraps ErrNotFound, not ErrDamaged.
 func (c Catalog) Damage(ctx context.Context, m Manifest) error {
+	return c.damage(ctx, m, true)
+}
+
+// GlobalsDamage is Damage of m's globals object alone, for a caller that
+// has said already what makes its data object unreadable (CheckData).
+func (c Catalog) GlobalsDamage(ctx context.Context, m Manifest) error {
+	return c.damage(ctx, m, false)
+}
+
+func (c Catalog) damage(ctx context.Context, m Manifest, withData bool) error {
 	objs, err := c.Store.List(ctx, m.ID+"/")
 	if err != nil {
 		return err
 	}
-	err = damage(m, objs)
+	err = damage(m, objs, withData)
 	if err != nil && !holdsManifest(objs, m.ID) {
 		return fmt.Errorf("backup %s was deleted while this command read it (its manifest is gone too): %w", m.ID, ErrNotFound)
 	}

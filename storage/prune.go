@@ -277,7 +277,7 @@ func keptStill(ctx context.Context, cat Catalog, kept []schedule.Decision, byID 
 		if !holdsManifest(objs, d.ID) {
 			return fmt.Errorf("prune: backup %s, which retention keeps, was deleted while prune ran; removed no more backups: prune again", d.ID)
 		}
-		if err := damage(*m, objs); err != nil {
+		if err := damage(*m, objs, true); err != nil {
 			return fmt.Errorf("prune: backup %s, which retention keeps, changed while prune ran (%v); removed no more backups: prune again", d.ID, err)
 		}
 	}
