@@ -49,6 +49,9 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	if _, err := m.captureOptions(conn, ns); err != nil {
 		return nil, err // PGBACKUPS_DUMP_URL does not parse: say so at start-up
 	}
+	if err := cfg.CheckRetention(); err != nil {
+		return nil, configError{err}
+	}
 	policy := schedule.Policy{KeepLast: cfg.KeepLast, KeepDaily: cfg.KeepDaily, KeepWeekly: cfg.KeepWeekly, KeepMonthly: cfg.KeepMonthly}
 	if w := sameDayRetention(sched, policy); w != "" {
 		m.log.Warn(w, "component", "daemon", "schedule", sched.String(), "keep_last", policy.KeepLast, "keep_daily", policy.KeepDaily)
@@ -110,7 +113,7 @@ const lockedRecheck = 10 * time.Second
 // retention deletes the one before it on the same day, so the extra runs
 // buy nothing but load.
 func sameDayRetention(s *schedule.Schedule, p schedule.Policy) string {
-	if s == nil || s.Interval() <= 0 || s.Interval() >= 23*time.Hour || p.KeepLast > 0 || p == (schedule.Policy{}) {
+	if s == nil || s.Interval() <= 0 || s.Interval() >= 23*time.Hour || p.KeepLast > 0 {
 		return ""
 	}
 	return "PGBACKUPS_SCHEDULE runs several times a day, but retention keeps at most one backup a day (PGBACKUPS_KEEP_LAST is 0): each backup's retention deletes the one before it on the same day; set PGBACKUPS_KEEP_LAST to the number of recent backups to keep"
@@ -146,7 +149,7 @@ func prune(ctx context.Context, cat storage.Catalog, o storage.PruneOptions, log
 		log.Info("retention note", "note", note)
 	}
 	for _, e := range res.Unreadable {
-		log.Warn("retention left alone a backup it cannot count as good (unreadable manifest or damaged objects)", "backup", e.ID, "err", e.Err)
+		log.Warn("retention left alone a backup it cannot count as good (unreadable manifest, damaged objects, or a start time ahead of the clock)", "backup", e.ID, "err", e.Err)
 	}
 	return len(res.Removed), len(res.Unreadable), err
 }

@@ -208,6 +208,9 @@ func (m *Main) pruneLock(ctx context.Context) (func(), error) {
 // when there is no schedule), and ORPHAN_GRACE.
 func (m *Main) pruneOptions(now time.Time) (storage.PruneOptions, error) {
 	c := m.cfg
+	if err := c.CheckRetention(); err != nil {
+		return storage.PruneOptions{}, configError{err}
+	}
 	policy := schedule.Policy{KeepLast: c.KeepLast, KeepDaily: c.KeepDaily, KeepWeekly: c.KeepWeekly, KeepMonthly: c.KeepMonthly}
 	loc := time.Local
 	if c.Schedule != "" {
@@ -242,6 +245,11 @@ func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
 	}
 	tw.Flush()
 	for _, e := range res.Unreadable {
+		if errors.Is(e.Damaged, storage.ErrStartTime) {
+			// Its data may well be good, and the newest: no delete hint.
+			fmt.Fprintf(m.Stderr, "left alone: %s is not counted as a good backup until this host's clock reaches its start (%v); fix the clock of the host that took it\n", e.ID, e.Err)
+			continue
+		}
 		what := "has a manifest that cannot be read"
 		if e.Damaged != nil {
 			what = "is not counted as a good backup"

@@ -59,4 +59,11 @@ func TestListMisdatedBackup(t *testing.T) {
 	if r.code != exitOK || !strings.Contains(r.stdout, "Problem:") || !strings.Contains(r.stdout, says) {
 		t.Errorf("info %s: exit %d\n%s%s", ahead, r.code, r.stdout, r.stderr)
 	}
+	// Its data may be good, and the newest: prune does not suggest
+	// deleting it, as it does a damaged backup.
+	r = run(t, env, "prune", "--dry-run")
+	if r.code != exitOK || !strings.Contains(r.stderr, "left alone: "+ahead+" is not counted as a good backup until this host's clock reaches its start") ||
+		strings.Contains(r.stderr, "pgbackups delete") {
+		t.Errorf("prune --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

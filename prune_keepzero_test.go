@@ -48,4 +48,12 @@ func TestPruneRefusesAllKeepZero(t *testing.T) {
 			t.Errorf("backup %s: %v", id, err)
 		}
 	}
+	// The commands that do not apply retention do not refuse it: a
+	// restore must not wait on a retention setting.
+	if r := run(t, env, "list"); r.code != 0 || !strings.Contains(r.stdout, ids[0]) {
+		t.Errorf("list: exit %d, want the backups listed:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "daemon"); r.code != exitUsage || !strings.Contains(r.stderr, "PGBACKUPS_KEEP_LAST: 0") {
+		t.Errorf("daemon: exit %d, want %d refusing the policy:\n%s", r.code, exitUsage, r.stderr)
+	}
 }

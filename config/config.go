@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,16 +134,10 @@ func Load() (*Config, error) {
 		}
 		v.Field(i).Set(one.Elem().Field(0))
 	}
-	// A KEEP_* that did not parse is left 0, which is not what it says.
-	keepUnparsed := slices.ContainsFunc(errs, func(e FieldError) bool { return strings.HasPrefix(e.Var, Prefix+"_KEEP_") })
 	errs = append(errs, c.readSecretFiles()...)
 	errs = append(errs, unknownVars(os.Environ())...)
 	c.applyFallbacks()
-	for _, e := range c.Validate() {
-		if !(keepUnparsed && errors.Is(e.Err, errKeepOnlyNewest)) {
-			errs = append(errs, e)
-		}
-	}
+	errs = append(errs, c.Validate()...)
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
 		return nil, errs
@@ -382,9 +375,6 @@ func (c *Config) Validate() Errors {
 			bad(name, "%d is negative", n)
 		}
 	}
-	if c.KeepLast == 0 && c.KeepDaily == 0 && c.KeepWeekly == 0 && c.KeepMonthly == 0 {
-		errs = append(errs, FieldError{SourceVar("KEEP_LAST"), errKeepOnlyNewest})
-	}
 	for name, raw := range map[string]string{"WEBHOOK_URL": c.WebhookURL, "PING_URL": c.PingURL} {
 		if raw == "" {
 			continue
@@ -441,10 +431,21 @@ func (c *Config) Validate() Errors {
 	return errs
 }
 
-// errKeepOnlyNewest refuses a policy whose four counts are all 0. Where 0
-// turns a setting off (STALL_TIMEOUT, BACKEND_NICE), all four at 0 reads
-// as "retention off"; but retention always keeps the newest good backup
-// and nothing more, so the pass after each backup deleted every other one.
+// CheckRetention refuses a policy whose four KEEP_* counts are all 0, for
+// the commands that apply retention (the daemon, prune). Where 0 turns a
+// setting off (STALL_TIMEOUT, BACKEND_NICE), all four at 0 reads as
+// "retention off"; but retention always keeps the newest good backup and
+// nothing more, so the pass after each backup deleted every other one.
+// The other commands do not apply it, and so do not refuse it: a restore
+// must not wait on a retention setting.
+func (c *Config) CheckRetention() error {
+	if c.KeepLast == 0 && c.KeepDaily == 0 && c.KeepWeekly == 0 && c.KeepMonthly == 0 {
+		return FieldError{SourceVar("KEEP_LAST"), errKeepOnlyNewest}
+	}
+	return nil
+}
+
+// errKeepOnlyNewest is CheckRetention's error.
 var errKeepOnlyNewest = errors.New("0, and so are PGBACKUPS_KEEP_DAILY, PGBACKUPS_KEEP_WEEKLY and PGBACKUPS_KEEP_MONTHLY: " +
 	"retention would keep only the newest backup and delete every other one after each backup and on every `pgbackups prune` " +
 	"(0 does not turn retention off, and nothing does). To keep only the newest backup, set PGBACKUPS_KEEP_LAST=1; " +

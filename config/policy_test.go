@@ -5,12 +5,12 @@ import (
 	"testing"
 )
 
-// TestLoadRefusesAllKeepZero: KEEP_LAST, KEEP_DAILY, KEEP_WEEKLY and
+// TestCheckRetentionRefusesAllKeepZero: KEEP_LAST, KEEP_DAILY, KEEP_WEEKLY and
 // KEEP_MONTHLY all 0, which reads as "retention off" (0 turns
 // STALL_TIMEOUT and BACKEND_NICE off), kept only the newest backup: each
 // retention pass deleted every other one. It is refused, and the error
 // says what to set instead. One count above 0 is a policy.
-func TestLoadRefusesAllKeepZero(t *testing.T) {
+func TestCheckRetentionRefusesAllKeepZero(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -34,7 +34,10 @@ func TestLoadRefusesAllKeepZero(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv("PGBACKUPS_KEEP_"+k, v)
 			}
-			_, err := Load()
+			c, err := Load()
+			if err == nil {
+				err = c.CheckRetention()
+			}
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Load: %v", err)
