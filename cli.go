@@ -450,7 +450,11 @@ func (m *Main) setup(ctx context.Context) error {
 	if m.cfg != nil {
 		return nil
 	}
-	cfg, err := config.Load()
+	load := config.Load
+	if m.cmd.name == "daemon" || m.cmd.name == "prune" {
+		load = config.LoadApplyingRetention // each bad variable said at once
+	}
+	cfg, err := load()
 	if err != nil {
 		return configError{err}
 	}

@@ -49,9 +49,6 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	if _, err := m.captureOptions(conn, ns); err != nil {
 		return nil, err // PGBACKUPS_DUMP_URL does not parse: say so at start-up
 	}
-	if err := cfg.CheckRetention(); err != nil {
-		return nil, configError{err}
-	}
 	policy := schedule.Policy{KeepLast: cfg.KeepLast, KeepDaily: cfg.KeepDaily, KeepWeekly: cfg.KeepWeekly, KeepMonthly: cfg.KeepMonthly}
 	if w := sameDayRetention(sched, policy); w != "" {
 		m.log.Warn(w, "component", "daemon", "schedule", sched.String(), "keep_last", policy.KeepLast, "keep_daily", policy.KeepDaily)

@@ -208,9 +208,6 @@ func (m *Main) pruneLock(ctx context.Context) (func(), error) {
 // when there is no schedule), and ORPHAN_GRACE.
 func (m *Main) pruneOptions(now time.Time) (storage.PruneOptions, error) {
 	c := m.cfg
-	if err := c.CheckRetention(); err != nil {
-		return storage.PruneOptions{}, configError{err}
-	}
 	policy := schedule.Policy{KeepLast: c.KeepLast, KeepDaily: c.KeepDaily, KeepWeekly: c.KeepWeekly, KeepMonthly: c.KeepMonthly}
 	loc := time.Local
 	if c.Schedule != "" {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,7 +98,14 @@ func (es Errors) Error() string {
 
 // Load reads the environment into a Config and validates it. Every bad
 // variable is reported in the returned Errors, not just the first.
-func Load() (*Config, error) {
+func Load() (*Config, error) { return load(false) }
+
+// LoadApplyingRetention is Load for the commands that apply retention
+// (the daemon, prune): CheckRetention's error is reported with the
+// others.
+func LoadApplyingRetention() (*Config, error) { return load(true) }
+
+func load(retention bool) (*Config, error) {
 	var c Config
 	var errs Errors
 	t := reflect.TypeOf(c)
@@ -138,6 +146,12 @@ func Load() (*Config, error) {
 	errs = append(errs, unknownVars(os.Environ())...)
 	c.applyFallbacks()
 	errs = append(errs, c.Validate()...)
+	// A KEEP_* that did not parse is left 0, which is not what it says:
+	// its own error is the one to report.
+	keepParsed := !slices.ContainsFunc(errs, func(e FieldError) bool { return strings.HasPrefix(e.Var, Prefix+"_KEEP_") })
+	if err := c.CheckRetention(); retention && keepParsed && err != nil {
+		errs = append(errs, err.(FieldError))
+	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
 		return nil, errs

@@ -5,12 +5,12 @@ import (
 	"testing"
 )
 
-// TestCheckRetentionRefusesAllKeepZero: KEEP_LAST, KEEP_DAILY, KEEP_WEEKLY and
+// TestLoadApplyingRetentionRefusesAllKeepZero: KEEP_LAST, KEEP_DAILY, KEEP_WEEKLY and
 // KEEP_MONTHLY all 0, which reads as "retention off" (0 turns
 // STALL_TIMEOUT and BACKEND_NICE off), kept only the newest backup: each
 // retention pass deleted every other one. It is refused, and the error
 // says what to set instead. One count above 0 is a policy.
-func TestCheckRetentionRefusesAllKeepZero(t *testing.T) {
+func TestLoadApplyingRetentionRefusesAllKeepZero(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -34,10 +34,10 @@ func TestCheckRetentionRefusesAllKeepZero(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv("PGBACKUPS_KEEP_"+k, v)
 			}
-			c, err := Load()
-			if err == nil {
-				err = c.CheckRetention()
+			if _, err := Load(); err != nil && strings.Contains(err.Error(), "PGBACKUPS_KEEP_LAST") {
+				t.Fatalf("Load, for commands that apply no retention: %v", err)
 			}
+			_, err := LoadApplyingRetention()
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Load: %v", err)
