@@ -93,7 +93,7 @@ func newMetrics(d *Daemon) *metrics {
 		}),
 		leftAlone: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgbackups_retention_left_alone",
-			Help: "Backups the last retention pass that listed storage left alone and did not count as good: a manifest it cannot read, or objects storage lists as missing or cut short. They take space until someone looks (pgbackups list) and deletes them. A pass that fails before it can tell keeps the count; pgbackups_retention_last_success_timestamp_seconds says how old a complete count is.",
+			Help: "Backups the last retention pass that listed storage left alone and did not count as good: a manifest it cannot read, objects storage lists as missing or cut short, or a start time ahead of the clock (misdated). They take space until someone looks (pgbackups list) and deletes them or fixes the clock. A pass that fails before it can tell keeps the count; pgbackups_retention_last_success_timestamp_seconds says how old a complete count is.",
 		}),
 		retentionSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgbackups_retention_last_success_timestamp_seconds",
