@@ -68,7 +68,7 @@ func (m *Main) capture(ctx context.Context, newCluster, newDatabase bool) (stora
 	case errors.As(err, &held):
 		return storage.Manifest{}, fmt.Errorf("not starting a second backup: %w", err)
 	case err != nil:
-		return storage.Manifest{}, err // "backup lock: connect to ..."
+		return storage.Manifest{}, err // "connect to ... (taking the backup lock)"
 	}
 	defer release()
 	man, err := dump.Capture(locked, o)

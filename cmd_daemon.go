@@ -44,6 +44,9 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What it backs up, and where to: a mistyped variable that left the
+	// storage URL at its default shows here, not at the first restore.
+	m.log.Info("backing up", "component", "daemon", "database", conn.String(), "storage", m.root())
 	cat := m.catalog()
 	ns := m.noStall() // one for every backup, so its gauges can be exported
 	if _, err := m.captureOptions(conn, ns); err != nil {

@@ -46,6 +46,8 @@ var listCommand = command{
 					// Its data may be fine: it is its place among the
 					// others that cannot be told.
 					fmt.Fprintf(m.Stderr, "warning: backup %s: %v; retention leaves it alone and does not count it as a good backup, and `latest` does not go past it: name its id to restore it\n", e.ID, e.Damaged)
+				case errors.Is(e.Damaged, storage.ErrGlobalsMissing):
+					fmt.Fprintf(m.Stderr, "warning: backup %s: %v; its data restores without --with-globals into a cluster that has its roles and tablespaces, but retention does not count it as a good backup\n", e.ID, e.Damaged)
 				case e.Damaged != nil:
 					fmt.Fprintf(m.Stderr, "warning: backup %s: %v; it cannot be restored, and retention does not count it as a good backup\n", e.ID, e.Damaged)
 				}
@@ -78,7 +80,7 @@ var listCommand = command{
 		}
 		if len(rows) == 0 {
 			if len(hidden) == 0 {
-				fmt.Fprintln(m.Stderr, "no backups stored yet; run `pgbackups capture`")
+				fmt.Fprintf(m.Stderr, "no backups stored yet in %s; run `pgbackups capture`\n", m.root())
 			} else {
 				fmt.Fprintln(m.Stderr, "no completed backups")
 			}

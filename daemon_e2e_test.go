@@ -219,7 +219,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, h = p.waitHealth("503 after the database stopped", 10*time.Second, func(code int, h daemon.Health) bool { return code == 503 })
-	if h.Status != daemon.StatusFailing || h.LastFailure == nil || !strings.Contains(h.LastFailure.Error, "backup lock: connect to") {
+	if h.Status != daemon.StatusFailing || h.LastFailure == nil || !strings.Contains(h.LastFailure.Error, "(taking the backup lock)") {
 		t.Errorf("/healthz = %+v", h.LastFailure)
 	}
 	if p.metrics()[`pgbackups_backups_total{result="failure"}`] < 1 {
@@ -391,7 +391,7 @@ func TestDaemonTwoReplicas(t *testing.T) {
 	}
 	for _, p := range []*daemonProc{a, b} {
 		logs := p.logs.String()
-		if strings.Contains(logs, `"msg":"backup skipped"`) && !strings.Contains(logs, "another pgbackups holds the lock (pid ") {
+		if strings.Contains(logs, `"msg":"backup skipped"`) && !strings.Contains(logs, "another pgbackups holds the lock (server backend pid ") {
 			t.Errorf("a skip is logged without the holder's pid")
 		}
 	}

@@ -54,4 +54,11 @@ func TestDaemonLogLinesNameTheirComponent(t *testing.T) {
 			t.Errorf("no start-up warning %q:\n%s", want, r.stderr)
 		}
 	}
+	// What it backs up and where to, said at start-up: a mistyped
+	// variable that left the storage at its default shows there.
+	if !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.Contains(l, `"msg":"backing up"`) && strings.Contains(l, `"storage":"`+store+`"`) && strings.Contains(l, `database \"app\"`)
+	}) {
+		t.Errorf("no start-up line naming the database and the storage %s:\n%s", store, r.stderr)
+	}
 }

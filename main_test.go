@@ -412,7 +412,7 @@ func TestCaptureLockConnectErrorIsNotASecondBackup(t *testing.T) {
 		"PGBACKUPS_STORAGE_URL=" + t.TempDir(),
 	}
 	r := run(t, env, "capture")
-	if r.code != exitFailure || strings.Contains(r.stderr, "second backup") || !strings.Contains(r.stderr, "backup lock: connect to database \"appdb\"") {
+	if r.code != exitFailure || strings.Contains(r.stderr, "second backup") || !strings.Contains(r.stderr, "connect to database \"appdb\"") || !strings.Contains(r.stderr, "(taking the backup lock)") {
 		t.Fatalf("exit %d, want 1 with a backup lock error that is not about a second backup:\n%s", r.code, r.stderr)
 	}
 }

@@ -228,6 +228,15 @@ func unknownVars(environ []string) Errors {
 				hint = "; the AWS SDK's own " + sdk + " sets that"
 			}
 			errs = append(errs, FieldError{name, fmt.Errorf("unknown variable%s", hint)})
+			continue
+		}
+		// The prefix itself mistyped: the setting would be silently
+		// ignored (a storage URL, and backups go to the default directory).
+		for _, typo := range []string{"PGBACKUP_", "PG_BACKUPS_", "PG_BACKUP_"} {
+			if rest, ok := strings.CutPrefix(name, typo); ok {
+				errs = append(errs, FieldError{name, fmt.Errorf("unknown variable: pgbackups reads %s_%s", Prefix, rest)})
+				break
+			}
 		}
 	}
 	return errs

@@ -70,6 +70,7 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 	t.Setenv("PGBACKUPS_GLOBALS", "nope")
 	t.Setenv("PGBACKUPS_S3_PATH_STYLE", "yes")
 	t.Setenv("PGBACKUPS_S3_ENDPOINT", "http://127.0.0.1:9000")
+	t.Setenv("PGBACKUP_STORAGE_URL", "s3://my-bucket/prod")
 	_, err := Load()
 	if err == nil {
 		t.Fatal("Load accepted a bad environment")
@@ -82,6 +83,7 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 		"PGBACKUPS_ORPHAN_GRACE: 30m0s is under 1h", "PGBACKUPS_RETRY_BACKOFF: must be positive", "PGBACKUPS_RETRY_MAX_TIME: must be positive",
 		"PGBACKUPS_STALL_TIMEOUT: 30s is under 1m", `PGBACKUPS_KEEP_DAILY: "seven" is not a whole number`,
 		`PGBACKUPS_GLOBALS: "nope" is not true or false`, `PGBACKUPS_S3_PATH_STYLE: "yes" is not true or false`, "PGBACKUPS_S3_ENDPOINT: unknown variable; the AWS SDK's own AWS_ENDPOINT_URL_S3 sets that",
+		"PGBACKUP_STORAGE_URL: unknown variable: pgbackups reads PGBACKUPS_STORAGE_URL",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

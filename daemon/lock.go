@@ -90,7 +90,9 @@ type HeldError struct {
 func (e *HeldError) Error() string {
 	var who []string
 	if e.PID != 0 {
-		who = append(who, fmt.Sprintf("pid %d", e.PID))
+		// The holder's server backend, not the pgbackups process: kill
+		// the wrong pid and a database session goes.
+		who = append(who, fmt.Sprintf("server backend pid %d", e.PID))
 	}
 	if e.Application != "" {
 		who = append(who, "application "+e.Application)
@@ -205,7 +207,7 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 func (l AdvisoryLock) Free(ctx context.Context) (bool, error) {
 	conn, err := dump.Connect(ctx, l.Conn)
 	if err != nil {
-		return false, fmt.Errorf("backup lock: %w", err)
+		return false, fmt.Errorf("%w (looking whether the backup lock is free)", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	qctx, qcancel := lockQueryContext(ctx)
@@ -231,7 +233,7 @@ func (l AdvisoryLock) TryLock(ctx context.Context) (func(), error) {
 func (l AdvisoryLock) tryLock(ctx context.Context) (*pgx.Conn, func(), error) {
 	conn, err := dump.Connect(ctx, l.Conn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("backup lock: %w", err)
+		return nil, nil, fmt.Errorf("%w (taking the backup lock)", err)
 	}
 	closeConn := func() {
 		// Closing the session releases its advisory locks. Bounded, and not

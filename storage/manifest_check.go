@@ -137,6 +137,16 @@ func isSHA256(s string) bool { return len(s) == 64 && isHex(s) }
 // a backup whose objects the listing shows damaged.
 var ErrDamaged = errors.New("damaged")
 
+// ErrGlobalsMissing is ErrDamaged when all that is wrong is a missing
+// globals object: the data object restores, without --with-globals, into
+// a cluster that has the roles and tablespaces it needs.
+var ErrGlobalsMissing error = globalsMissing{}
+
+type globalsMissing struct{}
+
+func (globalsMissing) Error() string { return ErrDamaged.Error() }
+func (globalsMissing) Unwrap() error { return ErrDamaged }
+
 // ErrStartTime is wrapped by what CheckStart reports, and by Entry.Damaged
 // for a completed backup whose start time cannot place it among the others.
 var ErrStartTime = errors.New("start time not trusted")
@@ -199,13 +209,17 @@ func damage(m Manifest, objs []Object, withData bool) error {
 			errs = append(errs, fmt.Sprintf("its data object %s is %d bytes, the manifest says %d", m.DataKey, size, m.StoredBytes))
 		}
 	}
+	kind := ErrDamaged
 	if _, ok := sizes[m.GlobalsKey]; m.GlobalsKey != "" && !ok {
+		if errs == nil {
+			kind = ErrGlobalsMissing
+		}
 		errs = append(errs, fmt.Sprintf("its globals object %s is missing", m.GlobalsKey))
 	}
 	if errs == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %s", ErrDamaged, strings.Join(errs, "; "))
+	return fmt.Errorf("%w: %s", kind, strings.Join(errs, "; "))
 }
 
 // Damage lists m's folder and reports what is wrong with the objects of
