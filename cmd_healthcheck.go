@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -126,11 +127,21 @@ func probe(ctx context.Context, w io.Writer, u string, timeout time.Duration) er
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if s := strings.TrimSpace(string(body)); s != "" {
 		fmt.Fprintln(w, s)
 	}
 	if resp.StatusCode != http.StatusOK {
+		// The daemon's verdict in the error too, where a probe's log shows
+		// only the last line: "failing: the last backup failed".
+		var h struct{ Status, Reason string }
+		if json.Unmarshal(body, &h) == nil && h.Status != "" {
+			why := h.Status
+			if h.Reason != "" {
+				why += ": " + h.Reason
+			}
+			return fmt.Errorf("GET %s: %s: %s", u, resp.Status, why)
+		}
 		return fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
 	return nil

@@ -520,7 +520,7 @@ func TestHealthcheckLive(t *testing.T) {
 		switch r.URL.Path {
 		case "/healthz":
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprint(w, `{"status":"overdue"}`)
+			fmt.Fprint(w, `{"status":"overdue","reason":"no backup since the run due at 02:00"}`)
 		case "/livez":
 			fmt.Fprint(w, `{"status":"alive"}`)
 		default:
@@ -529,7 +529,8 @@ func TestHealthcheckLive(t *testing.T) {
 	}))
 	defer srv.Close()
 	env := []string{"PGBACKUPS_HTTP_ADDR=" + strings.TrimPrefix(srv.URL, "http://")}
-	if r := run(t, env, "healthcheck"); r.code != exitFailure || !strings.Contains(r.stdout, "overdue") {
+	if r := run(t, env, "healthcheck"); r.code != exitFailure || !strings.Contains(r.stdout, "overdue") ||
+		!strings.Contains(r.stderr, "503 Service Unavailable: overdue: no backup since the run due at 02:00") {
 		t.Errorf("healthcheck: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	if r := run(t, env, "healthcheck", "--live"); r.code != exitOK || !strings.Contains(r.stdout, "alive") {

@@ -244,7 +244,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	if ln != nil {
 		go func() { serveErr <- srv.Serve(ln) }()
-		log.Info("serving /healthz and /metrics", "addr", ln.Addr().String())
+		log.Info("serving /healthz, /livez and /metrics", "addr", ln.Addr().String())
 	} else {
 		log.Info("PGBACKUPS_HTTP_ADDR is off: no /healthz or /metrics")
 	}

@@ -1180,7 +1180,7 @@ func TestRunListenError(t *testing.T) {
 // a port of the kernel's choosing, which no other process can take first.
 func servingAddr(t *testing.T, logs *logBuffer) string {
 	t.Helper()
-	re := regexp.MustCompile(`msg="serving /healthz and /metrics".* addr=(\S+)`)
+	re := regexp.MustCompile(`msg="serving /healthz, /livez and /metrics".* addr=(\S+)`)
 	var addr string
 	if !within(10*time.Second, func() bool {
 		m := re.FindStringSubmatch(logs.String())

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -49,7 +50,9 @@ func (s *Store) explain(err error) error {
 		hint = fmt.Sprintf("requests were signed for region %s, which this server does not accept: set AWS_REGION to the server's region (Backblaze B2 and Wasabi: the one in the endpoint's host name; Garage: s3_region in garage.toml, \"garage\" by default; Cloudflare R2: auto)", s.region)
 	case code == "SignatureDoesNotMatch":
 		hint = fmt.Sprintf("the server computed another signature: check that the secret key (PGBACKUPS_S3_SECRET_ACCESS_KEY or AWS_SECRET_ACCESS_KEY) is the one issued with the access key, and, for an S3-compatible server, the region (%s, set with AWS_REGION), the endpoint and PGBACKUPS_S3_PATH_STYLE, and that no proxy rewrites the request", s.region)
-	case code == "InvalidAccessKeyId":
+	// XAdminUserNotFound: VersityGW's answer (404) to an access key it
+	// does not know.
+	case code == "InvalidAccessKeyId" || code == "XAdminUserNotFound":
 		hint = "the server does not know this access key: check PGBACKUPS_S3_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID, and that the endpoint (AWS_ENDPOINT_URL_S3) is the service that issued it"
 	case code == "NoSuchBucket":
 		hint = fmt.Sprintf("pgbackups does not create buckets: create bucket %s, or correct the bucket in PGBACKUPS_STORAGE_URL", s.bucket)
@@ -57,6 +60,12 @@ func (s *Store) explain(err error) error {
 		// Marked so that the capture removes what it stored of the
 		// backup at once: it holds room the retry needs.
 		return storage.NoSpace(&hinted{err: err, hint: fmt.Sprintf("the server refused the write as out of space or over a quota of bucket %s: free room on it (pgbackups prune, fewer backups kept) or raise the quota", s.bucket)})
+	}
+	// No credentials anywhere the SDK looks: it fails before sending a
+	// request, with a message about its last resort (the EC2 instance
+	// role) and no error type to branch on but its text.
+	if hint == "" && strings.Contains(err.Error(), "failed to refresh cached credentials") {
+		hint = "no S3 credentials were found: set PGBACKUPS_S3_ACCESS_KEY_ID and PGBACKUPS_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity or instance role)"
 	}
 	if hint == "" {
 		return err

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/pgbackups/pgbackups/storage/s3"
 )
 
 // refuser answers every request as a misconfigured client's requests are
@@ -67,6 +69,10 @@ func TestErrorsSayWhatToChange(t *testing.T) {
 			srv:  refuser{status: 403, code: "InvalidAccessKeyId", msg: "The AWS Access Key Id you provided does not exist in our records."},
 			want: "check PGBACKUPS_S3_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID",
 		},
+		"access key, versitygw": {
+			srv:  refuser{status: 404, code: "XAdminUserNotFound", msg: "No user exists with the provided access key ID."},
+			want: "check PGBACKUPS_S3_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID",
+		},
 		"no bucket": {
 			srv:  refuser{status: 404, code: "NoSuchBucket", msg: "The specified bucket does not exist"},
 			want: "pgbackups does not create buckets: create bucket bkt",
@@ -118,5 +124,23 @@ func TestTemporariesNotImplemented(t *testing.T) {
 	}
 	if want := "AbortIncompleteMultipartUpload lifecycle rule"; !strings.Contains(err.Error(), want) {
 		t.Errorf("Temporaries = %v, want it to say %q", err, want)
+	}
+}
+
+// TestNoCredentialsSaysWhatToSet: with no credentials anywhere the SDK
+// looks (the instance role left out, as it is off this machine), the
+// error names the variables to set, not just the SDK's last resort.
+func TestNoCredentialsSaysWhatToSet(t *testing.T) {
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // no request to 169.254.169.254
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	st := fakeStore(t, refuser{status: 500, code: "InternalError", msg: "not reached"}, func(o *s3.Options) { o.AccessKeyID, o.SecretAccessKey = "", "" })
+	_, err := st.List(t.Context(), "")
+	if err == nil || !strings.Contains(err.Error(), "no S3 credentials were found: set PGBACKUPS_S3_ACCESS_KEY_ID") {
+		t.Errorf("List without credentials: %v", err)
 	}
 }

@@ -851,15 +851,15 @@ func validKey(key string) error {
 
 // isNotFound reports whether err says the key (or upload) does not exist:
 // NoSuchKey from GetObject, NotFound from HeadObject, or any other 404 except
-// NoSuchBucket, which is a configuration error the operator must see. (A
-// HEAD response has no body, so HeadObject on a missing bucket still reads
-// as NotFound.)
+// NoSuchBucket and VersityGW's XAdminUserNotFound (an unknown access key),
+// configuration errors the operator must see. (A HEAD response has no
+// body, so HeadObject on a missing bucket still reads as NotFound.)
 func isNotFound(err error) bool {
 	if err == nil {
 		return false
 	}
 	var api smithy.APIError
-	if errors.As(err, &api) && api.ErrorCode() == "NoSuchBucket" {
+	if errors.As(err, &api) && (api.ErrorCode() == "NoSuchBucket" || api.ErrorCode() == "XAdminUserNotFound") {
 		return false
 	}
 	var nsk *types.NoSuchKey
