@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,6 +116,19 @@ ALTER TABLE t OWNER TO reader_nopw;`)
 	}
 	if !bytes.Contains(sql, []byte("CREATE ROLE reader_nopw;")) || bytes.Contains(sql, []byte("PASSWORD")) {
 		t.Fatalf("want roles without passwords:\n%s", sql)
+	}
+	// A restore --with-globals says so where the operator looks.
+	target := pg.CreateDB(t)
+	su, err := dump.ParseConn(pg.URL(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := dump.Restore(context.Background(), dump.RestoreOptions{Store: st, Manifest: m, Target: su, PgBinDir: pg.BinDir, WithGlobals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(res.GlobalsNotes, func(n string) bool { return strings.Contains(n, "roles were stored without passwords") }) {
+		t.Errorf("restore --with-globals notes %q, want one saying the roles have no passwords", res.GlobalsNotes)
 	}
 }
 

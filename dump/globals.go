@@ -50,7 +50,7 @@ func captureGlobals(ctx context.Context, o CaptureOptions, m *storage.Manifest, 
 	args := []string{"--globals-only", "--no-password"}
 	if !canRead {
 		args = append(args, "--no-role-passwords")
-		msg := fmt.Sprintf("globals were stored without role passwords: role %q cannot read pg_authid (only a superuser can); set passwords again after restoring roles", o.Conn.User())
+		msg := fmt.Sprintf("%s: role %q cannot read pg_authid (only a superuser can); set passwords again after restoring roles", noRolePasswords, o.Conn.User())
 		m.Warnings = append(m.Warnings, msg)
 		log.Warn("globals stored without role passwords", "role", o.Conn.User(), "reason", "cannot read pg_authid")
 	}
@@ -376,3 +376,7 @@ func redactPassword(line string) string {
 	}
 	return line[:i] + "PASSWORD [redacted]" + rest[end+1:]
 }
+
+// noRolePasswords begins the manifest warning of globals stored without
+// role passwords; restore --with-globals looks for it.
+const noRolePasswords = "globals were stored without role passwords"

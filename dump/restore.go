@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -346,6 +347,11 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			globals = WithoutTablespaces(globals)
 		}
 		notes, err := applyGlobals(ctx, o.Target, psql, globals)
+		if slices.ContainsFunc(m.Warnings, func(w string) bool { return strings.HasPrefix(w, noRolePasswords) }) {
+			// Said at capture, and in info; said here too, where the
+			// operator looks, before the application fails to log in.
+			notes = append(notes, "the backup's roles were stored without passwords (it was taken by a role that cannot read pg_authid): a role created now has none; set it with ALTER ROLE name PASSWORD '...'")
+		}
 		res.GlobalsNotes = notes
 		if err != nil {
 			return fail(fmt.Errorf("%w (some of the backup's roles and tablespaces may be in the target's cluster already)", err))

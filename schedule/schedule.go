@@ -84,6 +84,9 @@ func parseDaily(text string) (*Schedule, error) {
 	fields := strings.Fields(text)
 	loc := time.UTC
 	if last := fields[len(fields)-1]; len(fields) > 1 && strings.ContainsFunc(last, unicode.IsLetter) {
+		if l := strings.ToLower(strings.TrimRight(last, ".")); l == "am" || l == "pm" || l == "a.m" || l == "p.m" {
+			return nil, fmt.Errorf("%q: times are 24-hour, without am or pm: 02:00 for 2 am, 14:00 for 2 pm", text)
+		}
 		var err error
 		if loc, err = loadZone(last); err != nil {
 			return nil, err

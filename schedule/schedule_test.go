@@ -106,6 +106,8 @@ func TestParseErrors(t *testing.T) {
 		want []string // substrings of the error
 	}{
 		{"02:00 XYZ", []string{`unknown time zone "XYZ"`, "America/Los_Angeles", "PDT", "IST", "NZDT"}},
+		{"2:00 am", []string{"times are 24-hour, without am or pm: 02:00 for 2 am, 14:00 for 2 pm"}},
+		{"2:00 PM", []string{"times are 24-hour"}},
 		{"02:00 CST6", []string{`unknown time zone "CST6"`}},
 		{"02:00 CST6CDT", []string{`unknown time zone "CST6CDT"`}},
 		{"02:00 Local", []string{`unknown time zone "Local"`}},
