@@ -125,6 +125,15 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 
 	prev, err := lowerBackend(pid, port, b.Nice)
 	if err != nil {
+		// A dump of a few tables may be over already, its backend gone
+		// from /proc before it was looked at: that is no reason to give.
+		// The monitors stop soon after pg_dump exits.
+		select {
+		case <-ctx.Done():
+			log.Debug("the dump ended before its server backend was lowered", "pid", pid)
+			return nil
+		case <-time.After(time.Second):
+		}
 		// The same reason every backup (the deployment decides it): say it
 		// once at info level.
 		level := slog.LevelDebug
