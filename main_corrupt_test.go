@@ -714,7 +714,7 @@ func TestVerifyReadsPastARefusedStatement(t *testing.T) {
 	full := f.pg.CreateDB(t)
 	f.pg.Exec(t, full, `CREATE SCHEMA app`)
 	r = run(t, f.env(f.pristine), "verify", f.new.ID, "--restore-to", f.pg.URL(full))
-	if r.code != exitFailure || !strings.Contains(r.stderr, "is not empty (1 schema)") || !strings.Contains(r.stderr, "empty scratch database") || strings.Contains(r.stderr, "--clean") {
+	if r.code != exitFailure || !strings.Contains(r.stderr, "is not empty (1 schema)") || !strings.Contains(r.stderr, "empty scratch database: drop and re-create it") || strings.Contains(r.stderr, "--clean") {
 		t.Errorf("verify --restore-to into a scratch database holding a schema: exit %d, want it refused as not empty\n%s", r.code, r.stderr)
 	}
 }

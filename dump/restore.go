@@ -1060,7 +1060,7 @@ func requireEmpty(ctx context.Context, c Conn) error {
 		return err
 	}
 	if what != "" {
-		return fmt.Errorf("%s is not empty (%s): --restore-to needs an empty scratch database, e.g. createdb pgbackups_verify", c, what)
+		return fmt.Errorf("%s is not empty (%s): --restore-to needs an empty scratch database: drop and re-create it (dropdb, then createdb), or name a new one", c, what)
 	}
 	return nil
 }
