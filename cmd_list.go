@@ -104,7 +104,7 @@ var listCommand = command{
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", man.ID, status,
 				man.StartedAt.Local().Format("2006-01-02 15:04:05 MST"),
 				man.StartedAt.UTC().Format(time.RFC3339),
-				man.Duration().Round(time.Second), man.Database,
+				roundDuration(man.Duration()), man.Database,
 				config.HumanBytes(man.StoredBytes), config.HumanBytes(man.DumpBytes))
 		}
 		return tw.Flush()
@@ -118,4 +118,13 @@ var listCommand = command{
 type listRow struct {
 	storage.Manifest
 	Problems []string `json:"problems,omitempty"`
+}
+
+// roundDuration rounds a backup's duration to the second, or under a
+// second to a tenth of one: a small database's backup is not "0s".
+func roundDuration(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }
