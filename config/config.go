@@ -232,7 +232,8 @@ func unknownVars(environ []string) Errors {
 		}
 		// The prefix itself mistyped: the setting would be silently
 		// ignored (a storage URL, and backups go to the default directory).
-		for _, typo := range []string{"PGBACKUP_", "PG_BACKUPS_", "PG_BACKUP_"} {
+		// Not PG_BACKUP_, which other backup scripts use.
+		for _, typo := range []string{"PGBACKUP_", "PG_BACKUPS_"} {
 			if rest, ok := strings.CutPrefix(name, typo); ok {
 				errs = append(errs, FieldError{name, fmt.Errorf("unknown variable: pgbackups reads %s_%s", Prefix, rest)})
 				break
