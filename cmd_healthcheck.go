@@ -127,8 +127,11 @@ func probe(ctx context.Context, w io.Writer, u string, timeout time.Duration) er
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
+	// All of it to read the verdict from, its first KiB printed: Docker
+	// keeps 4 KiB of a health check's output, and the error line, which
+	// carries the verdict, comes after it.
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if s := strings.TrimSpace(string(body)); s != "" {
+	if s := strings.TrimSpace(string(body[:min(len(body), 1024)])); s != "" {
 		fmt.Fprintln(w, s)
 	}
 	if resp.StatusCode != http.StatusOK {

@@ -540,3 +540,18 @@ func TestHealthcheckLive(t *testing.T) {
 		t.Errorf("healthcheck --live with PGBACKUPS_HTTP_ADDR=off: exit %d\nstderr: %s", r.code, r.stderr)
 	}
 }
+
+// TestHealthcheckLongBody: a failing daemon's /healthz carries pg_dump's
+// error, kilobytes of it. healthcheck prints only its start (Docker keeps
+// 4 KiB of a check's output) and puts the verdict in its error line.
+func TestHealthcheckLongBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, `{"status":"failing","reason":"the last backup failed","last_failure":{"error":%q}}`, strings.Repeat("pg_dump: error: ", 500))
+	}))
+	defer srv.Close()
+	r := run(t, []string{"PGBACKUPS_HTTP_ADDR=" + strings.TrimPrefix(srv.URL, "http://")}, "healthcheck")
+	if r.code != exitFailure || len(r.stdout) > 1100 || !strings.Contains(r.stderr, "503 Service Unavailable: failing: the last backup failed") {
+		t.Errorf("healthcheck: exit %d, %d bytes out\nstderr: %s", r.code, len(r.stdout), r.stderr)
+	}
+}

@@ -222,7 +222,7 @@ func unknownVars(environ []string) Errors {
 	var errs Errors
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, Prefix+"_") && !known[name] && !strings.HasPrefix(name, Prefix+"_TEST_") {
+		if strings.HasPrefix(name, Prefix+"_") && !known[name] && !strings.HasPrefix(name, Prefix+"_TEST_") && !serviceLink.MatchString(name) {
 			hint := suggest(name, known)
 			if sdk, ok := awsVariables[strings.TrimPrefix(name, Prefix+"_")]; ok {
 				hint = "; the AWS SDK's own " + sdk + " sets that"
@@ -232,9 +232,10 @@ func unknownVars(environ []string) Errors {
 		}
 		// The prefix itself mistyped: the setting would be silently
 		// ignored (a storage URL, and backups go to the default directory).
-		// Not PG_BACKUP_, which other backup scripts use.
+		// Only for a name of ours after it: other tools' variables (PG_BACKUP_
+		// of backup scripts, a Kubernetes Service named pgbackup) are not.
 		for _, typo := range []string{"PGBACKUP_", "PG_BACKUPS_"} {
-			if rest, ok := strings.CutPrefix(name, typo); ok {
+			if rest, ok := strings.CutPrefix(name, typo); ok && known[Prefix+"_"+rest] {
 				errs = append(errs, FieldError{name, fmt.Errorf("unknown variable: pgbackups reads %s_%s", Prefix, rest)})
 				break
 			}
@@ -242,6 +243,13 @@ func unknownVars(environ []string) Errors {
 	}
 	return errs
 }
+
+// serviceLink matches the variables Kubernetes puts in every container of
+// a namespace with a Service named pgbackups (enableServiceLinks, on by
+// default): PGBACKUPS_SERVICE_HOST, PGBACKUPS_SERVICE_PORT[_NAME],
+// PGBACKUPS_PORT and PGBACKUPS_PORT_8080_TCP[_PROTO|_PORT|_ADDR]. They are
+// not settings, and a daemon that refused them would not start.
+var serviceLink = regexp.MustCompile(`^` + Prefix + `_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
 
 // awsVariables are S3 settings pgbackups leaves to the AWS SDK, by the
 // names a user might guess for them.

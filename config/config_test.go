@@ -71,6 +71,8 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 	t.Setenv("PGBACKUPS_S3_PATH_STYLE", "yes")
 	t.Setenv("PGBACKUPS_S3_ENDPOINT", "http://127.0.0.1:9000")
 	t.Setenv("PGBACKUP_STORAGE_URL", "s3://my-bucket/prod")
+	// Not ours: a Kubernetes Service named pgbackup's link variables.
+	t.Setenv("PGBACKUP_SERVICE_HOST", "10.0.0.7")
 	_, err := Load()
 	if err == nil {
 		t.Fatal("Load accepted a bad environment")
@@ -88,6 +90,9 @@ func TestLoadReportsEveryBadVariable(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+	if strings.Contains(err.Error(), "PGBACKUP_SERVICE_HOST") {
+		t.Errorf("error names another tool's variable:\n%v", err)
 	}
 	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "notaport/app") {
 		t.Errorf("error repeats a database URL:\n%v", err)
@@ -219,5 +224,24 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.S3PartSize != 8<<20 || c.CompressionLevel != 1 || c.KeepDaily != 7 || c.KeepWeekly != 4 || !c.Globals || c.HTTPAddr != ":8080" || c.Nice != 10 || c.LockWaitTimeout.D() != 30*time.Second || c.S3PathStyle != nil {
 		t.Errorf("defaults: %+v", c)
+	}
+}
+
+// TestLoadIgnoresServiceLinks: a Kubernetes Service named pgbackups (the
+// obvious name for scraping the daemon) puts link variables with our
+// prefix in every container of its namespace; they are not settings, and
+// the daemon starts.
+func TestLoadIgnoresServiceLinks(t *testing.T) {
+	t.Setenv("PGBACKUPS_STORAGE_URL", t.TempDir())
+	for _, v := range []string{"PGBACKUPS_SERVICE_HOST", "PGBACKUPS_SERVICE_PORT", "PGBACKUPS_SERVICE_PORT_HTTP", "PGBACKUPS_PORT",
+		"PGBACKUPS_PORT_8080_TCP", "PGBACKUPS_PORT_8080_TCP_PROTO", "PGBACKUPS_PORT_8080_TCP_PORT", "PGBACKUPS_PORT_8080_TCP_ADDR"} {
+		t.Setenv(v, "10.0.0.7")
+	}
+	if _, err := Load(); err != nil {
+		t.Errorf("Load with a Service's link variables: %v", err)
+	}
+	t.Setenv("PGBACKUPS_SERVICE_HOSTS", "x") // not a link variable
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "PGBACKUPS_SERVICE_HOSTS: unknown variable") {
+		t.Errorf("Load with PGBACKUPS_SERVICE_HOSTS: %v, want it unknown", err)
 	}
 }

@@ -121,19 +121,16 @@ func (b *BackendNice) Watch(ctx context.Context, r Running) error {
 			interval = max(interval, time.Second)
 		}
 	}
-	obs.close(ctx)
-
 	prev, err := lowerBackend(pid, port, b.Nice)
-	if err != nil {
+	if err != nil && !sessionLives(ctx, obs, pid, r.AppName) {
 		// A dump of a few tables may be over already, its backend gone
 		// from /proc before it was looked at: that is no reason to give.
-		// The monitors stop soon after pg_dump exits.
-		select {
-		case <-ctx.Done():
-			log.Debug("the dump ended before its server backend was lowered", "pid", pid)
-			return nil
-		case <-time.After(time.Second):
-		}
+		obs.close(ctx)
+		log.Debug("the dump's session ended before its server backend was lowered", "pid", pid)
+		return nil
+	}
+	obs.close(ctx)
+	if err != nil {
 		// The same reason every backup (the deployment decides it): say it
 		// once at info level.
 		level := slog.LevelDebug
@@ -184,4 +181,20 @@ func isBackendTitle(title string, clientPort int) bool {
 		return strings.Contains(rest, " [local]")
 	}
 	return strings.Contains(rest, "("+strconv.Itoa(clientPort)+")")
+}
+
+// sessionLives reports whether the session pid of the dump appName is
+// still in pg_stat_activity: when it is, a backend missing from /proc is
+// not this host's to see. Unsure (the query failed) counts as living.
+func sessionLives(ctx context.Context, obs *observer, pid int, appName string) bool {
+	c, err := obs.get(ctx)
+	if err != nil {
+		return ctx.Err() == nil
+	}
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2`, pid, appName).Scan(&n); err != nil {
+		obs.fail(ctx, err)
+		return ctx.Err() == nil
+	}
+	return n > 0
 }

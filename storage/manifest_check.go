@@ -211,7 +211,7 @@ func damage(m Manifest, objs []Object, withData bool) error {
 	}
 	kind := ErrDamaged
 	if _, ok := sizes[m.GlobalsKey]; m.GlobalsKey != "" && !ok {
-		if errs == nil {
+		if errs == nil && m.CheckData() == nil {
 			kind = ErrGlobalsMissing
 		}
 		errs = append(errs, fmt.Sprintf("its globals object %s is missing", m.GlobalsKey))

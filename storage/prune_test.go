@@ -361,3 +361,37 @@ func TestPruneDatalessManifest(t *testing.T) {
 		t.Errorf("left alone %+v, want %s, damaged: names no data object", res.Unreadable, dataless)
 	}
 }
+
+// TestGlobalsMissingOnlyWhenDataReads: a backup missing only its globals
+// object restores without them, unless its manifest cannot check its data
+// either; then it is not called restorable.
+func TestGlobalsMissingOnlyWhenDataReads(t *testing.T) {
+	ctx := context.Background()
+	st, cat := fileCatalog(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		sha        string
+		restorable bool
+	}{
+		{"digests", strings.Repeat("a", 64), true},
+		{"no digest", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := storage.NewID(now)
+			now = now.Add(time.Hour)
+			if _, err := st.Put(ctx, storage.DataKey(id), strings.NewReader("data")); err != nil {
+				t.Fatal(err)
+			}
+			m := storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: now, FinishedAt: now.Add(time.Minute),
+				DataKey: storage.DataKey(id), GlobalsKey: storage.GlobalsKey(id), SHA256: tc.sha, DumpSHA256: tc.sha}
+			if err := cat.WriteManifest(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			err := cat.Damage(ctx, m)
+			if !errors.Is(err, storage.ErrDamaged) || errors.Is(err, storage.ErrGlobalsMissing) != tc.restorable {
+				t.Errorf("Damage = %v; want damaged, globals-only %v", err, tc.restorable)
+			}
+		})
+	}
+}

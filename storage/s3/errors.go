@@ -61,11 +61,12 @@ func (s *Store) explain(err error) error {
 		// backup at once: it holds room the retry needs.
 		return storage.NoSpace(&hinted{err: err, hint: fmt.Sprintf("the server refused the write as out of space or over a quota of bucket %s: free room on it (pgbackups prune, fewer backups kept) or raise the quota", s.bucket)})
 	}
-	// No credentials anywhere the SDK looks: it fails before sending a
-	// request, with a message about its last resort (the EC2 instance
-	// role) and no error type to branch on but its text.
+	// The SDK could not get credentials (none anywhere it looks, or the
+	// source in use refused: STS for a web identity, an expired SSO
+	// login): it fails before sending a request, with no error type to
+	// branch on but its text.
 	if hint == "" && strings.Contains(err.Error(), "failed to refresh cached credentials") {
-		hint = "no S3 credentials were found: set PGBACKUPS_S3_ACCESS_KEY_ID and PGBACKUPS_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity or instance role)"
+		hint = "the AWS SDK could not get S3 credentials: set PGBACKUPS_S3_ACCESS_KEY_ID and PGBACKUPS_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or check the source in use (AWS_PROFILE, a web identity's role and token, the instance role)"
 	}
 	if hint == "" {
 		return err

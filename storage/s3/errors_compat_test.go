@@ -140,7 +140,7 @@ func TestNoCredentialsSaysWhatToSet(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
 	st := fakeStore(t, refuser{status: 500, code: "InternalError", msg: "not reached"}, func(o *s3.Options) { o.AccessKeyID, o.SecretAccessKey = "", "" })
 	_, err := st.List(t.Context(), "")
-	if err == nil || !strings.Contains(err.Error(), "no S3 credentials were found: set PGBACKUPS_S3_ACCESS_KEY_ID") {
+	if err == nil || !strings.Contains(err.Error(), "the AWS SDK could not get S3 credentials: set PGBACKUPS_S3_ACCESS_KEY_ID") {
 		t.Errorf("List without credentials: %v", err)
 	}
 }

@@ -853,7 +853,9 @@ func validKey(key string) error {
 // NoSuchKey from GetObject, NotFound from HeadObject, or any other 404 except
 // NoSuchBucket and VersityGW's XAdminUserNotFound (an unknown access key),
 // configuration errors the operator must see. (A HEAD response has no
-// body, so HeadObject on a missing bucket still reads as NotFound.)
+// body, so HeadObject on a missing bucket, or with a key VersityGW does not
+// know, still reads as NotFound; a List or Get before it says what is
+// wrong.)
 func isNotFound(err error) bool {
 	if err == nil {
 		return false
