@@ -148,13 +148,13 @@ func TestDaemonLockLostMidBackup(t *testing.T) {
 			retrying = line
 		}
 	}
-	for _, want := range []string{"the backup lock was lost", "terminating connection due to administrator command"} {
+	for _, want := range []string{"the server ended the backup lock's session: it is shutting down, or an administrator terminated the session", "terminating connection due to administrator command"} {
 		if !strings.Contains(retrying, want) {
 			t.Errorf("the failure's log line lacks %q: %q", want, retrying)
 		}
 	}
 	_, h := getHealth(t, d.Handler())
-	if h.LastFailure == nil || !strings.Contains(h.LastFailure.Error, "the backup lock was lost") {
+	if h.LastFailure == nil || !strings.Contains(h.LastFailure.Error, "the server ended the backup lock's session") {
 		t.Errorf("/healthz last_failure %+v, want the lost lock", h.LastFailure)
 	}
 	if h.LastSuccess == nil || h.Status != "ok" {
@@ -171,7 +171,7 @@ func TestDaemonLockLostMidBackup(t *testing.T) {
 			completed++
 		case storage.StatusFailed:
 			failed++
-			if !strings.Contains(m.Error, "the backup lock was lost") {
+			if !strings.Contains(m.Error, "the server ended the backup lock's session") {
 				t.Errorf("failed backup %s records %q, want the lost lock", m.ID, m.Error)
 			}
 		}

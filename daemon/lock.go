@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgbackups/pgbackups/dump"
 )
@@ -37,10 +38,31 @@ type lockProber interface {
 var ErrLockLost = errors.New("the backup lock was lost (its database session ended); another pgbackups may take it")
 
 // lockLostError is ErrLockLost with what ended the session.
-type lockLostError struct{ why string }
+type lockLostError struct {
+	why  string
+	code string // the SQLSTATE the server ended the session with, if any
+}
 
 func (e *lockLostError) Error() string {
+	switch e.code {
+	case "57P02", "57P03": // crash_shutdown, cannot_connect_now
+		// Not another pgbackups's doing: the whole server is going away.
+		return "the database server is restarting, and ended the backup lock's session (" + e.why + ")"
+	case "57P01": // admin_shutdown: pg_ctl stop, and pg_terminate_backend too
+		return "the server ended the backup lock's session: it is shutting down, or an administrator terminated the session (" + e.why + ")"
+	}
 	return "the backup lock was lost (" + e.why + "); another pgbackups may take it"
+}
+
+// sessionEnded is the lockLostError for err, with which the server ended
+// the lock's session.
+func sessionEnded(err error, c dump.Conn) *lockLostError {
+	e := &lockLostError{why: "its database session ended: " + dump.Redact(err, c)}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		e.code = pe.Code
+	}
+	return e
 }
 
 func (e *lockLostError) Is(target error) bool { return target == ErrLockLost }
@@ -168,7 +190,7 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 				return // released, or ctx ended
 			}
 			if err != nil && !timedOut {
-				cancel(&lockLostError{why: "its database session ended: " + dump.Redact(err, l.Conn)})
+				cancel(sessionEnded(err, l.Conn))
 				return
 			}
 			if err == nil {
@@ -186,7 +208,7 @@ func (l AdvisoryLock) Hold(ctx context.Context) (context.Context, func(), error)
 				cancel(&lockLostError{why: fmt.Sprintf("its database session did not answer a check within %s: the network to the server or the server is gone", lockCheckTimeout)})
 				return
 			case err != nil:
-				cancel(&lockLostError{why: "its database session ended: " + dump.Redact(err, l.Conn)})
+				cancel(sessionEnded(err, l.Conn))
 				return
 			case n == 0:
 				cancel(&lockLostError{why: "its database session no longer holds it"})

@@ -217,3 +217,29 @@ func oneTableBackup(t *testing.T) (*testenv.Postgres, *file.Store, storage.Manif
 	}
 	return pg, st, m
 }
+
+// TestRestoreDatabasePropertiesOfPlainDatabase: a database with no settings
+// or grants of its own has no DATABASE PROPERTIES entry in pg_dump 11+'s
+// archive; that is nothing to warn about (the note about pg_dump before 11
+// alarmed an operator mid-restore).
+func TestRestoreDatabasePropertiesOfPlainDatabase(t *testing.T) {
+	pg := testenv.PG(t)
+	ctx := context.Background()
+	src := pg.CreateDB(t)
+	pg.Exec(t, src, `CREATE TABLE a AS SELECT 1 AS x`)
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := pg.CreateDB(t)
+	res, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, DatabaseProperties: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range res.DatabaseNotes {
+		if strings.Contains(n, "pg_dump before 11") {
+			t.Errorf("note %q about a pg_dump %s archive", n, m.PgDumpVersion)
+		}
+	}
+}

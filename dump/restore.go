@@ -451,8 +451,9 @@ func applyDatabaseEntries(ctx context.Context, o RestoreOptions, entries []Datab
 	if src == "" {
 		return 0, []string{"the archive holds no entry for the database itself (an archive it could not read?): none applied"}
 	}
-	if !props {
-		// pg_dump before 11 left them to pg_dumpall.
+	if !props && archiveMajor(o.Manifest) < 11 {
+		// pg_dump before 11 left them to pg_dumpall. From 11 on, no such
+		// entry means the database had none: nothing to say.
 		notes = append(notes, "the archive holds none of the database's settings or grants (pg_dump before 11 left them to pg_dumpall): only its owner and comment can be applied")
 	}
 	conn, err := Connect(ctx, o.Target)
