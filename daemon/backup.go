@@ -381,6 +381,19 @@ func (d *Daemon) until(stop, bctx context.Context, at time.Time) (context.Contex
 	return ctx, func() { t.Stop(); unhook(); cancel() }
 }
 
+// followEvery is how often a watch after a skipped or given-up run looks
+// at storage: FollowInterval, or a quarter of the schedule's interval when
+// that is shorter, at least a second. A schedule of a minute or less left
+// no room for a 30 s look before the next run: a replica that lost the
+// lock never saw the other's backup and stayed "failing".
+func (d *Daemon) followEvery() time.Duration {
+	every := d.opts.FollowInterval
+	if iv := d.opts.Schedule.Interval(); iv > 0 {
+		every = min(every, max(iv/4, time.Second))
+	}
+	return every
+}
+
 // followOther runs after a run was skipped because another process held
 // the lock: it watches storage for that process's backup, so this daemon's
 // /healthz reports it rather than going overdue. It reports true when the
@@ -389,7 +402,7 @@ func (d *Daemon) until(stop, bctx context.Context, at time.Time) (context.Contex
 // attempted again. It gives up, reporting false, once the holder's backup
 // is seen, before the next scheduled run, or when the daemon stops.
 func (d *Daemon) followOther(stop context.Context, tick, next time.Time) (again bool) {
-	every := d.opts.FollowInterval
+	every := d.followEvery()
 	for {
 		if !next.IsZero() && !d.now().Add(every).Before(next) {
 			return false
@@ -422,7 +435,7 @@ func (d *Daemon) watchStored(stop context.Context, tick, next time.Time) {
 	if d.opts.Latest == nil {
 		return // nothing to look at
 	}
-	every := d.opts.FollowInterval
+	every := d.followEvery()
 	for !next.IsZero() && d.now().Add(every).Before(next) {
 		if !sleep(stop, every) || d.holderStored(stop, tick) {
 			return

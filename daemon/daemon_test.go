@@ -1866,3 +1866,27 @@ func TestFailedOverrunDropsTheNextRun(t *testing.T) {
 		t.Errorf("an attempt's overrun was taken for a wait's:\n%s", logs)
 	}
 }
+
+// TestFollowEveryFitsTheSchedule: a watch after a skipped run looks at
+// storage at least four times between runs; with a 30 s look a schedule
+// of a minute or less left a replica that lost the lock never seeing the
+// other's backup.
+func TestFollowEveryFitsTheSchedule(t *testing.T) {
+	for _, tc := range []struct {
+		spec   string
+		follow time.Duration
+		want   time.Duration
+	}{
+		{"0 * * * *", 0, 30 * time.Second},
+		{"* * * * *", 0, 15 * time.Second},
+		{"*/20 * * * * *", 0, 5 * time.Second},
+		{"* * * * * *", 0, time.Second},
+		{"* * * * *", 20 * time.Millisecond, 20 * time.Millisecond},
+	} {
+		d, _ := newDaemon(t, Options{Schedule: mustParse(t, tc.spec), Capture: func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+			FollowInterval: tc.follow})
+		if got := d.followEvery(); got != tc.want {
+			t.Errorf("%s with FollowInterval %s: looks every %s, want %s", tc.spec, tc.follow, got, tc.want)
+		}
+	}
+}
