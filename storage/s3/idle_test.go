@@ -110,6 +110,12 @@ func TestPruneSparesUploadStillWriting(t *testing.T) {
 	if !removed[idle] || !removed[empty] || len(res.Removed) != 2 {
 		t.Errorf("prune removed %+v; want the uploads of %s and %s, idle for 3h", res.Removed, idle, empty)
 	}
+	// What aborting them freed: the idle upload's one 5 MiB part.
+	for _, p := range res.Removed {
+		if want := map[string]int64{idle: 5 << 20}[p.Key]; p.Bytes != want {
+			t.Errorf("prune says the upload of %s held %d bytes, want %d", p.Key, p.Bytes, want)
+		}
+	}
 	if got := openUploads(t, srv); len(got) != 1 || got[0] != "backups/"+live {
 		t.Errorf("uploads left: %q, want only the live one", got)
 	}

@@ -81,6 +81,7 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 	var errs []error
 	for key, ups := range uploads {
 		var latest time.Time
+		var size int64 // of the parts, where they were listed
 		for _, u := range ups {
 			latest = later(latest, aws.ToTime(u.Initiated))
 		}
@@ -91,8 +92,10 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 			var err error
 			for _, u := range ups {
 				var last time.Time
+				var n int64
 				var ok bool
-				last, ok, err = s.lastPart(ctx, u)
+				last, n, ok, err = s.lastPart(ctx, u)
+				size += n
 				if err != nil {
 					break
 				}
@@ -109,7 +112,7 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 				continue // completed or aborted since the listing
 			}
 		}
-		out = append(out, storage.Object{Key: key, Modified: latest})
+		out = append(out, storage.Object{Key: key, Modified: latest, Size: size})
 	}
 	slices.SortFunc(out, func(a, b storage.Object) int { return strings.Compare(a.Key, b.Key) })
 	if i := slices.IndexFunc(errs, func(e error) bool { return !errors.Is(e, errors.ErrUnsupported) }); i >= 0 && len(errs) > 1 {
@@ -122,32 +125,34 @@ func (s *Store) Temporaries(ctx context.Context) ([]storage.Object, error) {
 }
 
 // lastPart returns the newest LastModified among upload u's parts (zero
-// when it has none yet), and false when the upload is gone: completed or
-// aborted since it was listed.
-func (s *Store) lastPart(ctx context.Context, u types.MultipartUpload) (time.Time, bool, error) {
+// when it has none yet) and their size, what aborting it frees, and false
+// when the upload is gone: completed or aborted since it was listed.
+func (s *Store) lastPart(ctx context.Context, u types.MultipartUpload) (time.Time, int64, bool, error) {
 	in := &s3.ListPartsInput{Bucket: aws.String(s.bucket), Key: u.Key, UploadId: u.UploadId}
 	var last time.Time
+	var size int64
 	for {
 		page, err := s.client.ListParts(ctx, in)
 		var nsu *types.NoSuchUpload
 		switch {
 		case errors.As(err, &nsu) || isNotFound(err):
-			return time.Time{}, false, nil
+			return time.Time{}, 0, false, nil
 		case isNotImplemented(err):
-			return time.Time{}, false, fmt.Errorf("%w: %w; expire unfinished uploads on the server (an AbortIncompleteMultipartUpload lifecycle rule)", errors.ErrUnsupported, err)
+			return time.Time{}, 0, false, fmt.Errorf("%w: %w; expire unfinished uploads on the server (an AbortIncompleteMultipartUpload lifecycle rule)", errors.ErrUnsupported, err)
 		case isAccessDenied(err):
-			return time.Time{}, false, fmt.Errorf("%w; prune needs s3:ListMultipartUploadParts to tell a running capture's upload from one a crash left", err)
+			return time.Time{}, 0, false, fmt.Errorf("%w; prune needs s3:ListMultipartUploadParts to tell a running capture's upload from one a crash left", err)
 		case err != nil:
-			return time.Time{}, false, s.explain(err)
+			return time.Time{}, 0, false, s.explain(err)
 		}
 		for _, p := range page.Parts {
 			last = later(last, aws.ToTime(p.LastModified))
+			size += aws.ToInt64(p.Size)
 		}
 		// A server that says more parts follow but gives no new marker
 		// would have the loop spin for ever; its listing ends there.
 		next := aws.ToString(page.NextPartNumberMarker)
 		if !aws.ToBool(page.IsTruncated) || next == "" || next == aws.ToString(in.PartNumberMarker) {
-			return last, true, nil
+			return last, size, true, nil
 		}
 		in.PartNumberMarker = aws.String(next)
 	}
