@@ -48,7 +48,9 @@ func (e interrupted) Error() string {
 	return "interrupted by " + name
 }
 
-func (e interrupted) Is(target error) bool { return target == context.Canceled }
+func (e interrupted) Is(target error) bool {
+	return target == context.Canceled || target == dump.ErrStopped
+}
 
 // exitCode is the shell's status for a process the signal killed.
 func (e interrupted) exitCode() int { return 128 + int(e.sig) }

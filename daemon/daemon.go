@@ -24,6 +24,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/internal/sdnotify"
 	"github.com/pgbackups/pgbackups/schedule"
 	"github.com/pgbackups/pgbackups/storage"
@@ -422,10 +423,21 @@ func (d *Daemon) stopBackups(cancel context.CancelCauseFunc) {
 	case <-done:
 	case <-t.C:
 		d.log.Warn("backup still running after PGBACKUPS_SHUTDOWN_GRACE; aborting it", "shutdown_grace", grace.String())
-		cancel(fmt.Errorf("stopped at shutdown: still running after PGBACKUPS_SHUTDOWN_GRACE=%s", grace))
+		cancel(stoppedAtShutdown{grace})
 		<-done
 	}
 }
+
+// stoppedAtShutdown is the cause a backup still running after the
+// shutdown grace is cancelled with: the operator's stop (dump.ErrStopped),
+// which its failed manifest records.
+type stoppedAtShutdown struct{ grace time.Duration }
+
+func (e stoppedAtShutdown) Error() string {
+	return fmt.Sprintf("stopped at shutdown: still running after PGBACKUPS_SHUTDOWN_GRACE=%s", e.grace)
+}
+
+func (e stoppedAtShutdown) Is(target error) bool { return target == dump.ErrStopped }
 
 // enter registers a scheduled run, unless the daemon is stopping.
 func (d *Daemon) enter() bool {

@@ -1093,6 +1093,10 @@ func TestRunShutdown(t *testing.T) {
 				if !strings.Contains((*captureErr.Load()).Error(), "PGBACKUPS_SHUTDOWN_GRACE") {
 					t.Errorf("the capture's context cause does not name the grace: %v", *captureErr.Load())
 				}
+				// The operator's stop, which the failed manifest records.
+				if !errors.Is(*captureErr.Load(), dump.ErrStopped) {
+					t.Errorf("the capture's context cause %v is not dump.ErrStopped", *captureErr.Load())
+				}
 				if took < tc.grace {
 					t.Errorf("aborted after %s, before the grace %s", took, tc.grace)
 				}

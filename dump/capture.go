@@ -101,6 +101,11 @@ func (r Running) logger(own *slog.Logger, monitor string) *slog.Logger {
 // Monitor watches a running dump until ctx ends.
 type Monitor func(ctx context.Context, r Running) error
 
+// ErrStopped is, to errors.Is on a capture context's cause, the operator
+// stopping it: a signal to the command, the daemon's shutdown. The failed
+// manifest then records Stopped.
+var ErrStopped = errors.New("stopped by the operator")
+
 // AppName is the application_name pg_dump runs under for backup id, so
 // monitors can find its backend in pg_stat_activity.
 func AppName(id string) string { return "pgbackups-dump-" + id }
@@ -255,6 +260,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 	}
 	m.Status = storage.StatusFailed
 	m.Error = err.Error()
+	m.Stopped = ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrStopped)
 	// Nothing of it is kept (its objects are removed below, or left to
 	// prune): StoredBytes would read as space in use.
 	m.DataKey, m.SHA256, m.DumpSHA256, m.StoredBytes = "", "", "", 0

@@ -62,9 +62,13 @@ type Manifest struct {
 	// LargeObjects is how many large objects the archive holds; nil when
 	// not counted (a backup of an older pgbackups, an archive the scan
 	// could not read), which is not zero.
-	LargeObjects     *int64   `json:"large_objects,omitempty"`
-	Source           string   `json:"source,omitempty"` // "primary" or "standby"
-	Error            string   `json:"error,omitempty"`
+	LargeObjects *int64 `json:"large_objects,omitempty"`
+	Source       string `json:"source,omitempty"` // "primary" or "standby"
+	Error        string `json:"error,omitempty"`
+	// Stopped marks a failed backup the operator stopped (a signal to
+	// capture, the daemon's shutdown): no failure of the backup, and no
+	// reason for a daemon reading it at start-up to say it is failing.
+	Stopped          bool     `json:"stopped,omitempty"`
 	Warnings         []string `json:"warnings,omitempty"`
 	PgbackupsVersion string   `json:"pgbackups_version,omitempty"`
 }
@@ -451,7 +455,7 @@ func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *M
 			switch {
 			case e.Manifest.OK():
 				return *e.Manifest, failedAfter, nil
-			case failedAfter == nil && e.Manifest.Status == StatusFailed:
+			case failedAfter == nil && e.Manifest.Status == StatusFailed && !e.Manifest.Stopped:
 				failedAfter = e.Manifest
 			}
 		}

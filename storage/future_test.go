@@ -210,3 +210,27 @@ func TestNewestPassesOverFailureFromAhead(t *testing.T) {
 		t.Errorf("failure after it: %+v, want the one a minute ago, not the one an hour ahead", failed)
 	}
 }
+
+// TestNewestPassesOverStoppedFailure: a backup the operator stopped (a
+// signal to capture, the daemon's shutdown) is no failure after the last
+// success: a daemon started after it said "failing" until the next one.
+func TestNewestPassesOverStoppedFailure(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := storage.Catalog{Store: st, Now: func() time.Time { return now }}
+	good := putBackup(t, st, now.Add(-time.Hour), now.Add(-time.Hour))
+	at := now.Add(-time.Minute)
+	stopped := storage.Manifest{ID: storage.NewID(at), Status: storage.StatusFailed, StartedAt: at, FinishedAt: at.Add(time.Second),
+		Error: "cancelled: interrupted by SIGTERM", Stopped: true}
+	if err := cat.WriteManifest(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	m, failed, err := cat.Newest(ctx)
+	if err != nil || m.ID != good || failed != nil {
+		t.Errorf("newest: %s, failure after it %+v, %v; want %s and no failure", m.ID, failed, err, good)
+	}
+}
