@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"strings"
@@ -23,7 +22,7 @@ func TestCaptureStoppedIsRecordedSo(t *testing.T) {
 	env := []string{"PGBACKUPS_DATABASE_URL=" + pg.URL(db), "PGBACKUPS_STORAGE_URL=" + store, "PGBACKUPS_GLOBALS=false", "PGBACKUPS_MAX_RATE=1MiB"}
 	cmd := exec.Command(binary, "capture")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	var stderr bytes.Buffer
+	var stderr lockedBuffer // read while the command writes it
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
