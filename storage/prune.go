@@ -159,10 +159,19 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		case err != nil:
 			errs = append(errs, fmt.Errorf("prune: list unfinished writes: %w", err))
 		}
+		young := 0
 		for _, o := range objs {
 			if o.Modified.Before(cutoff) {
 				res.Removed = append(res.Removed, Pruned{Key: o.Key, Reason: PruneTemporary, Objects: 1, Bytes: o.Size, Time: o.Modified})
+			} else {
+				young++
 			}
+		}
+		if young > 0 {
+			// Said, so that an operator looking for a killed capture's
+			// upload learns why it is still there.
+			res.Notes = append(res.Notes, fmt.Sprintf("left %d unfinished %s (temporary files, S3 multipart uploads) written to more recently than the grace: a capture may still be writing; they go once nothing has written to them for PGBACKUPS_ORPHAN_GRACE",
+				young, map[bool]string{true: "write", false: "writes"}[young == 1]))
 		}
 	}
 	if o.DryRun {

@@ -90,7 +90,7 @@ func TestPrune(t *testing.T) {
 
 	// Temporary files of interrupted writes.
 	tmpOld := filepath.Join(st.Root, good[0], ".tmp-"+good[0]+".dump.zst-1")
-	tmpNew := filepath.Join(st.Root, ".tmp-y-2")
+	tmpNew := filepath.Join(st.Root, good[1], ".tmp-"+good[1]+".dump.zst-2")
 	for _, p := range []string{tmpOld, tmpNew} {
 		os.WriteFile(p, []byte("half"), 0o600)
 	}
@@ -117,6 +117,9 @@ func TestPrune(t *testing.T) {
 	}
 	if len(dry.Unreadable) != 1 || dry.Unreadable[0].ID != unreadable {
 		t.Fatalf("unreadable %+v", dry.Unreadable)
+	}
+	if !slices.ContainsFunc(dry.Notes, func(n string) bool { return strings.HasPrefix(n, "left 1 unfinished write (") }) {
+		t.Errorf("notes %q, want one saying the young temporary file is left", dry.Notes)
 	}
 	var kept []string
 	for _, d := range dry.Kept {
