@@ -184,18 +184,24 @@ func TestLatestStopsAtMisdatedBackup(t *testing.T) {
 	}
 }
 
+// newestFixture is a catalog whose clock reads now, holding one good
+// backup taken an hour before.
+func newestFixture(t *testing.T) (cat storage.Catalog, now time.Time, good string) {
+	t.Helper()
+	now = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return storage.Catalog{Store: st, Now: func() time.Time { return now }}, now, putBackup(t, st, now.Add(-time.Hour), now.Add(-time.Hour))
+}
+
 // TestNewestPassesOverFailureFromAhead: a failed backup stamped ahead of
 // the clock is not the failure after the last success the daemon reports
 // (its /healthz said "failing" until the clock reached it).
 func TestNewestPassesOverFailureFromAhead(t *testing.T) {
 	ctx := context.Background()
-	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := storage.Catalog{Store: st, Now: func() time.Time { return now }}
-	good := putBackup(t, st, now.Add(-time.Hour), now.Add(-time.Hour))
+	cat, now, good := newestFixture(t)
 	for _, at := range []time.Time{now.Add(time.Hour), now.Add(-time.Minute)} {
 		id := storage.NewID(at)
 		if err := cat.WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusFailed, StartedAt: at, FinishedAt: at.Add(time.Second), Error: "pg_dump: exit status 1"}); err != nil {
@@ -216,13 +222,7 @@ func TestNewestPassesOverFailureFromAhead(t *testing.T) {
 // success: a daemon started after it said "failing" until the next one.
 func TestNewestPassesOverStoppedFailure(t *testing.T) {
 	ctx := context.Background()
-	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := storage.Catalog{Store: st, Now: func() time.Time { return now }}
-	good := putBackup(t, st, now.Add(-time.Hour), now.Add(-time.Hour))
+	cat, now, good := newestFixture(t)
 	at := now.Add(-time.Minute)
 	stopped := storage.Manifest{ID: storage.NewID(at), Status: storage.StatusFailed, StartedAt: at, FinishedAt: at.Add(time.Second),
 		Error: "cancelled: interrupted by SIGTERM", Stopped: true}
