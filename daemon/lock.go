@@ -54,6 +54,8 @@ func (e *lockLostError) Error() string {
 	return "the backup lock was lost (" + e.why + "); another pgbackups may take it"
 }
 
+func (e *lockLostError) Is(target error) bool { return target == ErrLockLost }
+
 // sessionEnded is the lockLostError for err, with which the server ended
 // the lock's session.
 func sessionEnded(err error, c dump.Conn) *lockLostError {
@@ -64,8 +66,6 @@ func sessionEnded(err error, c dump.Conn) *lockLostError {
 	}
 	return e
 }
-
-func (e *lockLostError) Is(target error) bool { return target == ErrLockLost }
 
 // lockCheckInterval is how often a held lock's session is asked whether it
 // still holds the lock: that finds a session cut off without a word (a

@@ -445,7 +445,7 @@ func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *M
 			}
 			// A failed one from ahead of the clock too: the daemon would
 			// say "failing" until the clock reached it.
-			if err == nil && m.CheckStart(now) == nil && m.StartedAt.Sub(now) <= startSkew {
+			if err == nil && m.CheckStart(now) == nil && !m.startsAhead(now) {
 				group = append(group, Entry{ID: id, Manifest: &m})
 			}
 		}

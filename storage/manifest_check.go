@@ -171,12 +171,16 @@ func (m Manifest) CheckStart(now time.Time) error {
 		return nil
 	case m.StartedAt.IsZero():
 		return fmt.Errorf("%w: its manifest records no start time (started_at is empty): retention cannot tell how old it is", ErrStartTime)
-	case m.StartedAt.Sub(now) > startSkew:
+	case m.startsAhead(now):
 		return fmt.Errorf("%w: started at %s, %s after this host's clock: the clock of the host that took it runs ahead (or this one's is behind)",
 			ErrStartTime, m.StartedAt.UTC().Format(time.RFC3339), m.StartedAt.Sub(now).Round(time.Second))
 	}
 	return nil
 }
+
+// startsAhead reports whether m started more than startSkew after now,
+// completed or not.
+func (m Manifest) startsAhead(now time.Time) bool { return m.StartedAt.Sub(now) > startSkew }
 
 // damage reports what the listing objs of a backup's folder says is wrong
 // with the completed backup m: its data object missing, or of another size
@@ -200,7 +204,7 @@ func damage(m Manifest, objs []Object, withData bool) error {
 		// nothing to restore, and counting it as good would let retention
 		// keep it in place of one that can be restored.
 		errs = append(errs, "its manifest names no data object (data_key is empty)")
-	case m.DataKey != "":
+	default:
 		switch size, ok := sizes[m.DataKey]; {
 		case !ok:
 			errs = append(errs, fmt.Sprintf("its data object %s is missing", m.DataKey))

@@ -170,8 +170,12 @@ func Prune(ctx context.Context, cat Catalog, o PruneOptions) (PruneResult, error
 		if young > 0 {
 			// Said, so that an operator looking for a killed capture's
 			// upload learns why it is still there.
+			writes := "writes"
+			if young == 1 {
+				writes = "write"
+			}
 			res.Notes = append(res.Notes, fmt.Sprintf("left %d unfinished %s (temporary files, S3 multipart uploads) written to more recently than the grace: a capture may still be writing; they go once nothing has written to them for PGBACKUPS_ORPHAN_GRACE",
-				young, map[bool]string{true: "write", false: "writes"}[young == 1]))
+				young, writes))
 		}
 	}
 	if o.DryRun {
