@@ -335,6 +335,17 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 			return unchanged(err)
 		}
 	}
+	if o.Clean && o.Jobs <= 1 {
+		// A streamed restore learns the archive's checksums only at its
+		// end, and --clean drops the backup's objects at its start: a
+		// backup damaged part-way would leave a live target with them
+		// dropped and not recreated. So the backup is read through once
+		// first, and checked, before anything changes.
+		log.Info("reading the backup through to check its checksums before --clean changes anything", "backup", m.ID, "stored_bytes", m.StoredBytes)
+		if _, err := copyBackup(ctx, o.Store, m, io.Discard); err != nil {
+			return unchanged(fmt.Errorf("checking the backup before --clean: %w", err))
+		}
+	}
 	var br *BackupReader // the archive of a streamed restore, opened before anything changes
 	if o.Jobs <= 1 {
 		if br, err = OpenBackup(ctx, o.Store, m); err != nil {

@@ -196,6 +196,30 @@ func TestRestoreRejectsDamage(t *testing.T) {
 		})
 	}
 
+	t.Run("clean over a live copy", func(t *testing.T) {
+		// --clean drops the backup's objects before recreating them, and a
+		// streamed restore learns the checksums only at the end: damage
+		// found then must not leave the target with its tables dropped.
+		target := pg.CreateDB(t)
+		if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir}); err != nil {
+			t.Fatal(err)
+		}
+		pg.Exec(t, target, `INSERT INTO app.users (email, name, profile, balance, created_at) VALUES ('marker@example.com', 'marker', '{}', 0, now())`)
+		damaged := bytes.Clone(orig)
+		damaged[len(damaged)*3/4] ^= 0x20
+		if err := os.WriteFile(path, damaged, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.WriteFile(path, orig, 0o600) })
+		_, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, Clean: true})
+		if !errors.Is(err, dump.ErrCorrupt) || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Fatalf("restore --clean of a damaged backup: %v, want ErrCorrupt and nothing changed", err)
+		}
+		if n := pg.QueryString(t, target, `SELECT count(*)::text FROM app.users WHERE email = 'marker@example.com'`); n != "1" {
+			t.Fatalf("the target was changed: %s marker rows after the refused restore, want 1", n)
+		}
+	})
+
 	t.Run("failed backup", func(t *testing.T) {
 		failed := m
 		failed.Status, failed.Error = storage.StatusFailed, "pg_dump: exit status 1"
