@@ -24,7 +24,7 @@ var restoreCommand = command{
 		fs := m.flags()
 		to := fs.String("to", "", "the database to restore into: a `DATABASE_URL` or key=value DSN naming a database that exists. Its password may come from PGPASSWORD or ~/.pgpass instead, which keeps it out of the process list")
 		confirm := fs.String("confirm", "", "the target database's name (`DBNAME`), repeated: restore replaces what it holds")
-		clean := fs.Bool("clean", false, "drop the backup's objects in the target before recreating them (pg_restore --clean --if-exists)")
+		clean := fs.Bool("clean", false, "drop the backup's objects in the target before recreating them (pg_restore --clean --if-exists); the backup is read through and checked first")
 		noOwner := fs.Bool("no-owner", false, "do not restore ownership: everything belongs to the restoring role (needed when the backup's roles do not exist there)")
 		noACL := fs.Bool("no-acl", false, "do not restore privileges (GRANT/REVOKE)")
 		noTablespaces := fs.Bool("no-tablespaces", false, "do not restore tablespace assignments: everything goes into the target's default tablespace (needed when the backup's tablespaces do not exist there); with --with-globals they are not created either")

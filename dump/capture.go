@@ -32,6 +32,9 @@ type CaptureOptions struct {
 	Store            storage.Store // where the backup goes
 	PgBinDir         string        // searched first for pg_dump
 	CompressionLevel int           // zstd level 1-22
+	// Recipients, when set, age-encrypts the stored objects (data and
+	// globals) to these public keys, after compression.
+	Recipients Recipients
 	LockWaitTimeout  time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
 	// NewCluster accepts a location whose newest backup is of another
 	// cluster (system identifier): this database's cluster changed.
@@ -169,8 +172,12 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		Compression:      "zstd",
 		CompressionLevel: o.CompressionLevel,
 		Format:           "custom",
+		EncryptedTo:      o.Recipients.Names(),
 		PgbackupsVersion: o.Version,
 		Source:           "primary",
+	}
+	if len(o.Recipients) > 0 {
+		m.Encryption = EncryptionAge
 	}
 	log = log.With("backup", m.ID, "database", info.Database)
 	if o.Logger != nil {
@@ -468,7 +475,8 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 	pr, pw := io.Pipe()
 	dumpHash, storedHash := sha256.New(), sha256.New()
 	stored := &hashWriter{w: pw, h: storedHash}
-	enc.Reset(stored)
+	sealed := encrypting(stored, o.Recipients)
+	enc.Reset(sealed)
 
 	var src io.Reader = stdout
 	if o.Throttle != nil {
@@ -503,6 +511,11 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 			cancel() // the upload failed or the read broke: stop pg_dump
 		}
 		closeErr := enc.Close()
+		if closeErr == nil {
+			closeErr = sealed.Close() // age's last chunk
+		} else {
+			closeErr = fmt.Errorf("zstd: %w", closeErr)
+		}
 		waitErr := cmd.Wait()
 		stopMonitors()
 		var err error
@@ -529,7 +542,7 @@ func streamDump(ctx context.Context, o CaptureOptions, pgDump Tool, id string, s
 		case copyErr != nil:
 			err = fmt.Errorf("read pg_dump output: %w", copyErr)
 		case closeErr != nil:
-			err = fmt.Errorf("zstd: %w", closeErr)
+			err = closeErr
 		}
 		// A nil error gives the uploader EOF, the only way it completes.
 		dumpEnded.Store(true)

@@ -78,7 +78,7 @@ func TestCaptureRecordsExactCountsAndGlobals(t *testing.T) {
 	if len(stored.Warnings) != 0 {
 		t.Errorf("warnings for a superuser capture: %v", stored.Warnings)
 	}
-	sql, err := dump.ReadGlobals(context.Background(), st, stored)
+	sql, err := dump.ReadGlobals(context.Background(), st, stored, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ ALTER TABLE t OWNER TO reader_nopw;`)
 	if len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], "without role passwords") {
 		t.Fatalf("warnings %q, want one about role passwords", m.Warnings)
 	}
-	sql, err := dump.ReadGlobals(context.Background(), st, m)
+	sql, err := dump.ReadGlobals(context.Background(), st, m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestCaptureWithoutGlobals(t *testing.T) {
 	if len(objs) != 2 {
 		t.Fatalf("objects %v, want data and manifest", objs)
 	}
-	if _, err := dump.ReadGlobals(context.Background(), st, m); !errors.Is(err, dump.ErrNoGlobals) {
+	if _, err := dump.ReadGlobals(context.Background(), st, m, nil); !errors.Is(err, dump.ErrNoGlobals) {
 		t.Fatalf("ReadGlobals: %v, want ErrNoGlobals", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 
+	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgbackups/pgbackups/internal/forkthread"
@@ -70,8 +71,21 @@ func captureGlobals(ctx context.Context, o CaptureOptions, m *storage.Manifest, 
 	if err != nil {
 		return fmt.Errorf("zstd: %w", err)
 	}
-	stored := enc.EncodeAll(out.Bytes(), nil)
+	compressed := enc.EncodeAll(out.Bytes(), nil)
 	enc.Close()
+	stored := compressed
+	if len(o.Recipients) > 0 {
+		// Role password hashes are in it: sealed like the data.
+		var sealed bytes.Buffer
+		w := encrypting(&sealed, o.Recipients)
+		if _, err := w.Write(compressed); err != nil {
+			return fmt.Errorf("age: %w", err)
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("age: %w", err)
+		}
+		stored = sealed.Bytes()
+	}
 	key := storage.GlobalsKey(m.ID)
 	if _, err := o.Store.Put(ctx, key, bytes.NewReader(stored)); err != nil {
 		return fmt.Errorf("store %s: %w", key, err)
@@ -119,7 +133,7 @@ var ErrNoGlobals = errors.New("no globals stored with this backup")
 // ReadGlobals fetches a backup's globals SQL, checking the stored object's
 // sha256 against the manifest. Its errors do not name the backup: the
 // caller's do.
-func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]byte, error) {
+func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest, ids []age.Identity) ([]byte, error) {
 	if m.GlobalsKey == "" {
 		return nil, fmt.Errorf("%w (it was taken with PGBACKUPS_GLOBALS=false, or pg_dumpall failed: see `pgbackups info %s`)", ErrNoGlobals, m.ID)
 	}
@@ -135,19 +149,36 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest) ([]b
 	}
 	defer rc.Close()
 	h := sha256.New()
-	dec, err := zstd.NewReader(io.TeeReader(rc, h), zstd.WithDecoderConcurrency(1))
+	stored := &hashingReader{r: rc, h: h}
+	plain, err := decrypting(stored, m, m.GlobalsKey, ids)
+	if err != nil {
+		if stored.err != nil && stored.err != io.EOF {
+			return nil, fmt.Errorf("globals: %w", stored.err)
+		}
+		return nil, fmt.Errorf("globals: %w", err)
+	}
+	dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return nil, fmt.Errorf("globals: zstd: %w", err)
 	}
 	defer dec.Close()
 	out := &limitedBuffer{max: maxGlobalsBytes}
 	if _, err := io.Copy(out, dec); err != nil {
+		if stored.err != nil && stored.err != io.EOF {
+			return nil, fmt.Errorf("globals: %w", stored.err)
+		}
 		return nil, fmt.Errorf("globals %s: %w: %v", m.GlobalsKey, ErrCorrupt, err)
 	}
 	if out.over {
 		return nil, fmt.Errorf("globals %s: more than %d bytes", m.GlobalsKey, maxGlobalsBytes)
 	}
-	if _, err := io.Copy(h, rc); err != nil {
+	if _, err := io.Copy(io.Discard, plain); err != nil { // age's last chunk
+		if stored.err != nil && stored.err != io.EOF {
+			return nil, fmt.Errorf("globals: %w", stored.err)
+		}
+		return nil, fmt.Errorf("globals %s: %w: %v", m.GlobalsKey, ErrCorrupt, err)
+	}
+	if _, err := io.Copy(io.Discard, stored); err != nil {
 		return nil, fmt.Errorf("globals: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != m.GlobalsSHA256 {

@@ -64,15 +64,15 @@ func TestBackupDeletedSinceChosen(t *testing.T) {
 	if err := st.Delete(ctx, m.DataKey); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dump.OpenBackup(ctx, st, m); !errors.Is(err, dump.ErrCorrupt) {
+	if _, err := dump.OpenBackup(ctx, st, m, nil); !errors.Is(err, dump.ErrCorrupt) {
 		t.Errorf("data object missing beside its manifest: %v, want ErrCorrupt", err)
 	}
 	if err := st.Delete(ctx, storage.ManifestKey(m.ID)); err != nil {
 		t.Fatal(err)
 	}
 	for what, f := range map[string]func() error{
-		"data":    func() error { _, err := dump.OpenBackup(ctx, st, m); return err },
-		"globals": func() error { _, err := dump.ReadGlobals(ctx, st, m); return err },
+		"data":    func() error { _, err := dump.OpenBackup(ctx, st, m, nil); return err },
+		"globals": func() error { _, err := dump.ReadGlobals(ctx, st, m, nil); return err },
 	} {
 		if err := st.Delete(ctx, m.GlobalsKey); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgbackups/pgbackups/config"
@@ -37,7 +38,8 @@ var ErrCorrupt = errors.New("stored object does not match its manifest")
 type BackupReader struct {
 	m      storage.Manifest
 	rc     io.ReadCloser
-	stored *hashingReader // the compressed object as read from storage
+	stored *hashingReader // the object as read from storage
+	plain  io.Reader      // stored, decrypted when the backup is encrypted
 	dec    *zstd.Decoder
 	dump   hash.Hash
 	n      int64
@@ -54,8 +56,9 @@ func missingObject(ctx context.Context, st storage.Store, m storage.Manifest, wh
 }
 
 // OpenBackup opens m's data object. Only completed backups can be read,
-// and only from their own folder, with digests to check them against.
-func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest) (*BackupReader, error) {
+// and only from their own folder, with digests to check them against. ids
+// open an encrypted backup (see decrypting); others need none.
+func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest, ids []age.Identity) (*BackupReader, error) {
 	if err := m.CheckData(); err != nil {
 		return nil, err
 	}
@@ -67,14 +70,22 @@ func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest) (*Bac
 		return nil, fmt.Errorf("read %s: %w", m.DataKey, err)
 	}
 	stored := &hashingReader{r: rc, h: sha256.New()}
+	plain, err := decrypting(stored, m, m.DataKey, ids)
+	if err != nil {
+		rc.Close()
+		if stored.err != nil && stored.err != io.EOF {
+			return nil, fmt.Errorf("read %s: %w", m.DataKey, stored.err)
+		}
+		return nil, err
+	}
 	// One decoder goroutine: restore speed is pg_restore's, and memory
 	// stays at one window.
-	dec, err := zstd.NewReader(stored, zstd.WithDecoderConcurrency(1))
+	dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
-	return &BackupReader{m: m, rc: rc, stored: stored, dec: dec, dump: sha256.New()}, nil
+	return &BackupReader{m: m, rc: rc, stored: stored, plain: plain, dec: dec, dump: sha256.New()}, nil
 }
 
 // Read returns decompressed archive bytes. A read error from storage comes
@@ -95,6 +106,12 @@ func (b *BackupReader) Read(p []byte) (int, error) {
 // Check reads whatever follows the compressed stream and compares sizes
 // and checksums with the manifest. Call it once Read returned io.EOF.
 func (b *BackupReader) Check() error {
+	if _, err := io.Copy(io.Discard, b.plain); err != nil { // age's last chunk
+		if b.stored.err != nil && b.stored.err != io.EOF {
+			return fmt.Errorf("read %s: %w", b.m.DataKey, b.stored.err)
+		}
+		return fmt.Errorf("%w: decrypt: %v", ErrCorrupt, err)
+	}
 	if _, err := io.Copy(io.Discard, b.stored); err != nil {
 		return fmt.Errorf("read %s: %w", b.m.DataKey, err)
 	}
@@ -135,16 +152,16 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 
 // CopyBackup writes m's decompressed pg_dump archive to w and verifies it.
 // When it returns an error, what was written to w must be discarded.
-func CopyBackup(ctx context.Context, st storage.Store, m storage.Manifest, w io.Writer) (int64, error) {
-	n, err := copyBackup(ctx, st, m, w)
+func CopyBackup(ctx context.Context, st storage.Store, m storage.Manifest, ids []age.Identity, w io.Writer) (int64, error) {
+	n, err := copyBackup(ctx, st, m, ids, w)
 	if err != nil {
 		return n, fmt.Errorf("backup %s: %w", m.ID, err)
 	}
 	return n, nil
 }
 
-func copyBackup(ctx context.Context, st storage.Store, m storage.Manifest, w io.Writer) (int64, error) {
-	br, err := OpenBackup(ctx, st, m)
+func copyBackup(ctx context.Context, st storage.Store, m storage.Manifest, ids []age.Identity, w io.Writer) (int64, error) {
+	br, err := OpenBackup(ctx, st, m, ids)
 	if err != nil {
 		return 0, err
 	}
@@ -185,6 +202,8 @@ type RestoreOptions struct {
 	// the source's publisher and replication slot: see warnSubscriptions.
 	NoSubscriptions bool
 	WithGlobals     bool // apply the backup's roles and tablespaces first
+	// Identities open an encrypted backup (PGBACKUPS_AGE_IDENTITY_FILE).
+	Identities []age.Identity
 	// DatabaseProperties applies, after the restore, the archive's
 	// entries about the database itself (owner, ALTER DATABASE ... SET,
 	// ALTER ROLE ... IN DATABASE ... SET, grants on it, its comment),
@@ -267,7 +286,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	}
 	var globals []byte
 	if o.WithGlobals {
-		g, err := ReadGlobals(ctx, o.Store, m)
+		g, err := ReadGlobals(ctx, o.Store, m, o.Identities)
 		if err != nil {
 			return unchanged(err)
 		}
@@ -342,13 +361,13 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		// dropped and not recreated. So the backup is read through once
 		// first, and checked, before anything changes.
 		log.Info("reading the backup through to check its checksums before --clean changes anything", "backup", m.ID, "stored_bytes", m.StoredBytes)
-		if _, err := copyBackup(ctx, o.Store, m, io.Discard); err != nil {
+		if _, err := copyBackup(ctx, o.Store, m, o.Identities, io.Discard); err != nil {
 			return unchanged(fmt.Errorf("checking the backup before --clean: %w", err))
 		}
 	}
 	var br *BackupReader // the archive of a streamed restore, opened before anything changes
 	if o.Jobs <= 1 {
-		if br, err = OpenBackup(ctx, o.Store, m); err != nil {
+		if br, err = OpenBackup(ctx, o.Store, m, o.Identities); err != nil {
 			return unchanged(err)
 		}
 		defer br.Close()
@@ -825,7 +844,7 @@ func parallelArchive(ctx context.Context, o RestoreOptions, log *slog.Logger) (s
 	log.Info("parallel restore needs a seekable archive: decompressing to a temporary file, removed afterwards",
 		"path", f.Name(), "dump_bytes", o.Manifest.DumpBytes, "jobs", o.Jobs)
 	scan := startArchiveScan()
-	_, err = copyBackup(ctx, o.Store, o.Manifest, io.MultiWriter(f, scan))
+	_, err = copyBackup(ctx, o.Store, o.Manifest, o.Identities, io.MultiWriter(f, scan))
 	sum, _ := scan.Finish()
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("temporary archive %s: %w", f.Name(), cerr)
@@ -865,6 +884,8 @@ type VerifyOptions struct {
 	// there: a policy is part of the schema being verified, not an ACL.
 	RestoreTo *Conn
 	Logger    *slog.Logger
+	// Identities open an encrypted backup (PGBACKUPS_AGE_IDENTITY_FILE).
+	Identities []age.Identity
 }
 
 // VerifyResult is what a verification established.
@@ -892,7 +913,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 	// A backup is also its globals (restore --with-globals reads them):
 	// checked first, they are small.
 	if m.OK() && m.GlobalsKey != "" {
-		if _, err := ReadGlobals(ctx, o.Store, m); err != nil {
+		if _, err := ReadGlobals(ctx, o.Store, m, o.Identities); err != nil {
 			return res, fmt.Errorf("verify %s: %w", m.ID, err)
 		}
 	}
@@ -907,7 +928,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 		r, err := Restore(ctx, RestoreOptions{
 			Store: o.Store, Manifest: m, Target: *o.RestoreTo, PgBinDir: o.PgBinDir,
 			NoOwner: true, NoACL: true, NoTablespaces: true, NoSubscriptions: true, Logger: o.Logger,
-			verifying: true,
+			Identities: o.Identities, verifying: true,
 		})
 		if err != nil {
 			return res, fmt.Errorf("restore into the scratch database: %w", err)
@@ -929,7 +950,7 @@ func Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("verify %s: %w", m.ID, err)
 	}
-	br, err := OpenBackup(ctx, o.Store, m)
+	br, err := OpenBackup(ctx, o.Store, m, o.Identities)
 	if err != nil {
 		return res, fmt.Errorf("verify %s: %w", m.ID, err)
 	}

@@ -182,7 +182,7 @@ func TestRestoreRejectsDamage(t *testing.T) {
 			}
 			t.Cleanup(func() { os.WriteFile(path, orig, 0o600) })
 			var out bytes.Buffer
-			if _, err := dump.CopyBackup(ctx, st, m, &out); !errors.Is(err, dump.ErrCorrupt) {
+			if _, err := dump.CopyBackup(ctx, st, m, nil, &out); !errors.Is(err, dump.ErrCorrupt) {
 				t.Errorf("CopyBackup: %v, want ErrCorrupt", err)
 			}
 			if _, err := dump.Verify(ctx, dump.VerifyOptions{Store: st, Manifest: m, PgBinDir: pg.BinDir}); !errors.Is(err, dump.ErrCorrupt) {

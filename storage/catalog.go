@@ -40,20 +40,25 @@ type Manifest struct {
 	DatabaseOID uint32 `json:"database_oid,omitempty"`      // pg_database's: another after a DROP and CREATE DATABASE
 	// UserTables is how many tables of its own (not an extension's) the
 	// database had at capture; nil in manifests of older pgbackups.
-	UserTables       *int64       `json:"user_tables,omitempty"`
-	ServerVersion    string       `json:"server_version"`
-	ServerVersionNum int          `json:"server_version_num,omitempty"`
-	PgDumpVersion    string       `json:"pg_dump_version"`
-	StartedAt        time.Time    `json:"started_at"`
-	FinishedAt       time.Time    `json:"finished_at"`
-	DatabaseBytes    int64        `json:"database_bytes,omitempty"`
-	DumpBytes        int64        `json:"dump_bytes"`
-	StoredBytes      int64        `json:"stored_bytes"`
-	SHA256           string       `json:"sha256"`      // of the stored (compressed) object
-	DumpSHA256       string       `json:"dump_sha256"` // of the pg_dump archive, what download writes
-	Compression      string       `json:"compression"`
-	CompressionLevel int          `json:"compression_level"`
-	Format           string       `json:"format"` // pg_dump --format
+	UserTables       *int64    `json:"user_tables,omitempty"`
+	ServerVersion    string    `json:"server_version"`
+	ServerVersionNum int       `json:"server_version_num,omitempty"`
+	PgDumpVersion    string    `json:"pg_dump_version"`
+	StartedAt        time.Time `json:"started_at"`
+	FinishedAt       time.Time `json:"finished_at"`
+	DatabaseBytes    int64     `json:"database_bytes,omitempty"`
+	DumpBytes        int64     `json:"dump_bytes"`
+	StoredBytes      int64     `json:"stored_bytes"`
+	SHA256           string    `json:"sha256"`      // of the stored (compressed) object
+	DumpSHA256       string    `json:"dump_sha256"` // of the pg_dump archive, what download writes
+	Compression      string    `json:"compression"`
+	CompressionLevel int       `json:"compression_level"`
+	Format           string    `json:"format"` // pg_dump --format
+	// Encryption is "age" when the stored objects (data and globals) are
+	// age-encrypted after compression, "" when they are not; EncryptedTo
+	// lists the age public keys they were encrypted to.
+	Encryption       string       `json:"encryption,omitempty"`
+	EncryptedTo      []string     `json:"encrypted_to,omitempty"`
 	DataKey          string       `json:"data_key,omitempty"`
 	GlobalsKey       string       `json:"globals_key,omitempty"`
 	GlobalsSHA256    string       `json:"globals_sha256,omitempty"`
