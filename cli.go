@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"filippo.io/age"
 	"golang.org/x/term"
 
 	"github.com/pgbackups/pgbackups/config"
@@ -470,6 +471,16 @@ func (m *Main) setup(ctx context.Context) error {
 	}
 	m.cfg, m.store = cfg, store
 	return nil
+}
+
+// identities are the age identities of PGBACKUPS_AGE_IDENTITY_FILE, which
+// open encrypted backups (validated at setup).
+func (m *Main) identities() ([]age.Identity, error) {
+	ids, err := m.cfg.Identities()
+	if err != nil {
+		return nil, configError{fmt.Errorf("PGBACKUPS_AGE_IDENTITY_FILE: %w", err)}
+	}
+	return ids, nil
 }
 
 // newLogger builds the one logger: text on a terminal, JSON otherwise.

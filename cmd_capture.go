@@ -96,6 +96,11 @@ func (m *Main) captureOptions(conn dump.Conn, ns *dump.NoStall) (dump.CaptureOpt
 		Version:          version,
 		SkipGlobals:      !m.cfg.Globals,
 	}
+	rs, err := m.cfg.Recipients()
+	if err != nil {
+		return o, configError{fmt.Errorf("PGBACKUPS_AGE_RECIPIENTS: %w", err)}
+	}
+	o.Recipients = rs
 	if m.cfg.DumpURL != "" {
 		dc, err := dump.ParseConn(m.cfg.DumpURL)
 		if err != nil {

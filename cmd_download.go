@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/term"
 
 	"github.com/pgbackups/pgbackups/config"
@@ -47,10 +48,14 @@ var downloadCommand = command{
 		if err != nil {
 			return err
 		}
+		ids, err := m.identities()
+		if err != nil {
+			return err
+		}
 		if *out == "-" {
 			// What reached stdout cannot be taken back: on a mismatch the
 			// error says so and the exit status is non-zero.
-			if _, err := dump.CopyBackup(ctx, m.store, man, m.Stdout); err != nil {
+			if _, err := dump.CopyBackup(ctx, m.store, man, ids, m.Stdout); err != nil {
 				return fmt.Errorf("%w (the bytes already written to stdout must be discarded)", err)
 			}
 			return nil
@@ -61,7 +66,7 @@ var downloadCommand = command{
 		} else if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 			path = filepath.Join(path, man.ID+".dump")
 		}
-		n, err := downloadFile(ctx, m.store, man, path)
+		n, err := downloadFile(ctx, m.store, man, ids, path)
 		if err != nil {
 			return err
 		}
@@ -100,7 +105,7 @@ func checkOutput(path string) error {
 // downloadFile writes the archive to a temporary file next to path and
 // renames it into place only once its checksums matched: path is either
 // absent or a verified archive, never a partial one.
-func downloadFile(ctx context.Context, st storage.Store, man storage.Manifest, path string) (int64, error) {
+func downloadFile(ctx context.Context, st storage.Store, man storage.Manifest, ids []age.Identity, path string) (int64, error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)
 	// 0600 (CreateTemp's mode): the archive holds the whole database.
 	f, err := os.CreateTemp(dir, "."+base+".partial-*")
@@ -119,7 +124,7 @@ func downloadFile(ctx context.Context, st storage.Store, man storage.Manifest, p
 			os.Remove(f.Name())
 		}
 	}()
-	n, err := dump.CopyBackup(ctx, st, man, f)
+	n, err := dump.CopyBackup(ctx, st, man, ids, f)
 	if err != nil {
 		return n, fmt.Errorf("%w (nothing was written to %s)", err, path)
 	}
@@ -173,10 +178,16 @@ var urlCommand = command{
 		if err := m.catalog().Damage(ctx, listed); err != nil {
 			return fmt.Errorf("backup %s: %w: no URL handed out", man.ID, err)
 		}
+		kind, decrypt := "zstd-compressed", ""
+		if man.Encryption != "" {
+			// age -d reads the identity file age-keygen wrote, the one
+			// PGBACKUPS_AGE_IDENTITY_FILE names.
+			kind, decrypt = "age-encrypted, zstd-compressed", " | age -d -i \"$PGBACKUPS_AGE_IDENTITY_FILE\""
+		}
 		signer, ok := m.store.(storage.Signer)
 		if !ok {
-			return fmt.Errorf("the storage at %s cannot sign URLs (only S3 can); use `pgbackups download %s` instead, or read %s directly: it is a zstd-compressed pg_dump archive",
-				m.root(), man.ID, m.location(man.DataKey))
+			return fmt.Errorf("the storage at %s cannot sign URLs (only S3 can); use `pgbackups download %s` instead, or read %s directly: it is an %s pg_dump archive",
+				m.root(), man.ID, m.location(man.DataKey), kind)
 		}
 		u, err := signer.PresignGet(ctx, man.DataKey, *expires)
 		if err != nil {
@@ -187,8 +198,12 @@ var urlCommand = command{
 		// which ends up in terminals' scrollback, CI logs and the journal
 		// even when stdout is captured by $(...).
 		fmt.Fprintln(m.Stdout, u)
-		fmt.Fprintf(m.Stderr, "URL on stdout, valid until %s: anyone holding it can read the whole backup. The object is zstd-compressed; restore straight from it into an empty database with:\n  curl -fsS \"$URL\" | zstd -d | pg_restore --exit-on-error --dbname=\"$TARGET_DATABASE_URL\"\n(add --no-owner --no-acl where the backup's roles do not exist, such as another environment)\n",
-			time.Now().Add(*expires).Local().Format("2006-01-02 15:04 MST"))
+		holding := "anyone holding it can read the whole backup"
+		if decrypt != "" {
+			holding = "anyone holding it can fetch the encrypted backup"
+		}
+		fmt.Fprintf(m.Stderr, "URL on stdout, valid until %s: %s. The object is %s; restore straight from it into an empty database with:\n  curl -fsS \"$URL\"%s | zstd -d | pg_restore --exit-on-error --dbname=\"$TARGET_DATABASE_URL\"\n(add --no-owner --no-acl where the backup's roles do not exist, such as another environment)\n",
+			time.Now().Add(*expires).Local().Format("2006-01-02 15:04 MST"), holding, kind, decrypt)
 		return nil
 	},
 }

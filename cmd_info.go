@@ -191,6 +191,9 @@ func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string, a
 	}
 	row("Dump size", "%s (%d bytes, pg_dump --format=%s)", config.HumanBytes(man.DumpBytes), man.DumpBytes, man.Format)
 	row("Stored size", "%s (%d bytes, %s level %d)", config.HumanBytes(man.StoredBytes), man.StoredBytes, man.Compression, man.CompressionLevel)
+	if man.Encryption != "" {
+		row("Encrypted", "%s, to %s", man.Encryption, strings.Join(man.EncryptedTo, ", "))
+	}
 	if man.DataKey != "" {
 		row("Data", "%s", m.location(man.DataKey))
 		row("Data key", "%s", man.DataKey)

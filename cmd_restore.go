@@ -76,10 +76,14 @@ var restoreCommand = command{
 			fmt.Fprintf(m.Stderr, "--jobs %d needs a seekable archive: decompressing it to a temporary file in %s first (%s of disk); it is removed afterwards\n",
 				*jobs, os.TempDir(), config.HumanBytes(man.DumpBytes))
 		}
+		ids, err := m.identities()
+		if err != nil {
+			return err
+		}
 		res, err := dump.Restore(ctx, dump.RestoreOptions{
 			Store: m.store, Manifest: man, Target: target, PgBinDir: m.cfg.PgBinDir,
 			Clean: *clean, NoOwner: *noOwner, NoACL: *noACL, NoTablespaces: *noTablespaces, WithGlobals: *withGlobals, Jobs: *jobs,
-			DatabaseProperties: *dbProps, Logger: m.log.With("component", "restore"),
+			DatabaseProperties: *dbProps, Identities: ids, Logger: m.log.With("component", "restore"),
 		})
 		for _, note := range res.GlobalsNotes {
 			fmt.Fprintf(m.Stderr, "globals: %s\n", note)
@@ -229,10 +233,14 @@ var verifyCommand = command{
 		if err != nil {
 			return err
 		}
+		ids, err := m.identities()
+		if err != nil {
+			return err
+		}
 		start := time.Now()
 		res, err := dump.Verify(ctx, dump.VerifyOptions{
 			Store: m.store, Manifest: man, PgBinDir: m.cfg.PgBinDir, RestoreTo: scratch,
-			Logger: m.log.With("component", "verify"),
+			Identities: ids, Logger: m.log.With("component", "verify"),
 		})
 		m.printCounts(res.Counts, man.TableCountMethod)
 		if lo := man.LargeObjects; lo != nil && res.LargeObjects >= 0 && *lo != res.LargeObjects {

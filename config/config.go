@@ -45,6 +45,8 @@ type Config struct {
 	CompressionLevel int    `envconfig:"COMPRESSION_LEVEL" default:"1" desc:"zstd level 1-22 (default 1: in bench/capture.sh it stored within 1% of level 3's size in 70% of its time); klauspost/compress maps it to fastest (1), default (2-5), better (6-10) or best (11+)."`
 	PgBinDir         string `envconfig:"PG_BIN_DIR" desc:"Directory searched first for pg_dump/pg_restore; then /usr/lib/postgresql/*/bin and PATH (pg_dump: the server's major version, else the oldest newer one; pg_restore: the same for the target server, and at least the backup's pg_dump version)."`
 	Globals          bool   `envconfig:"GLOBALS" default:"true" desc:"Also store pg_dumpall --globals-only (roles, tablespaces) next to each dump."`
+	AgeRecipients    string `envconfig:"AGE_RECIPIENTS" desc:"age public keys (age1..., as age-keygen prints; several separated by commas or spaces) to encrypt new backups to, after compression: the data and the globals. Unset: stored unencrypted. Reading an encrypted backup then needs AGE_IDENTITY_FILE."`
+	AgeIdentityFile  string `envconfig:"AGE_IDENTITY_FILE" desc:"File holding the age identities (AGE-SECRET-KEY-1..., one per line, as age-keygen writes) that open encrypted backups: restore, download and verify read it. Backing up needs only AGE_RECIPIENTS, so keep it off the daemon's host."`
 
 	Schedule      string   `envconfig:"SCHEDULE" desc:"When the daemon backs up: '02:00 America/Los_Angeles', '02:00,14:00 CET', or cron '0 */6 * * *' (CRON_TZ= prefix allowed). Unset: no scheduled backups."`
 	KeepLast      int      `envconfig:"KEEP_LAST" default:"0" desc:"Retention: keep the N newest good backups. The four KEEP_* may not all be 0 (that keeps only the newest backup, not every one): set KEEP_LAST=1 to keep only the newest."`
@@ -401,6 +403,12 @@ func (c *Config) Validate() Errors {
 	}
 	if _, err := schedule.Parse(c.Schedule); err != nil {
 		bad("SCHEDULE", "%v", err)
+	}
+	if _, err := c.Recipients(); err != nil {
+		bad("AGE_RECIPIENTS", "%v", err)
+	}
+	if _, err := c.Identities(); err != nil {
+		bad("AGE_IDENTITY_FILE", "%v", err)
 	}
 	for name, n := range map[string]int{"KEEP_LAST": c.KeepLast, "KEEP_DAILY": c.KeepDaily, "KEEP_WEEKLY": c.KeepWeekly, "KEEP_MONTHLY": c.KeepMonthly, "RETRY_MAX": c.RetryMax} {
 		if n < 0 {

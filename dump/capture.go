@@ -34,8 +34,8 @@ type CaptureOptions struct {
 	CompressionLevel int           // zstd level 1-22
 	// Recipients, when set, age-encrypts the stored objects (data and
 	// globals) to these public keys, after compression.
-	Recipients Recipients
-	LockWaitTimeout  time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
+	Recipients      Recipients
+	LockWaitTimeout time.Duration // pg_dump --lock-wait-timeout; 0 leaves pg_dump's default (wait forever)
 	// NewCluster accepts a location whose newest backup is of another
 	// cluster (system identifier): this database's cluster changed.
 	NewCluster bool

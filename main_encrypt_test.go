@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/pgbackups/pgbackups/internal/testenv"
+)
+
+// TestEncryptedBackupsEndToEnd backs up to S3 encrypted to an age public
+// key, as a daemon host configured with PGBACKUPS_AGE_RECIPIENTS alone
+// would, then reads the backup back as an operator holding the identity
+// file: info, restore, download, verify. Without the file, each read says
+// which variable to set and changes nothing.
+func TestEncryptedBackupsEndToEnd(t *testing.T) {
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	pg.SeedRich(t, src, 1000)
+	srv := testenv.S3(t)
+	key, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.Recipient().String()
+	idFile := filepath.Join(t.TempDir(), "backup-key.txt")
+	if err := os.WriteFile(idFile, []byte("# created: today\n# public key: "+pub+"\n"+key.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := append(srv.Env(), "PGBACKUPS_DATABASE_URL="+pg.URL(src))
+	backupEnv := append(slices.Clone(base), "PGBACKUPS_AGE_RECIPIENTS="+pub)
+	readEnv := append(slices.Clone(base), "PGBACKUPS_AGE_IDENTITY_FILE="+idFile)
+
+	r := run(t, backupEnv, "capture")
+	if r.code != 0 {
+		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+	}
+	id := lastLine(r.stdout)
+	ms := listJSON(t, base)
+	if len(ms) != 1 || ms[0].Encryption != "age" || !slices.Equal(ms[0].EncryptedTo, []string{pub}) {
+		t.Fatalf("list --json = %+v, want one backup encrypted with age to %s", ms, pub)
+	}
+	if r := run(t, base, "info", id); r.code != 0 || !strings.Contains(r.stdout, "Encrypted") || !strings.Contains(r.stdout, pub) {
+		t.Fatalf("info: exit %d, want the encryption and its key shown\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	t.Run("without the identity", func(t *testing.T) {
+		target := pg.CreateDB(t)
+		r := run(t, base, "restore", id, "--to", pg.URL(target), "--confirm", target, "--with-globals")
+		if r.code != 1 || !strings.Contains(r.stderr, "PGBACKUPS_AGE_IDENTITY_FILE") || !strings.Contains(r.stderr, pub) || !strings.Contains(r.stderr, "nothing was changed") {
+			t.Fatalf("restore without the identity: exit %d, want 1 naming the variable and the key\n%s", r.code, r.stderr)
+		}
+		out := filepath.Join(t.TempDir(), "b.dump")
+		if r := run(t, base, "download", id, "-o", out); r.code != 1 || !strings.Contains(r.stderr, "PGBACKUPS_AGE_IDENTITY_FILE") {
+			t.Fatalf("download without the identity: exit %d\n%s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("download left %s: %v", out, err)
+		}
+	})
+
+	t.Run("with the identity", func(t *testing.T) {
+		target := pg.CreateDB(t)
+		r := run(t, readEnv, "restore", id, "--to", pg.URL(target), "--confirm", target)
+		if r.code != 0 {
+			t.Fatalf("restore: exit %d\n%s", r.code, r.stderr)
+		}
+		if n := pg.QueryString(t, target, `SELECT count(*)::text FROM app.users`); n != "1000" {
+			t.Fatalf("restored %s users, want 1000", n)
+		}
+		out := filepath.Join(t.TempDir(), "b.dump")
+		if r := run(t, readEnv, "download", id, "-o", out); r.code != 0 {
+			t.Fatalf("download: exit %d\n%s", r.code, r.stderr)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil || !bytes.HasPrefix(b, []byte("PGDMP")) {
+			t.Fatalf("download wrote no pg_dump archive: %v", err)
+		}
+		if r := run(t, readEnv, "verify", id); r.code != 0 {
+			t.Fatalf("verify: exit %d\n%s", r.code, r.stderr)
+		}
+		r = run(t, readEnv, "url", id)
+		if r.code != 0 || !strings.Contains(r.stderr, "age -d -i") {
+			t.Fatalf("url: exit %d, want the age step in its pipeline\n%s", r.code, r.stderr)
+		}
+		for _, s := range []string{r.stdout, r.stderr} {
+			if strings.Contains(s, key.String()) {
+				t.Fatalf("the identity appears in url's output")
+			}
+		}
+	})
+
+	t.Run("bad settings", func(t *testing.T) {
+		garbage := filepath.Join(t.TempDir(), "garbage.txt")
+		if err := os.WriteFile(garbage, []byte("not-a-key-hunter2\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			env          []string
+			says, secret string
+		}{
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS=age1nope"}, "PGBACKUPS_AGE_RECIPIENTS: \"age1nope\" is not an age public key", ""},
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS=" + key.String()}, "the secret key", key.String()},
+			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + garbage}, "line 1 is not an age identity", "hunter2"},
+			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + idFile + ".missing"}, "does not exist", ""},
+		} {
+			r := run(t, append(slices.Clone(base), tc.env...), "list")
+			if r.code != 2 || !strings.Contains(r.stderr, tc.says) || (tc.secret != "" && strings.Contains(r.stderr, tc.secret)) {
+				t.Errorf("list with %v: exit %d, want 2 saying %q and no secret\n%s", tc.env, r.code, tc.says, r.stderr)
+			}
+		}
+	})
+}
