@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -175,7 +176,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(m.Stderr, "pgbackups: unknown command %q%s\n\n", name, suggestCommand(name))
+		fmt.Fprintf(m.Stderr, "pgbackups: unknown command %s%s\n\n", shown(name), suggestCommand(name))
 		m.usage(m.Stderr)
 		return exitUsage
 	}
@@ -320,7 +321,7 @@ func (m *Main) parseFlags(fs *flag.FlagSet, args []string, maxPositional int) ([
 		args = args[1:]
 	}
 	if len(pos) > maxPositional {
-		return nil, usagef("unexpected argument %q", pos[maxPositional])
+		return nil, usagef("unexpected argument %s", shown(pos[maxPositional]))
 	}
 	return pos, nil
 }
@@ -471,6 +472,17 @@ func (m *Main) setup(ctx context.Context) error {
 	}
 	m.cfg, m.store = cfg, store
 	return nil
+}
+
+// shown quotes a command-line argument for an error message, except one
+// that looks like a connection string: put where an id or a command
+// belongs (a forgotten --to), it may carry a password into a terminal's
+// scrollback, a CI log or the journal.
+func shown(arg string) string {
+	if strings.Contains(arg, "://") || strings.Contains(strings.ToLower(arg), "password") {
+		return "(a connection string, not shown)"
+	}
+	return strconv.Quote(arg)
 }
 
 // identities are the age identities of PGBACKUPS_AGE_IDENTITY_FILE, which

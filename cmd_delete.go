@@ -32,7 +32,7 @@ var deleteCommand = command{
 		}
 		id := pos[0]
 		if !storage.ValidID(id) {
-			return usagef("%q is not a backup id (they look like 20261125-020000-k3f9); delete takes an exact id, never latest", id)
+			return usagef("%s is not a backup id (they look like 20261125-020000-k3f9); delete takes an exact id, never latest", shown(id))
 		}
 		switch *confirm {
 		case id:

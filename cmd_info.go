@@ -104,7 +104,7 @@ func (m *Main) resolve(ctx context.Context, pos []string) (storage.Manifest, err
 		ref = pos[0]
 	}
 	if ref != "latest" && !storage.ValidID(ref) {
-		return storage.Manifest{}, usagef("%q is not a backup id (they look like 20261125-020000-k3f9; try `pgbackups list`), nor latest", ref)
+		return storage.Manifest{}, usagef("%s is not a backup id (they look like 20261125-020000-k3f9; try `pgbackups list`), nor latest", shown(ref))
 	}
 	man, err := m.catalog().Resolve(ctx, ref)
 	switch {

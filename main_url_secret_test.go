@@ -38,3 +38,37 @@ func TestURLPrintedOnStdoutOnly(t *testing.T) {
 		t.Errorf("stderr lost the restore hint:\n%s", r.stderr)
 	}
 }
+
+// TestMisplacedSecretsNotEchoed: a connection string put where an id, a
+// command or a schedule belongs (a forgotten --to), a secret put in a
+// _FILE variable instead of its path, and an '@' left unencoded in a
+// password each made an error quote the password.
+func TestMisplacedSecretsNotEchoed(t *testing.T) {
+	const pw = "hunter2SECRETpw"
+	dir := t.TempDir()
+	conn := "postgres://app:" + pw + "@127.0.0.1:1/app"
+	env := []string{"PGBACKUPS_STORAGE_URL=" + dir}
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		says string
+	}{
+		{env, []string{"verify", "latest", conn}, "unexpected argument (a connection string, not shown)"},
+		{env, []string{"info", conn}, "(a connection string, not shown) is not a backup id"},
+		{env, []string{"delete", conn}, "(a connection string, not shown) is not a backup id"},
+		{env, []string{conn}, "unknown command (a connection string, not shown)"},
+		{env, []string{"schedules", conn}, "a URL is not a schedule"},
+		{append(env, "PGBACKUPS_DATABASE_URL_FILE="+pw), []string{"list"}, "PGBACKUPS_DATABASE_URL_FILE: cannot read the file it names (not shown"},
+		{append(env, "PGBACKUPS_DATABASE_URL=postgres://app:"+pw+"@TAIL"+pw+"@127.0.0.1:1/app"), []string{"list"}, "PGBACKUPS_DATABASE_URL: its host holds an '@'"},
+	} {
+		r := run(t, tc.env, tc.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.says) || strings.Contains(r.stderr+r.stdout, pw) {
+			t.Errorf("%v %v: exit %d, want 2 saying %q without the password:\n%s", tc.env, tc.args, r.code, tc.says, r.stderr)
+		}
+	}
+	// The same for a --to URL on restore's command line.
+	r := run(t, env, "restore", "latest", "--to", "postgres://app:"+pw+"@TAIL"+pw+"@127.0.0.1:1/app", "--confirm", "app")
+	if r.code == 0 || !strings.Contains(r.stderr, "its host holds an '@'") || strings.Contains(r.stderr, pw) {
+		t.Errorf("restore --to with an unencoded @: exit %d:\n%s", r.code, r.stderr)
+	}
+}

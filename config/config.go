@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -197,7 +198,15 @@ func (c *Config) readSecretFiles() Errors {
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			// The path is not secret; the error from os names it.
+			if !plainPath(path) {
+				// Likely the secret itself, put in the _FILE variable:
+				// not echoed.
+				var pe *fs.PathError
+				if errors.As(err, &pe) {
+					err = pe.Err
+				}
+				err = fmt.Errorf("cannot read the file it names (not shown: it is no absolute path, and may be the secret itself; %s takes the value, %s a file's path): %w", name, name+secretFileSuffix, err)
+			}
 			errs = append(errs, FieldError{name + secretFileSuffix, err})
 			continue
 		}
@@ -209,6 +218,12 @@ func (c *Config) readSecretFiles() Errors {
 		v.Field(i).SetString(s)
 	}
 	return errs
+}
+
+// plainPath reports whether a _FILE variable's value looks like a path,
+// which errors may show, rather than a secret put there by mistake.
+func plainPath(p string) bool {
+	return strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "@: \t")
 }
 
 // unknownVars reports PGBACKUPS_* variables that match no field: a typo
@@ -356,8 +371,10 @@ func (c *Config) Validate() Errors {
 		if v.raw == "" {
 			continue
 		}
-		if _, err := pgx.ParseConfig(v.raw); err != nil {
+		if cfg, err := pgx.ParseConfig(v.raw); err != nil {
 			errs = append(errs, FieldError{v.name, ConnParseError(err, v.raw)})
+		} else if err := ConnHostError(cfg); err != nil {
+			errs = append(errs, FieldError{v.name, err})
 		}
 	}
 	if strings.TrimSpace(c.StorageURL) == "" {
@@ -514,6 +531,23 @@ func secretVars() map[string]bool {
 		}
 	}
 	return vs
+}
+
+// ConnHostError refuses a parsed connection whose host holds an '@': a URL
+// whose password has an unencoded '@' ("postgres://app:p@ss@db/app")
+// ends its userinfo at the first one, as libpq does, and the rest of the
+// password becomes part of the host, which messages and manifests show.
+func ConnHostError(cfg *pgx.ConnConfig) error {
+	hosts := []string{cfg.Host}
+	for _, fb := range cfg.Fallbacks {
+		hosts = append(hosts, fb.Host)
+	}
+	for _, h := range hosts {
+		if strings.Contains(h, "@") {
+			return errors.New("its host holds an '@' (not shown: it may be part of a password): write an @ in the user or password as %40")
+		}
+	}
+	return nil
 }
 
 // ConnParseError explains why a connection string did not parse without

@@ -34,6 +34,9 @@ func ParseConn(raw string) (Conn, error) {
 		}
 		return Conn{}, fmt.Errorf("database URL %w", config.ConnParseError(err, raw))
 	}
+	if err := config.ConnHostError(cfg); err != nil {
+		return Conn{}, fmt.Errorf("database URL: %w", err)
+	}
 	return Conn{raw: raw, cfg: cfg}, nil
 }
 
@@ -257,7 +260,7 @@ func urlWithout(raw string, drop ...string) string {
 		key, _, _ := strings.Cut(pair, "=")
 		// libpq percent-decodes keys: pass%77ord is password. A key that does
 		// not decode is dropped too (pgx would not have parsed it anyway).
-		if k, err := url.PathUnescape(key); err != nil || slices.Contains(drop, k) {
+		if k, err := uriDecode(key); err != nil || slices.Contains(drop, k) {
 			continue
 		}
 		kept = append(kept, pair)
@@ -297,6 +300,18 @@ func splitURL(raw string) urlParts {
 	return u
 }
 
+// uriDecode decodes a URL query key or value as pgx does (pgconn's
+// uriDecode): spaces around it are dropped, one inside it is an error, and
+// then it is percent-decoded. Otherwise "?password =secret", which pgx
+// reads as the password, would not be taken out of a child's argv.
+func uriDecode(s string) (string, error) {
+	s = strings.Trim(s, " ")
+	if strings.Contains(s, " ") {
+		return "", errors.New("a space inside a URI component")
+	}
+	return url.PathUnescape(s)
+}
+
 // connValue is the value of keyword key in a connection string, URL query
 // parameter or keyword/value pair, decoded as libpq decodes it; the last
 // one wins, as in libpq. (The URL userinfo's password is not looked at:
@@ -310,8 +325,8 @@ func connValue(raw, key string) (string, bool) {
 		}
 		for _, pair := range strings.Split(u.query, "&") {
 			k, v, _ := strings.Cut(pair, "=")
-			k, kerr := url.PathUnescape(k)
-			v, verr := url.PathUnescape(v)
+			k, kerr := uriDecode(k)
+			v, verr := uriDecode(v)
 			if kerr == nil && verr == nil && k == key {
 				val, found = v, true
 			}

@@ -38,6 +38,10 @@ func TestForChildKeepsPasswordOutOfArgv(t *testing.T) {
 		// and libpq alike (settings are stored in order, last one kept).
 		{"postgres://app:p%3Aw%5Cd@db.example:5433/app?sslmode=require&password=other", "other"},
 		{"postgres://app:p%3Aw%5Cd@db.example:5433/app?sslmode=require&pass%77ord=other", "other"},
+		// pgx drops the spaces around a key (and a value): these are the
+		// password to it, and must not reach argv as another parameter.
+		{"postgres://app@db.example:5433/app?sslmode=require&password =other", "other"},
+		{"postgres://app@db.example:5433/app?sslmode=require& password=other", "other"},
 		{"postgres://app:p%3Aw%5Cd@db.example:5433/app?sslmode=require", `p:w\d`},
 		// libpq ends userinfo at the first '@' before any '/', even past a
 		// '?': the user is "h?application_name=app". net/url saw a query

@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,6 +35,10 @@ func Parse(spec string) (*Schedule, error) {
 	text := strings.TrimSpace(spec)
 	if text == "" {
 		return nil, nil
+	}
+	if strings.Contains(text, "://") {
+		// Not quoted: a connection string put here may carry a password.
+		return nil, errors.New("a URL is not a schedule (not shown: it may hold a password); a schedule looks like \"02:00 America/Los_Angeles\" or \"0 */6 * * *\"")
 	}
 	s, err := parse(text)
 	if err != nil {
