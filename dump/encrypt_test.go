@@ -72,6 +72,14 @@ func TestEncryptedBackup(t *testing.T) {
 		if n := pg.QueryString(t, target, `SELECT count(*)::text FROM app.users`); n != "1000" {
 			t.Fatalf("restored %s users, want 1000", n)
 		}
+		// In parallel, through the decrypted temporary archive.
+		target = pg.CreateDB(t)
+		if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, Identities: ids, Jobs: 2, TempDir: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+		if n := pg.QueryString(t, target, `SELECT count(*)::text FROM billing.invoices`); n != "5000" {
+			t.Fatalf("restored %s invoices with --jobs 2, want 5000", n)
+		}
 	})
 
 	t.Run("download and verify", func(t *testing.T) {
