@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +47,11 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	}
 	// What it backs up, and where to: a mistyped variable that left the
 	// storage URL at its default shows here, not at the first restore.
-	m.log.Info("backing up", "component", "daemon", "database", conn.String(), "storage", m.root())
+	encryption := "none"
+	if rs, _ := m.cfg.Recipients(); len(rs) > 0 {
+		encryption = "age, to " + strings.Join(dump.Recipients(rs).Names(), ", ")
+	}
+	m.log.Info("backing up", "component", "daemon", "database", conn.String(), "storage", m.root(), "encryption", encryption)
 	cat := m.catalog()
 	ns := m.noStall() // one for every backup, so its gauges can be exported
 	if _, err := m.captureOptions(conn, ns); err != nil {
