@@ -113,8 +113,11 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["pgbackups", "healthcheck"]
 
-# The daemon finishes or aborts an in-flight backup within
-# PGBACKUPS_SHUTDOWN_GRACE (30s); give `docker stop -t` more than that.
+# On SIGTERM the daemon lets an in-flight backup finish for
+# PGBACKUPS_SHUTDOWN_GRACE (30s), then aborts it; cleaning up against a
+# storage endpoint that stopped answering takes up to about 70 s more. Give
+# `docker stop -t` (or `docker run --stop-timeout`) the grace plus 90 s:
+# 120 with the default.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["pgbackups"]
 CMD ["daemon"]

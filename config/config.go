@@ -43,7 +43,7 @@ type Config struct {
 	S3AccessKeyID     string `envconfig:"S3_ACCESS_KEY_ID" secret:"true" desc:"Static S3 access key; unset uses the AWS SDK chain (AWS_ACCESS_KEY_ID, shared files, instance roles)."`
 	S3SecretAccessKey string `envconfig:"S3_SECRET_ACCESS_KEY" secret:"true" desc:"Static S3 secret key, paired with S3_ACCESS_KEY_ID."`
 
-	CompressionLevel int    `envconfig:"COMPRESSION_LEVEL" default:"1" desc:"zstd level 1-22 (default 1: in bench/capture.sh it stored within 1% of level 3's size in 70% of its time); klauspost/compress maps it to fastest (1), default (2-5), better (6-10) or best (11+)."`
+	CompressionLevel int    `envconfig:"COMPRESSION_LEVEL" default:"1" desc:"zstd level 1-22 (default 1: in bench/capture.sh it stored within 1% of level 3's size in 70% of its time); klauspost/compress maps it to fastest (1-2), default (3-5), better (6-9) or best (10+)."`
 	PgBinDir         string `envconfig:"PG_BIN_DIR" desc:"Directory searched first for pg_dump/pg_restore; then /usr/lib/postgresql/*/bin and PATH (pg_dump: the server's major version, else the oldest newer one; pg_restore: the same for the target server, and at least the backup's pg_dump version)."`
 	Globals          bool   `envconfig:"GLOBALS" default:"true" desc:"Also store pg_dumpall --globals-only (roles, tablespaces) next to each dump."`
 	AgeRecipients    string `envconfig:"AGE_RECIPIENTS" desc:"age public keys (age1..., as age-keygen prints; several separated by commas or spaces) to encrypt new backups to, after compression: the data and the globals. Unset: stored unencrypted. Reading an encrypted backup then needs AGE_IDENTITY_FILE."`
@@ -51,9 +51,9 @@ type Config struct {
 
 	Schedule      string   `envconfig:"SCHEDULE" desc:"When the daemon backs up: '02:00 America/Los_Angeles', '02:00,14:00 CET', or cron '0 */6 * * *' (CRON_TZ= prefix allowed). Unset: no scheduled backups."`
 	KeepLast      int      `envconfig:"KEEP_LAST" default:"0" desc:"Retention: keep the N newest good backups. The four KEEP_* may not all be 0 (that keeps only the newest backup, not every one): set KEEP_LAST=1 to keep only the newest."`
-	KeepDaily     int      `envconfig:"KEEP_DAILY" default:"7" desc:"Retention: keep the newest good backup of each of the last N days (schedule's time zone)."`
-	KeepWeekly    int      `envconfig:"KEEP_WEEKLY" default:"4" desc:"Retention: keep the newest good backup of each of the last N ISO weeks."`
-	KeepMonthly   int      `envconfig:"KEEP_MONTHLY" default:"0" desc:"Retention: keep the newest good backup of each of the last N months."`
+	KeepDaily     int      `envconfig:"KEEP_DAILY" default:"7" desc:"Retention: keep the newest good backup of each of the N most recent days that have one (days without a good backup are not counted), in the schedule's time zone (prune without SCHEDULE: the machine's local time zone)."`
+	KeepWeekly    int      `envconfig:"KEEP_WEEKLY" default:"4" desc:"Retention: keep the newest good backup of each of the N most recent ISO weeks that have one (weeks without a good backup are not counted)."`
+	KeepMonthly   int      `envconfig:"KEEP_MONTHLY" default:"0" desc:"Retention: keep the newest good backup of each of the N most recent calendar months that have one (months without a good backup are not counted)."`
 	OrphanGrace   Duration `envconfig:"ORPHAN_GRACE" default:"24h" desc:"prune removes objects without a manifest, and unfinished S3 multipart uploads or temporary files, once nothing has been written to them for this long (at least 1h: a backup still being written has no manifest yet)."`
 	RetryMax      int      `envconfig:"RETRY_MAX" default:"3" desc:"Retries of a failed scheduled backup (never past the next scheduled run)."`
 	RetryBackoff  Duration `envconfig:"RETRY_BACKOFF" default:"1m" desc:"First retry delay; doubles each retry."`
@@ -62,7 +62,7 @@ type Config struct {
 	PingURL       string   `envconfig:"PING_URL" secret:"true" desc:"healthchecks.io-style base URL: GET URL/start, URL on success, URL/fail on failure."`
 	HTTPAddr      string   `envconfig:"HTTP_ADDR" default:":8080" desc:"Address of /healthz, /livez and /metrics; 'off' disables."`
 	HealthGrace   Duration `envconfig:"HEALTH_GRACE" default:"1h" desc:"/healthz turns 503 (overdue) when the run due after the last success has not succeeded within this of its time (a backup still running gets until the next run plus this)."`
-	ShutdownGrace Duration `envconfig:"SHUTDOWN_GRACE" default:"30s" desc:"On SIGTERM, how long an in-flight backup may finish before it is aborted."`
+	ShutdownGrace Duration `envconfig:"SHUTDOWN_GRACE" default:"30s" desc:"The daemon only: on SIGTERM or SIGINT, how long an in-flight backup may finish before it is aborted. The capture command aborts its backup on the first signal."`
 	LogFormat     string   `envconfig:"LOG_FORMAT" default:"auto" desc:"auto (text on a terminal, JSON otherwise), text or json."`
 	LogLevel      string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error."`
 
