@@ -152,8 +152,8 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest, ids 
 	stored := &hashingReader{r: rc, h: h}
 	plain, err := decrypting(stored, m, m.GlobalsKey, ids)
 	if err != nil {
-		if stored.err != nil && stored.err != io.EOF {
-			return nil, fmt.Errorf("globals: %w", stored.err)
+		if rerr := stored.failed(); rerr != nil {
+			return nil, fmt.Errorf("globals: %w", rerr)
 		}
 		return nil, fmt.Errorf("globals: %w", err)
 	}
@@ -164,8 +164,8 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest, ids 
 	defer dec.Close()
 	out := &limitedBuffer{max: maxGlobalsBytes}
 	if _, err := io.Copy(out, dec); err != nil {
-		if stored.err != nil && stored.err != io.EOF {
-			return nil, fmt.Errorf("globals: %w", stored.err)
+		if rerr := stored.failed(); rerr != nil {
+			return nil, fmt.Errorf("globals: %w", rerr)
 		}
 		return nil, fmt.Errorf("globals %s: %w: %v", m.GlobalsKey, ErrCorrupt, err)
 	}
@@ -173,8 +173,8 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest, ids 
 		return nil, fmt.Errorf("globals %s: more than %d bytes", m.GlobalsKey, maxGlobalsBytes)
 	}
 	if _, err := io.Copy(io.Discard, plain); err != nil { // age's last chunk
-		if stored.err != nil && stored.err != io.EOF {
-			return nil, fmt.Errorf("globals: %w", stored.err)
+		if rerr := stored.failed(); rerr != nil {
+			return nil, fmt.Errorf("globals: %w", rerr)
 		}
 		return nil, fmt.Errorf("globals %s: %w: %v", m.GlobalsKey, ErrCorrupt, err)
 	}

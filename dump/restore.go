@@ -73,8 +73,8 @@ func OpenBackup(ctx context.Context, st storage.Store, m storage.Manifest, ids [
 	plain, err := decrypting(stored, m, m.DataKey, ids)
 	if err != nil {
 		rc.Close()
-		if stored.err != nil && stored.err != io.EOF {
-			return nil, fmt.Errorf("read %s: %w", m.DataKey, stored.err)
+		if rerr := stored.failed(); rerr != nil {
+			return nil, fmt.Errorf("read %s: %w", m.DataKey, rerr)
 		}
 		return nil, err
 	}
@@ -95,8 +95,8 @@ func (b *BackupReader) Read(p []byte) (int, error) {
 	b.dump.Write(p[:n])
 	b.n += int64(n)
 	if err != nil && err != io.EOF {
-		if b.stored.err != nil && b.stored.err != io.EOF {
-			return n, fmt.Errorf("read %s: %w", b.m.DataKey, b.stored.err)
+		if rerr := b.stored.failed(); rerr != nil {
+			return n, fmt.Errorf("read %s: %w", b.m.DataKey, rerr)
 		}
 		return n, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 	}
@@ -107,8 +107,8 @@ func (b *BackupReader) Read(p []byte) (int, error) {
 // and checksums with the manifest. Call it once Read returned io.EOF.
 func (b *BackupReader) Check() error {
 	if _, err := io.Copy(io.Discard, b.plain); err != nil { // age's last chunk
-		if b.stored.err != nil && b.stored.err != io.EOF {
-			return fmt.Errorf("read %s: %w", b.m.DataKey, b.stored.err)
+		if rerr := b.stored.failed(); rerr != nil {
+			return fmt.Errorf("read %s: %w", b.m.DataKey, rerr)
 		}
 		return fmt.Errorf("%w: decrypt: %v", ErrCorrupt, err)
 	}
@@ -140,6 +140,15 @@ type hashingReader struct {
 	h   hash.Hash
 	n   int64
 	err error
+}
+
+// failed is the underlying reader's error, if it failed: a read that
+// broke in storage, not damage in what was read.
+func (hr *hashingReader) failed() error {
+	if hr.err == io.EOF {
+		return nil
+	}
+	return hr.err
 }
 
 func (hr *hashingReader) Read(p []byte) (int, error) {
