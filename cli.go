@@ -455,8 +455,11 @@ func (m *Main) setup(ctx context.Context) error {
 		return nil
 	}
 	load := config.Load
-	if m.cmd.name == "daemon" || m.cmd.name == "prune" {
+	switch m.cmd.name {
+	case "daemon", "prune":
 		load = config.LoadApplyingRetention // each bad variable said at once
+	case "restore", "download", "verify":
+		load = config.LoadReadingBackups
 	}
 	cfg, err := load()
 	if err != nil {
@@ -486,11 +489,17 @@ func shown(arg string) string {
 }
 
 // identities are the age identities of PGBACKUPS_AGE_IDENTITY_FILE, which
-// open encrypted backups (validated at setup).
-func (m *Main) identities() ([]age.Identity, error) {
+// open encrypted backups (validated at setup), for reading man. Set, and
+// man is not encrypted, it says so: an operator who encrypts every backup
+// learns of one stored some other way (before encryption was set up, or
+// by something with write access to storage).
+func (m *Main) identities(man storage.Manifest) ([]age.Identity, error) {
 	ids, err := m.cfg.Identities()
 	if err != nil {
 		return nil, configError{fmt.Errorf("PGBACKUPS_AGE_IDENTITY_FILE: %w", err)}
+	}
+	if len(ids) > 0 && man.Encryption == "" && man.OK() {
+		m.log.Warn("this backup is not encrypted, though PGBACKUPS_AGE_IDENTITY_FILE is set: it was taken before PGBACKUPS_AGE_RECIPIENTS was, or stored by something else", "component", m.cmd.name, "backup", man.ID)
 	}
 	return ids, nil
 }

@@ -48,14 +48,17 @@ var downloadCommand = command{
 		if err != nil {
 			return err
 		}
-		ids, err := m.identities()
+		ids, err := m.identities(man)
 		if err != nil {
 			return err
 		}
 		if *out == "-" {
 			// What reached stdout cannot be taken back: on a mismatch the
 			// error says so and the exit status is non-zero.
-			if _, err := dump.CopyBackup(ctx, m.store, man, ids, m.Stdout); err != nil {
+			if n, err := dump.CopyBackup(ctx, m.store, man, ids, m.Stdout); err != nil {
+				if n == 0 {
+					return err
+				}
 				return fmt.Errorf("%w (the bytes already written to stdout must be discarded)", err)
 			}
 			return nil
@@ -178,15 +181,15 @@ var urlCommand = command{
 		if err := m.catalog().Damage(ctx, listed); err != nil {
 			return fmt.Errorf("backup %s: %w: no URL handed out", man.ID, err)
 		}
-		kind, decrypt := "zstd-compressed", ""
+		kind, decrypt := "a zstd-compressed", ""
 		if man.Encryption != "" {
 			// age -d reads the identity file age-keygen wrote, the one
 			// PGBACKUPS_AGE_IDENTITY_FILE names.
-			kind, decrypt = "age-encrypted, zstd-compressed", " | age -d -i \"$PGBACKUPS_AGE_IDENTITY_FILE\""
+			kind, decrypt = "an age-encrypted, zstd-compressed", " | age -d -i \"$PGBACKUPS_AGE_IDENTITY_FILE\""
 		}
 		signer, ok := m.store.(storage.Signer)
 		if !ok {
-			return fmt.Errorf("the storage at %s cannot sign URLs (only S3 can); use `pgbackups download %s` instead, or read %s directly: it is an %s pg_dump archive",
+			return fmt.Errorf("the storage at %s cannot sign URLs (only S3 can); use `pgbackups download %s` instead, or read %s directly: it is %s pg_dump archive",
 				m.root(), man.ID, m.location(man.DataKey), kind)
 		}
 		u, err := signer.PresignGet(ctx, man.DataKey, *expires)
@@ -202,7 +205,7 @@ var urlCommand = command{
 		if decrypt != "" {
 			holding = "anyone holding it can fetch the encrypted backup"
 		}
-		fmt.Fprintf(m.Stderr, "URL on stdout, valid until %s: %s. The object is %s; restore straight from it into an empty database with:\n  curl -fsS \"$URL\"%s | zstd -d | pg_restore --exit-on-error --dbname=\"$TARGET_DATABASE_URL\"\n(add --no-owner --no-acl where the backup's roles do not exist, such as another environment)\n",
+		fmt.Fprintf(m.Stderr, "URL on stdout, valid until %s: %s. The object is %s pg_dump archive; restore straight from it into an empty database with:\n  curl -fsS \"$URL\"%s | zstd -d | pg_restore --exit-on-error --dbname=\"$TARGET_DATABASE_URL\"\n(add --no-owner --no-acl where the backup's roles do not exist, such as another environment)\n",
 			time.Now().Add(*expires).Local().Format("2006-01-02 15:04 MST"), holding, kind, decrypt)
 		return nil
 	},

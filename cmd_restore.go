@@ -76,7 +76,7 @@ var restoreCommand = command{
 			fmt.Fprintf(m.Stderr, "--jobs %d needs a seekable archive: decompressing it to a temporary file in %s first (%s of disk); it is removed afterwards\n",
 				*jobs, os.TempDir(), config.HumanBytes(man.DumpBytes))
 		}
-		ids, err := m.identities()
+		ids, err := m.identities(man)
 		if err != nil {
 			return err
 		}
@@ -233,7 +233,7 @@ var verifyCommand = command{
 		if err != nil {
 			return err
 		}
-		ids, err := m.identities()
+		ids, err := m.identities(man)
 		if err != nil {
 			return err
 		}

@@ -100,19 +100,46 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 		if err := os.WriteFile(garbage, []byte("not-a-key-hunter2\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		pq, err := age.GenerateHybridIdentity()
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, tc := range []struct {
 			env          []string
+			cmd          string
 			says, secret string
 		}{
-			{[]string{"PGBACKUPS_AGE_RECIPIENTS=age1nope"}, "PGBACKUPS_AGE_RECIPIENTS: \"age1nope\" is not an age public key", ""},
-			{[]string{"PGBACKUPS_AGE_RECIPIENTS=" + key.String()}, "the secret key", key.String()},
-			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + garbage}, "line 1 is not an age identity", "hunter2"},
-			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + idFile + ".missing"}, "does not exist", ""},
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS=age1nope"}, "list", "PGBACKUPS_AGE_RECIPIENTS: \"age1nope\" is not an age public key", ""},
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS=" + key.String()}, "list", "the secret key", key.String()},
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS=\"" + strings.ToLower(key.String()) + "\""}, "list", "the secret key", strings.ToLower(key.String())},
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS= , "}, "capture", "holds no key", ""},
+			// age refuses to mix post-quantum and classic keys when it
+			// encrypts: said at start-up, not by every backup failing.
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS=" + pub + "," + pq.Recipient().String()}, "capture", "cannot be used together", ""},
+			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + garbage}, "download", "line 1 is not an age identity", "hunter2"},
+			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + idFile + ".missing"}, "download", "no such file", ""},
+			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + t.TempDir()}, "verify", "is not a regular file", ""},
 		} {
-			r := run(t, append(slices.Clone(base), tc.env...), "list")
+			r := run(t, append(slices.Clone(base), tc.env...), tc.cmd)
 			if r.code != 2 || !strings.Contains(r.stderr, tc.says) || (tc.secret != "" && strings.Contains(r.stderr, tc.secret)) {
-				t.Errorf("list with %v: exit %d, want 2 saying %q and no secret\n%s", tc.env, r.code, tc.says, r.stderr)
+				t.Errorf("%s with %v: exit %d, want 2 saying %q and no secret\n%s", tc.cmd, tc.env, r.code, tc.says, r.stderr)
 			}
+		}
+		// Only the commands that read backups read the identity file: a
+		// daemon host, or list, never needs it.
+		if r := run(t, append(slices.Clone(base), "PGBACKUPS_AGE_IDENTITY_FILE="+idFile+".missing"), "list"); r.code != 0 {
+			t.Errorf("list with a missing identity file: exit %d, want 0\n%s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("unencrypted backup read with an identity", func(t *testing.T) {
+		r := run(t, base, "capture")
+		if r.code != 0 {
+			t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
+		}
+		plain := lastLine(r.stdout)
+		if r := run(t, readEnv, "verify", plain); r.code != 0 || !strings.Contains(r.stderr, "this backup is not encrypted") {
+			t.Fatalf("verify of an unencrypted backup with an identity set: exit %d, want 0 and a warning\n%s", r.code, r.stderr)
 		}
 	})
 }

@@ -3,8 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"filippo.io/age"
@@ -13,41 +14,75 @@ import (
 // Recipients parses PGBACKUPS_AGE_RECIPIENTS: the age public keys new
 // backups are encrypted to; none when it is unset.
 func (c *Config) Recipients() ([]age.Recipient, error) {
+	if c.AgeRecipients == "" {
+		return nil, nil
+	}
 	var out []age.Recipient
-	for _, f := range strings.FieldsFunc(c.AgeRecipients, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+	var seen []string
+	for _, f := range strings.FieldsFunc(c.AgeRecipients, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' }) {
+		if strings.Contains(strings.ToUpper(f), "SECRET-KEY") {
+			// Not echoed: it is the secret half.
+			return nil, errors.New("holds an age identity (AGE-SECRET-KEY-...), the secret key: give its public key (age1..., `age-keygen -y FILE` prints it), and keep the identity off this host")
+		}
+		if slices.Contains(seen, f) {
+			continue
+		}
 		rs, err := age.ParseRecipients(strings.NewReader(f))
 		if err != nil || len(rs) != 1 {
 			hint := ""
-			if strings.HasPrefix(f, "AGE-SECRET-KEY-") {
-				// Not echoed: it is the secret half.
-				return nil, errors.New("holds an age identity (AGE-SECRET-KEY-...), the secret key: give its public key (age1..., `age-keygen -y FILE` prints it), and keep the identity off this host")
-			}
 			if strings.HasPrefix(f, "ssh-") {
 				hint = " (SSH keys are not supported: use a native age key from age-keygen)"
 			}
 			return nil, fmt.Errorf("%q is not an age public key (age1...)%s", f, hint)
 		}
 		out = append(out, rs[0])
+		seen = append(seen, f)
 	}
+	if len(out) == 0 {
+		// An empty $(cat key.pub) must not turn encryption off unseen.
+		return nil, errors.New("is set but holds no key: unset it to store backups unencrypted")
+	}
+	// age refuses some mixes (post-quantum keys with classic ones) when
+	// it encrypts: found here, not at the first backup.
+	w, err := age.Encrypt(io.Discard, out...)
+	if err != nil {
+		return nil, fmt.Errorf("these keys cannot be used together: %v", err)
+	}
+	w.Close()
 	return out, nil
 }
+
+// maxIdentityFile bounds what is read from PGBACKUPS_AGE_IDENTITY_FILE:
+// identity files are a few lines.
+const maxIdentityFile = 1 << 20
 
 // Identities reads PGBACKUPS_AGE_IDENTITY_FILE: the age identities that
 // open encrypted backups; none when it is unset. Its errors never quote
 // the file's contents.
 func (c *Config) Identities() ([]age.Identity, error) {
-	if c.AgeIdentityFile == "" {
+	path := c.AgeIdentityFile
+	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(c.AgeIdentityFile)
+	f, err := os.Open(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist", c.AgeIdentityFile)
-		}
 		return nil, err
 	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxIdentityFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxIdentityFile {
+		return nil, fmt.Errorf("%s is over %d bytes: not an age identity file", path, maxIdentityFile)
+	}
 	var ids []age.Identity
-	for i, line := range strings.Split(string(b), "\n") {
+	for i, line := range strings.Split(strings.TrimPrefix(string(b), "\uFEFF"), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -58,12 +93,12 @@ func (c *Config) Identities() ([]age.Identity, error) {
 			if strings.HasPrefix(line, "age1") {
 				what += ": it holds a public key, the recipient; the identity is the secret key age-keygen wrote to its file"
 			}
-			return nil, fmt.Errorf("%s: line %d is not %s", c.AgeIdentityFile, i+1, what)
+			return nil, fmt.Errorf("%s: line %d is not %s", path, i+1, what)
 		}
 		ids = append(ids, parsed[0])
 	}
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("%s holds no age identity", c.AgeIdentityFile)
+		return nil, fmt.Errorf("%s holds no age identity", path)
 	}
 	return ids, nil
 }

@@ -101,14 +101,20 @@ func (es Errors) Error() string {
 
 // Load reads the environment into a Config and validates it. Every bad
 // variable is reported in the returned Errors, not just the first.
-func Load() (*Config, error) { return load(false) }
+func Load() (*Config, error) { return load(false, false) }
 
 // LoadApplyingRetention is Load for the commands that apply retention
 // (the daemon, prune): CheckRetention's error is reported with the
 // others.
-func LoadApplyingRetention() (*Config, error) { return load(true) }
+func LoadApplyingRetention() (*Config, error) { return load(true, false) }
 
-func load(retention bool) (*Config, error) {
+// LoadReadingBackups is Load for the commands that read backups' contents
+// (restore, download, verify): PGBACKUPS_AGE_IDENTITY_FILE is read and
+// checked with the others. No other command reads it: the daemon's host
+// should not hold the identity.
+func LoadReadingBackups() (*Config, error) { return load(false, true) }
+
+func load(retention, identities bool) (*Config, error) {
 	var c Config
 	var errs Errors
 	t := reflect.TypeOf(c)
@@ -154,6 +160,9 @@ func load(retention bool) (*Config, error) {
 	keepParsed := !slices.ContainsFunc(errs, func(e FieldError) bool { return strings.HasPrefix(e.Var, Prefix+"_KEEP_") })
 	if err := c.CheckRetention(); retention && keepParsed && err != nil {
 		errs = append(errs, err.(FieldError))
+	}
+	if _, err := c.Identities(); identities && err != nil {
+		errs = append(errs, FieldError{SourceVar("AGE_IDENTITY_FILE"), err})
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
@@ -423,9 +432,6 @@ func (c *Config) Validate() Errors {
 	}
 	if _, err := c.Recipients(); err != nil {
 		bad("AGE_RECIPIENTS", "%v", err)
-	}
-	if _, err := c.Identities(); err != nil {
-		bad("AGE_IDENTITY_FILE", "%v", err)
 	}
 	for name, n := range map[string]int{"KEEP_LAST": c.KeepLast, "KEEP_DAILY": c.KeepDaily, "KEEP_WEEKLY": c.KeepWeekly, "KEEP_MONTHLY": c.KeepMonthly, "RETRY_MAX": c.RetryMax} {
 		if n < 0 {
