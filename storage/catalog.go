@@ -421,14 +421,18 @@ const idSecond = len("20060102-150405")
 // Unreadable manifests are passed over here, and so are completed backups
 // whose start time cannot rank them (CheckStart), and failed ones from
 // ahead of the clock: one stamped a month ahead would be the daemon's last
-// success (or failure) for that month, and no run overdue. List shows
-// them.
+// success (or failure) for that month, and no run overdue. So are
+// completed backups whose data object the listing shows missing or cut
+// short (damage; a missing globals object alone leaves the data
+// restorable): a daemon restarted after one was damaged would call it its
+// last success, and say healthy. List shows them all.
 func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *Manifest, err error) {
 	now := c.now()
 	objs, err := c.Store.List(ctx, "")
 	if err != nil {
 		return Manifest{}, nil, err
 	}
+	folders := byBackup(objs)
 	var ids []string
 	for _, o := range objs {
 		if id, ok := BackupOf(o.Key); ok && o.Key == ManifestKey(id) {
@@ -458,6 +462,7 @@ func (c Catalog) Newest(ctx context.Context) (completed Manifest, failedAfter *M
 		sort.SliceStable(group, func(i, j int) bool { return newer(group[i], group[j]) })
 		for _, e := range group {
 			switch {
+			case e.Manifest.OK() && unrestorable(damage(*e.Manifest, folders[e.ID], true)):
 			case e.Manifest.OK():
 				return *e.Manifest, failedAfter, nil
 			case failedAfter == nil && e.Manifest.Status == StatusFailed && !e.Manifest.Stopped:
@@ -506,6 +511,15 @@ func (c Catalog) Resolve(ctx context.Context, ref string) (Manifest, error) {
 				// passing over it, would be a guess.
 				return Manifest{}, fmt.Errorf("latest: backup %s: %w; name a backup id (`pgbackups list`)", e.ID, e.Damaged)
 			}
+			if e.Manifest != nil && e.Manifest.OK() && unrestorable(e.Damaged) {
+				// Restoring it fails; passing over it would restore an
+				// older one than asked, unannounced.
+				hint := ""
+				if good := newestRestorable(entries); good != "" {
+					hint = "; the newest backup that is not is " + good
+				}
+				return Manifest{}, fmt.Errorf("latest: backup %s: %w; name a backup id to use an older one%s", e.ID, e.Damaged, hint)
+			}
 			if e.Manifest != nil && e.Manifest.OK() {
 				return *e.Manifest, nil
 			}
@@ -513,6 +527,23 @@ func (c Catalog) Resolve(ctx context.Context, ref string) (Manifest, error) {
 		return Manifest{}, ErrNoBackups
 	}
 	return c.Manifest(ctx, ref)
+}
+
+// unrestorable reports whether damage (Entry.Damaged) leaves a completed
+// backup's data unreadable: anything but a missing globals object alone.
+func unrestorable(damage error) bool {
+	return errors.Is(damage, ErrDamaged) && !errors.Is(damage, ErrGlobalsMissing)
+}
+
+// newestRestorable is the id of the newest completed backup in entries
+// with nothing wrong with its data, or "".
+func newestRestorable(entries []Entry) string {
+	for _, e := range entries {
+		if e.Manifest != nil && e.Manifest.OK() && (e.Damaged == nil || errors.Is(e.Damaged, ErrGlobalsMissing)) {
+			return e.ID
+		}
+	}
+	return ""
 }
 
 // Delete removes a backup: the manifest first, so a half-deleted backup is

@@ -35,9 +35,7 @@ func TestSameSecondOrder(t *testing.T) {
 	at := time.Date(2026, 11, 28, 4, 17, 35, 0, time.UTC)
 	first, second := "20261128-041735-zzzz", "20261128-041735-aaaa" // the later one sorts first by id
 	for id, started := range map[string]time.Time{first: at.Add(100 * time.Millisecond), second: at.Add(800 * time.Millisecond)} {
-		if err := cat.WriteManifest(ctx, storage.Manifest{ID: id, Status: storage.StatusCompleted, StartedAt: started, FinishedAt: started.Add(50 * time.Millisecond)}); err != nil {
-			t.Fatal(err)
-		}
+		putCompleted(t, st, storage.Manifest{ID: id, StartedAt: started, FinishedAt: started.Add(50 * time.Millisecond)})
 	}
 	// And a capture of the same second still under way (no manifest yet),
 	// whose id sorts between them: the order must stay total.
@@ -56,6 +54,22 @@ func TestSameSecondOrder(t *testing.T) {
 	}
 }
 
+// putCompleted stores m as a completed backup, with a data object of the
+// size it records.
+func putCompleted(t *testing.T, st *file.Store, m storage.Manifest) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := st.Put(ctx, storage.DataKey(m.ID), strings.NewReader("data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Status, m.DataKey, m.StoredBytes = storage.StatusCompleted, storage.DataKey(m.ID), n
+	m.SHA256, m.DumpSHA256 = strings.Repeat("a", 64), strings.Repeat("b", 64)
+	if err := (storage.Catalog{Store: st}).WriteManifest(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestNewest: what a restarted daemon reads from storage, the newest
 // completed backup and a failed one after it, passing over unreadable
 // manifests (list shows those) and objects without one.
@@ -70,7 +84,10 @@ func TestNewest(t *testing.T) {
 		t.Helper()
 		at := now.Add(-time.Duration(hoursAgo) * time.Hour)
 		id := storage.NewID(at)
-		if err := cat.WriteManifest(ctx, storage.Manifest{ID: id, Status: status, StartedAt: at, FinishedAt: at.Add(time.Minute)}); err != nil {
+		m := storage.Manifest{ID: id, Status: status, StartedAt: at, FinishedAt: at.Add(time.Minute)}
+		if status == storage.StatusCompleted {
+			putCompleted(t, st, m)
+		} else if err := cat.WriteManifest(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 		return id
@@ -90,6 +107,21 @@ func TestNewest(t *testing.T) {
 	st.Put(ctx, storage.DataKey(storage.NewID(now)), strings.NewReader("a capture under way"))
 	if g, f, err := cat.Newest(ctx); err != nil || g.ID != good || f == nil || f.ID != failed2 {
 		t.Errorf("failures after the success: %s, %+v, %v; want %s and %s (not %s)", g.ID, f, err, good, failed2, failed1)
+	}
+
+	// A newer completed backup whose data object is gone: not the last
+	// success (a restarted daemon said healthy on it), and latest names
+	// it rather than restore it or an older one unannounced. Its globals
+	// missing alone leaves it restorable.
+	damaged := put(0, storage.StatusCompleted)
+	if err := st.Delete(ctx, storage.DataKey(damaged)); err != nil {
+		t.Fatal(err)
+	}
+	if g, _, err := cat.Newest(ctx); err != nil || g.ID != good {
+		t.Errorf("with a newer damaged backup: Newest = %s, %v; want %s", g.ID, err, good)
+	}
+	if m, err := cat.Resolve(ctx, "latest"); err == nil || !errors.Is(err, storage.ErrDamaged) || !strings.Contains(err.Error(), damaged) || !strings.Contains(err.Error(), good) {
+		t.Errorf("latest with a newer damaged backup = %s, %v; want an error naming %s and %s", m.ID, err, damaged, good)
 	}
 }
 
