@@ -200,6 +200,7 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 		m.Warnings = append(m.Warnings, w)
 	}
 	var standby *standbySource
+	var manifestUnsure bool // the completed manifest's write failed, and may land yet (commit)
 	if o.DumpConn != nil {
 		if standby, err = checkStandby(ctx, o.Conn, info, *o.DumpConn, pgDump, log); err != nil {
 			return storage.Manifest{}, err
@@ -259,7 +260,9 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 			m = fit
 		}
 		err = storageStep(ctx, o.StallTimeout, func(ctx context.Context) error {
-			return commit(ctx, cat, m)
+			var cerr error
+			manifestUnsure, cerr = commit(ctx, cat, m)
+			return cerr
 		})
 		if err == nil {
 			return m, nil
@@ -291,6 +294,16 @@ func Capture(ctx context.Context, o CaptureOptions) (storage.Manifest, error) {
 			return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
 		}
 	}
+	if manifestUnsure {
+		// The completed manifest's write failed without saying it did
+		// not land: one held up in the network or the server may land
+		// after the failed one, and would then name data removed here.
+		// Left in place, it makes that late manifest a whole backup;
+		// otherwise retention removes it with this failed record, once
+		// a newer backup succeeds.
+		log.Warn("left the failed backup's objects in place: its manifest write failed, and may still land; retention removes them with the failed record", "backup", m.ID)
+		return m, fmt.Errorf("backup %s of %s: %w", m.ID, info.Database, err)
+	}
 	// The failure is on record, or nothing is: data objects of this id
 	// are now orphans.
 	for _, key := range []string{storage.DataKey(m.ID), storage.GlobalsKey(m.ID)} {
@@ -313,34 +326,36 @@ func noSpace(err error) bool {
 // commit makes a backup visible: it checks the data object is really there
 // at the size streamed, then writes the manifest. When the manifest write
 // reports an error, the manifest may still have landed (a timeout after S3
-// committed it), so it is read back before the backup is called failed.
-func commit(ctx context.Context, cat storage.Catalog, m storage.Manifest) error {
+// committed it), so it is read back before the backup is called failed;
+// and it may land later still, which unsure says (an error from a store
+// that said it is full is an answer: nothing was stored).
+func commit(ctx context.Context, cat storage.Catalog, m storage.Manifest) (unsure bool, err error) {
 	objs, err := cat.Store.List(ctx, m.ID+"/")
 	if err != nil {
-		return fmt.Errorf("check data object: %w", err)
+		return false, fmt.Errorf("check data object: %w", err)
 	}
 	found := false
 	for _, ob := range objs {
 		if ob.Key == m.DataKey {
 			if ob.Size != m.StoredBytes {
-				return fmt.Errorf("data object %s holds %d bytes, %d were streamed", ob.Key, ob.Size, m.StoredBytes)
+				return false, fmt.Errorf("data object %s holds %d bytes, %d were streamed", ob.Key, ob.Size, m.StoredBytes)
 			}
 			found = true
 		}
 	}
 	if !found {
-		return fmt.Errorf("data object %s vanished before its manifest was written (a concurrent prune?)", m.DataKey)
+		return false, fmt.Errorf("data object %s vanished before its manifest was written (a concurrent prune?)", m.DataKey)
 	}
 	werr := cat.WriteManifest(ctx, m)
 	if werr == nil {
-		return nil
+		return false, nil
 	}
 	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if got, err := cat.Manifest(readCtx, m.ID); err == nil && got.OK() && got.SHA256 == m.SHA256 {
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("write manifest: %w", werr)
+	return !noSpace(werr), fmt.Errorf("write manifest: %w", werr)
 }
 
 // checkLocation refuses to mix databases in one storage location: retention,

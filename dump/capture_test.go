@@ -1,10 +1,12 @@
 package dump_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/pgbackups/pgbackups/dump"
 	"github.com/pgbackups/pgbackups/internal/testenv"
+	"github.com/pgbackups/pgbackups/schedule"
 	"github.com/pgbackups/pgbackups/storage"
 	"github.com/pgbackups/pgbackups/storage/file"
 	"github.com/pgbackups/pgbackups/storage/s3"
@@ -396,8 +399,36 @@ func TestCaptureFailures(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "storage did not answer for 2s (PGBACKUPS_STALL_TIMEOUT)") {
 			t.Fatalf("err = %v, want the hung storage named", err)
 		}
-		assertNothingListed(t, inner, m)
+		if ms, err := (storage.Catalog{Store: inner}).Manifests(context.Background(), false); err != nil || len(ms) != 0 {
+			t.Fatalf("a failed capture is listed: %+v, %v", ms, err)
+		}
 		assertFailedRecorded(t, inner, m, "PGBACKUPS_STALL_TIMEOUT")
+		// Its data stays: the hung write may land yet (next subtest);
+		// retention removes it with the failed record.
+		if _, err := os.Stat(inner.Location(storage.DataKey(m.ID))); err != nil {
+			t.Fatalf("data object of the backup whose manifest write hung: %v, want it kept", err)
+		}
+	})
+
+	t.Run("manifest lands late", func(t *testing.T) {
+		// The completed manifest's write times out, and lands after the
+		// failed record: a complete backup, which must have its data.
+		inner := fileStore(t)
+		st := &lateManifestStore{Store: inner}
+		m, err := dump.Capture(context.Background(), options(t, pg, db, st))
+		if err == nil {
+			t.Fatal("capture succeeded, want its manifest write's error")
+		}
+		got, err := storage.Catalog{Store: inner}.Manifest(context.Background(), m.ID)
+		if err != nil || !got.OK() {
+			t.Fatalf("the late manifest: %+v, %v; want it completed", got, err)
+		}
+		if err := (storage.Catalog{Store: inner}).Damage(context.Background(), got); err != nil {
+			t.Fatalf("the backup whose manifest landed late: %v", err)
+		}
+		if _, err := dump.CopyBackup(context.Background(), inner, got, nil, io.Discard); err != nil {
+			t.Fatalf("the backup whose manifest landed late does not read back: %v", err)
+		}
 	})
 
 	t.Run("store fails before pg_dump writes", func(t *testing.T) {
@@ -534,6 +565,33 @@ func (h *hangingManifestStore) Put(ctx context.Context, key string, r io.Reader)
 		return 0, ctx.Err()
 	}
 	return h.Store.Put(ctx, key, r)
+}
+
+// lateManifestStore times out the first write of a completed manifest
+// without storing it, and stores it after the next manifest write (the
+// failed record): a PUT held up in the network, landing last.
+type lateManifestStore struct {
+	storage.Store
+	held []byte
+}
+
+func (l *lateManifestStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if !strings.HasSuffix(key, ".manifest.json") {
+		return l.Store.Put(ctx, key, r)
+	}
+	if l.held == nil {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return 0, err
+		}
+		l.held = b
+		return 0, fmt.Errorf("put %s: %w", key, context.DeadlineExceeded)
+	}
+	n, err := l.Store.Put(ctx, key, r)
+	if err == nil {
+		_, err = l.Store.Put(ctx, key, bytes.NewReader(l.held))
+	}
+	return n, err
 }
 
 // refusingStore fails every data upload at once, without reading it, as a
@@ -687,9 +745,23 @@ func TestCaptureManifestWriteFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "manifest write timed out") {
 		t.Fatalf("err = %v, want the manifest write error", err)
 	}
-	// The failure is recorded, the data it would have described is gone.
-	assertNothingListed(t, inner, m)
+	// The failure is recorded, and nothing is listed as a backup. The
+	// data stays, for the write may land yet (lateManifestStore); the
+	// first retention pass after a good backup removes it with the record.
+	if ms, err := (storage.Catalog{Store: inner}).Manifests(context.Background(), false); err != nil || len(ms) != 0 {
+		t.Fatalf("a failed capture is listed: %+v, %v", ms, err)
+	}
 	assertFailedRecorded(t, inner, m, "manifest write timed out")
+	if _, err := dump.Capture(context.Background(), options(t, pg, db, inner)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.Prune(context.Background(), storage.Catalog{Store: inner}, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := inner.List(context.Background(), m.ID+"/")
+	if err != nil || len(objs) != 0 {
+		t.Fatalf("after retention, the failed backup's objects: %+v, %v; want none", objs, err)
+	}
 }
 
 // TestMonitorsStopWithPgDump: the monitors watch pg_dump and its backend,
