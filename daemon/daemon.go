@@ -513,7 +513,9 @@ func (d *Daemon) readStored(ctx context.Context) {
 var latestRetryInterval = time.Minute
 
 // rereadLatest reads storage's newest backups every latestRetryInterval
-// until they are known: read, or overtaken by a backup of this daemon.
+// until they are known: read, or overtaken by a backup of this daemon
+// that succeeded. A failed one does not: storage's last success still
+// counts for /healthz (and the failure may be storage's, still hung).
 func (d *Daemon) rereadLatest(ctx context.Context) {
 	t := time.NewTicker(latestRetryInterval)
 	defer t.Stop()
@@ -527,8 +529,9 @@ func (d *Daemon) rereadLatest(ctx context.Context) {
 			return
 		}
 		d.readStored(ctx)
-		if !d.state.latestUnknown() {
+		if d.state.latestRead() {
 			d.log.Info("storage answers again; the newest backups in it are known")
+			return
 		}
 	}
 }

@@ -191,7 +191,15 @@ func (s *state) retained(r *Retention) {
 func (s *state) latestUnknown() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.latestErr != nil && s.success == nil && s.failure == nil
+	return s.latestErr != nil && s.success == nil
+}
+
+// latestRead reports whether the last read of storage's newest backups
+// worked.
+func (s *state) latestRead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latestErr == nil
 }
 
 // readLatest records how the last read of storage's newest backups went.

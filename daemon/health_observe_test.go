@@ -332,6 +332,55 @@ func TestStorageReadAgainAfterStartup(t *testing.T) {
 	}
 }
 
+// TestStorageReadAgainAfterAFailedRun: a run that failed (storage still
+// hung, say) while storage's newest backups were unknown made them count
+// as known: rereading stopped, "storage answers again" was logged though
+// it did not, and the stored last success was never read.
+func TestStorageReadAgainAfterAFailedRun(t *testing.T) {
+	old := latestRetryInterval
+	latestRetryInterval = 20 * time.Millisecond
+	t.Cleanup(func() { latestRetryInterval = old })
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var fail atomic.Bool
+	fail.Store(true)
+	stale := manifest("20260220-020000-old", time.Date(2026, 2, 20, 2, 1, 0, 0, time.UTC), time.Minute)
+	d, logs := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			if fail.Load() {
+				return storage.Manifest{}, nil, errors.New("s3: list: timeout")
+			}
+			return stale, nil, nil
+		},
+		Now: func() time.Time { return start },
+	})
+	d.loadLatest(context.Background())
+	d.state.failed(&Failure{At: start, Error: "storage did not answer"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { d.rereadLatest(ctx); close(done) }()
+	time.Sleep(100 * time.Millisecond) // several failed reads
+	select {
+	case <-done:
+		t.Fatal("rereadLatest stopped after a failed run, while storage still fails")
+	default:
+	}
+	if strings.Contains(logs.String(), "storage answers again") {
+		t.Fatalf("logged that storage answers while it fails:\n%s", logs)
+	}
+	fail.Store(false)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("storage answers again, and rereadLatest still runs")
+	}
+	if _, h := getHealth(t, d.Handler()); h.LastSuccess == nil || h.LastSuccess.ID != stale.ID {
+		t.Errorf("last success %+v: want the one read from storage once it answered", h.LastSuccess)
+	}
+}
+
 // TestFailureReadFromStorageDoesNotOverride: a read of storage (at
 // start-up, or again while storage was unreadable) that lands after a run
 // here must not replace what that run recorded, nor count a failure
