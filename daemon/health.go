@@ -323,6 +323,12 @@ func (s *state) evaluate(now time.Time) (status, reason string) {
 	if f := s.failure; f != nil && (s.success == nil || f.At.After(s.success.FinishedAt)) {
 		return StatusFailing, "the last backup failed"
 	}
+	if s.latestErr != nil && s.success == nil {
+		// A bucket mistyped, credentials refused, an endpoint down: the
+		// next backup fails the same way, and on a daily schedule it may
+		// be a day away. Said now; read again every minute.
+		return StatusFailing, "storage could not be read (read again every minute): " + s.latestErr.Error()
+	}
 	base, since := s.start, "start-up at "+s.start.UTC().Format(time.RFC3339)
 	if s.success != nil && !s.success.StartedAt.IsZero() {
 		base, since = s.success.StartedAt, "the last success (started "+s.success.StartedAt.UTC().Format(time.RFC3339)+")"

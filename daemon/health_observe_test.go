@@ -314,6 +314,11 @@ func TestStorageReadAgainAfterStartup(t *testing.T) {
 	if !d.state.latestUnknown() {
 		t.Fatal("storage failed at start-up, yet the newest backups count as known")
 	}
+	// Not "ok" until the first run (a mistyped bucket, refused
+	// credentials): that run may be a day away, and fails the same way.
+	if code, h := getHealth(t, d.Handler()); code != http.StatusServiceUnavailable || h.Status != StatusFailing || !strings.Contains(h.Reason, "connection refused") {
+		t.Errorf("/healthz %d %s %q with storage unreadable at start-up: want 503 failing, naming the error", code, h.Status, h.Reason)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.rereadLatest(ctx); close(done) }()
