@@ -186,7 +186,7 @@ var pruneCommand = command{
 			}
 		}
 		res, err := storage.Prune(ctx, m.catalog(), opts)
-		m.printPrune(res, *dryRun)
+		m.printPrune(res, *dryRun, err)
 		return err
 	},
 }
@@ -220,7 +220,8 @@ func (m *Main) pruneOptions(now time.Time) (storage.PruneOptions, error) {
 	return storage.PruneOptions{Policy: policy, Location: loc, Now: now, Grace: c.OrphanGrace.D()}, nil
 }
 
-func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
+// err is the pass's error: the summary then says it did not complete.
+func (m *Main) printPrune(res storage.PruneResult, dryRun bool, err error) {
 	verb := "removed"
 	if dryRun {
 		verb = "would remove"
@@ -255,6 +256,11 @@ func (m *Main) printPrune(res storage.PruneResult, dryRun bool) {
 	}
 	for _, note := range res.Notes {
 		fmt.Fprintf(m.Stderr, "note: %s\n", note)
+	}
+	if err != nil {
+		// Not a summary of a pass that worked: the error follows.
+		fmt.Fprintf(m.Stderr, "prune did not complete: %s %s (%s) before it stopped\n", verb, plural(n, "item"), config.HumanBytes(bytes))
+		return
 	}
 	fmt.Fprintf(m.Stderr, "%s %s (%s), kept %s\n", verb, plural(n, "item"), config.HumanBytes(bytes), plural(len(res.Kept), "backup"))
 	if !dryRun {

@@ -57,3 +57,17 @@ func TestPruneRefusesAllKeepZero(t *testing.T) {
 		t.Errorf("daemon: exit %d, want %d refusing the policy:\n%s", r.code, exitUsage, r.stderr)
 	}
 }
+
+// TestPruneFailureIsNoSummary: a prune that failed printed "removed 0
+// items (0 B), kept 0 backups" and logged "prune completed" before its
+// error, as if the pass had worked.
+func TestPruneFailureIsNoSummary(t *testing.T) {
+	env := []string{
+		"PGBACKUPS_STORAGE_URL=s3://pgbackups-gone/app", "AWS_ENDPOINT_URL_S3=http://127.0.0.1:1", "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test-secret",
+	}
+	r := run(t, env, "prune")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "prune did not complete") || strings.Contains(r.stderr, "prune completed") || strings.Contains(r.stderr, "kept 0 backups") {
+		t.Fatalf("prune against a storage that refuses: exit %d, want 1 and no success summary\n%s", r.code, r.stderr)
+	}
+}
