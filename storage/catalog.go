@@ -521,6 +521,14 @@ func (c Catalog) Resolve(ctx context.Context, ref string) (Manifest, error) {
 				return Manifest{}, fmt.Errorf("latest: backup %s: %w; name a backup id to use an older one%s", e.ID, e.Damaged, hint)
 			}
 			if e.Manifest != nil && e.Manifest.OK() {
+				// One of the same second whose manifest cannot be read
+				// sorts after it (no start time to order it by), and may
+				// be the newer.
+				for _, o := range entries {
+					if o.Err != nil && o.ID[:idSecond] == e.ID[:idSecond] {
+						return Manifest{}, fmt.Errorf("latest: %w; it was taken in the same second as %s, and may be the newer: name a backup id", o.Err, e.ID)
+					}
+				}
 				return *e.Manifest, nil
 			}
 		}

@@ -52,6 +52,15 @@ func TestSameSecondOrder(t *testing.T) {
 	if m, _, err := cat.Newest(ctx); err != nil || m.ID != second {
 		t.Errorf("Newest = %s, %v; want %s, started later", m.ID, err, second)
 	}
+	// One of that second whose manifest cannot be read sorts after those
+	// with one, and may be the newest: latest stops at it.
+	unreadable := "20261128-041735-bbbb"
+	if _, err := st.Put(ctx, storage.ManifestKey(unreadable), strings.NewReader("{")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cat.Resolve(ctx, "latest"); err == nil || !strings.Contains(err.Error(), unreadable) {
+		t.Errorf("latest with an unreadable manifest of the same second = %s, %v; want an error naming %s", m.ID, err, unreadable)
+	}
 }
 
 // putCompleted stores m as a completed backup, with a data object of the
