@@ -148,7 +148,7 @@ func TestDaemonLockLostMidBackup(t *testing.T) {
 			retrying = line
 		}
 	}
-	for _, want := range []string{"the server ended the backup lock's session: it is shutting down, or an administrator terminated the session", "terminating connection due to administrator command"} {
+	for _, want := range []string{"the server ended the backup lock's session: it is shutting down, an administrator terminated the session, or the database was dropped", "terminating connection due to administrator command"} {
 		if !strings.Contains(retrying, want) {
 			t.Errorf("the failure's log line lacks %q: %q", want, retrying)
 		}

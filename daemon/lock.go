@@ -49,7 +49,7 @@ func (e *lockLostError) Error() string {
 		// Not another pgbackups's doing: the whole server is going away.
 		return "the database server is restarting, and ended the backup lock's session (" + e.why + ")"
 	case "57P01": // admin_shutdown: pg_ctl stop, and pg_terminate_backend too
-		return "the server ended the backup lock's session: it is shutting down, or an administrator terminated the session (" + e.why + ")"
+		return "the server ended the backup lock's session: it is shutting down, an administrator terminated the session, or the database was dropped (DROP DATABASE ... WITH (FORCE)) (" + e.why + ")"
 	}
 	return "the backup lock was lost (" + e.why + "); another pgbackups may take it"
 }
