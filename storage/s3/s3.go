@@ -185,6 +185,15 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		if o.Region == "" && custom {
 			o.Region = "us-east-1"
 		}
+		if opts.ReadStall > 0 {
+			// A request unanswered for ReadStall is an endpoint that
+			// stopped answering, not a blip: tried three times, a List
+			// took three stalls (an hour and a half at the default) to
+			// fail.
+			if r, ok := o.Retryer.(aws.RetryerV2); ok {
+				o.Retryer = stallRetryer{r}
+			}
+		}
 	})
 	if client.Options().Region == "" {
 		return nil, ErrNoRegion
@@ -361,6 +370,19 @@ type stallWatch struct {
 	timer  *time.Timer
 	cancel context.CancelCauseFunc
 	ctx    context.Context
+}
+
+// stallRetryer is the SDK's retryer (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS
+// as configured), except that a request whose response headers did not
+// come within ReadStall (http.Transport.ResponseHeaderTimeout) is not
+// tried again.
+type stallRetryer struct{ aws.RetryerV2 }
+
+func (r stallRetryer) IsErrorRetryable(err error) bool {
+	if err != nil && strings.Contains(err.Error(), "timeout awaiting response headers") {
+		return false
+	}
+	return r.RetryerV2.IsErrorRetryable(err)
 }
 
 // errReadStall is the cause of a Get ended by its stallWatch.

@@ -601,6 +601,10 @@ func TestGetStalls(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
 				t.Fatalf("List from a stalled endpoint: %v; want the timeout", err)
 			}
+			// Once: retried, it took three stalls (1.5 h at the default).
+			if strings.Contains(err.Error(), "maximum number of attempts") {
+				t.Fatalf("List from a stalled endpoint was retried after a stall: %v", err)
+			}
 		case <-time.After(60 * time.Second):
 			t.Fatal("List from a stalled endpoint still waiting 60 s later")
 		}
