@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -49,7 +48,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	// storage URL at its default shows here, not at the first restore.
 	encryption := "none"
 	if rs, _ := m.cfg.Recipients(); len(rs) > 0 {
-		encryption = "age, to " + strings.Join(dump.Recipients(rs).Names(), ", ")
+		encryption = "age, to " + dump.ShortKeys(dump.Recipients(rs).Names())
 	}
 	m.log.Info("backing up", "component", "daemon", "database", conn.String(), "storage", m.root(), "encryption", encryption)
 	cat := m.catalog()

@@ -41,6 +41,20 @@ func (rs Recipients) Names() []string {
 	return out
 }
 
+// ShortKeys lists age public keys for a message: a post-quantum one is
+// some 2,000 characters, shown by its start and end (enough to tell keys
+// apart; the manifest keeps each whole).
+func ShortKeys(keys []string) string {
+	short := make([]string, len(keys))
+	for i, k := range keys {
+		if len(k) > 80 {
+			k = k[:24] + "..." + k[len(k)-12:]
+		}
+		short[i] = k
+	}
+	return strings.Join(short, ", ")
+}
+
 // encrypting returns a writer that age-encrypts to rs into w, or w itself
 // (with a no-op Close) when rs is empty. Close writes the last chunk.
 // Nothing reaches w before the first Write or Close: w may be a pipe whose
@@ -116,7 +130,7 @@ func decrypting(src io.Reader, m storage.Manifest, key string, ids []age.Identit
 	}
 	to := "recipients the manifest does not name"
 	if len(m.EncryptedTo) > 0 {
-		to = strings.Join(m.EncryptedTo, ", ")
+		to = ShortKeys(m.EncryptedTo)
 	}
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w: %s is encrypted to %s; set %s to the file holding the matching age identity (AGE-SECRET-KEY-1...)",
@@ -134,14 +148,14 @@ func decrypting(src io.Reader, m storage.Manifest, key string, ids []age.Identit
 				if slices.Contains(m.EncryptedTo, pk) {
 					// The right key, and it does not open the stanza
 					// that names it: the header was changed.
-					return nil, fmt.Errorf("%w: %s: its age header does not open with the identity for %s, a recipient it was encrypted to", ErrCorrupt, key, pk)
+					return nil, fmt.Errorf("%w: %s: its age header does not open with the identity for %s, a recipient it was encrypted to", ErrCorrupt, key, ShortKeys([]string{pk}))
 				}
 			}
 		}
 		if len(have) == 0 {
 			return nil, fmt.Errorf("%w: %s is encrypted to %s", ErrWrongIdentity, key, to)
 		}
-		return nil, fmt.Errorf("%w: %s is encrypted to %s, and %s holds identities for %s", ErrWrongIdentity, key, to, IdentityVar, strings.Join(have, ", "))
+		return nil, fmt.Errorf("%w: %s is encrypted to %s, and %s holds identities for %s", ErrWrongIdentity, key, to, IdentityVar, ShortKeys(have))
 	}
 	return nil, fmt.Errorf("%w: %s: age header: %v", ErrCorrupt, key, err)
 }

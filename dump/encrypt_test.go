@@ -163,3 +163,18 @@ func TestEncryptedBackup(t *testing.T) {
 		}
 	})
 }
+
+// TestShortKeys: a post-quantum public key is some 2,000 characters, and
+// messages naming it were mostly key.
+func TestShortKeys(t *testing.T) {
+	pq, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	classic := newIdentity(t).Recipient().String()
+	long := pq.Recipient().String()
+	got := dump.ShortKeys([]string{classic, long})
+	if !strings.HasPrefix(got, classic+", age1pq1") || !strings.HasSuffix(got, long[len(long)-12:]) || len(got) > len(classic)+60 {
+		t.Fatalf("ShortKeys = %q", got)
+	}
+}
