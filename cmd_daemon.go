@@ -95,6 +95,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 		PingURL:       cfg.PingURL,
 		HealthGrace:   cfg.HealthGrace.D(),
 		LogicalLimit:  int64(cfg.LogicalLimit),
+		Encrypts:      encryption != "none",
 		Blocking:      ns.Blocking,
 		RateLimit:     ns.RateLimit,
 		Notify:        sdnotify.Notify,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,6 +322,11 @@ func (d *Daemon) failed(ctx context.Context, o outcome, n int, err error) outcom
 // recordSuccess makes m the last success unless a newer one is known.
 func (d *Daemon) recordSuccess(m storage.Manifest, by string) {
 	s := successOf(m, by)
+	if d.opts.Encrypts && m.Encryption == "" {
+		w := "the last backup, " + m.ID + ", is not encrypted, though this daemon encrypts (PGBACKUPS_AGE_RECIPIENTS): it was taken before that was set, or by a replica or a pgbackups without it"
+		s.Warnings = append(slices.Clip(s.Warnings), w)
+		d.log.Warn(w, "backup", m.ID, "by", by)
+	}
 	if d.state.succeeded(s) {
 		d.metrics.success(s, m.DatabaseBytes, dump.OverLogicalLimit(m.DatabaseBytes, d.opts.LogicalLimit))
 	}

@@ -85,6 +85,10 @@ type Options struct {
 	// LogicalLimit is PGBACKUPS_LOGICAL_LIMIT in bytes, for the
 	// pgbackups_database_over_logical_limit gauge; 0 disables it.
 	LogicalLimit int64
+	// Encrypts says this daemon's backups are encrypted
+	// (PGBACKUPS_AGE_RECIPIENTS): a last success that is not, taken by a
+	// replica or an older pgbackups without it, is then warned of.
+	Encrypts bool
 	// Blocking and RateLimit, when set, are exported as gauges: how many
 	// sessions the running dump blocks, and its current rate limit.
 	Blocking  func() int

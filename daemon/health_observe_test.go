@@ -407,3 +407,27 @@ func TestFailureReadFromStorageDoesNotOverride(t *testing.T) {
 		t.Errorf("a stored failure replaced this daemon's, or counted twice (%d failures)", s.consecutiveFailures())
 	}
 }
+
+// TestUnencryptedLastSuccessWarned: in a rolling upgrade, or with one
+// replica missing PGBACKUPS_AGE_RECIPIENTS, the lock holder's backups were
+// stored in plaintext beside encrypted ones, and nothing said so.
+func TestUnencryptedLastSuccessWarned(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, enc := range []string{"", "age"} {
+		m := manifest("20260301-020000-abcd", start.Add(-10*time.Hour), time.Minute)
+		m.Encryption = enc
+		d, _ := newDaemon(t, Options{
+			Schedule: mustParse(t, "02:00 UTC"),
+			Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+			Latest:   func(context.Context) (storage.Manifest, *storage.Manifest, error) { return m, nil, nil },
+			Now:      func() time.Time { return start },
+			Encrypts: true,
+		})
+		d.loadLatest(context.Background())
+		_, h := getHealth(t, d.Handler())
+		warned := slices.ContainsFunc(h.Warnings, func(w string) bool { return strings.Contains(w, "is not encrypted, though this daemon encrypts") })
+		if warned != (enc == "") {
+			t.Errorf("last success with encryption %q: warnings %q", enc, h.Warnings)
+		}
+	}
+}
