@@ -484,11 +484,18 @@ func (d *Daemon) loadLatest(ctx context.Context) {
 	d.readStored(ctx)
 }
 
-// readStored is loadLatest's read, also run again by rereadLatest.
-func (d *Daemon) readStored(ctx context.Context) {
+// readStored is loadLatest's read, also run again by rereadLatest. It
+// reports whether storage could be read.
+func (d *Daemon) readStored(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
 	m, f, err := d.opts.Latest(ctx)
+	read := err == nil || errors.Is(err, storage.ErrNoBackups)
+	if read {
+		d.state.storageRead(nil)
+	} else {
+		d.state.storageRead(err)
+	}
 	switch {
 	case errors.Is(err, storage.ErrNoBackups):
 		d.log.Info("no completed backup in storage yet")
@@ -499,17 +506,18 @@ func (d *Daemon) readStored(ctx context.Context) {
 		d.log.Info("newest completed backup in storage", "backup", m.ID, "finished_at", m.FinishedAt.Format(time.RFC3339))
 	}
 	if f == nil {
-		return // none, or unknown: the success above stands
+		return read // none, or unknown: the success above stands
 	}
 	at := f.FinishedAt
 	if at.IsZero() {
 		at = f.StartedAt
 	}
 	if !d.state.failedInStorage(&Failure{At: at, Error: f.Error}) {
-		return
+		return read
 	}
 	d.metrics.lastFailure.Set(float64(at.UnixNano()) / 1e9)
 	d.log.Warn("the newest backup in storage failed; /healthz reports it until a backup succeeds", "backup", f.ID, "err", f.Error)
+	return read
 }
 
 // latestRetryInterval is how often storage's newest backups are read again
@@ -532,8 +540,7 @@ func (d *Daemon) rereadLatest(ctx context.Context) {
 		if !d.state.latestUnknown() {
 			return
 		}
-		d.readStored(ctx)
-		if d.state.latestRead() {
+		if d.readStored(ctx) {
 			d.log.Info("storage answers again; the newest backups in it are known")
 			return
 		}

@@ -123,6 +123,10 @@ type state struct {
 	// succeeds. Without a known success it means the last one is unknown,
 	// not that there is none.
 	latestErr error
+	// unread is why the start-up read of storage, or its re-read every
+	// minute, failed; nil once one works. /healthz says failing on it
+	// (until a success), not on a follower's one-off read that failed.
+	unread    error
 	tick      time.Time // when the scheduler last started a run
 	runEnd    time.Time // when the last scheduled run ended
 	loading   bool      // reading the last outcome from storage at start-up
@@ -186,20 +190,20 @@ func (s *state) retained(r *Retention) {
 }
 
 // latestUnknown reports whether storage's newest backups are still
-// unknown: the last read of them failed, and no backup has succeeded or
-// failed here since.
+// unknown: the start-up read (or its last re-read) failed, and no backup
+// has succeeded since. A failed run does not make them known.
 func (s *state) latestUnknown() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.latestErr != nil && s.success == nil
+	return s.unread != nil && s.success == nil
 }
 
-// latestRead reports whether the last read of storage's newest backups
-// worked.
-func (s *state) latestRead() bool {
+// storageRead records how the start-up read of storage, or a re-read of
+// it, went (nil: it worked, backups or none).
+func (s *state) storageRead(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.latestErr == nil
+	s.unread = err
 }
 
 // readLatest records how the last read of storage's newest backups went.
@@ -323,11 +327,11 @@ func (s *state) evaluate(now time.Time) (status, reason string) {
 	if f := s.failure; f != nil && (s.success == nil || f.At.After(s.success.FinishedAt)) {
 		return StatusFailing, "the last backup failed"
 	}
-	if s.latestErr != nil && s.success == nil {
+	if s.unread != nil && s.success == nil {
 		// A bucket mistyped, credentials refused, an endpoint down: the
 		// next backup fails the same way, and on a daily schedule it may
 		// be a day away. Said now; read again every minute.
-		return StatusFailing, "storage could not be read (read again every minute): " + s.latestErr.Error()
+		return StatusFailing, "storage could not be read since start-up (read again every minute): " + s.unread.Error()
 	}
 	base, since := s.start, "start-up at "+s.start.UTC().Format(time.RFC3339)
 	if s.success != nil && !s.success.StartedAt.IsZero() {

@@ -431,3 +431,30 @@ func TestUnencryptedLastSuccessWarned(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerReadFailureIsNotFailing: storage read at start-up (no backups
+// yet), then one read while following the lock holder fails (a 503, or
+// the watch's deadline cutting it): that is no storage that cannot be read
+// since start-up, and /healthz said failing on it.
+func TestFollowerReadFailureIsNotFailing(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var reads atomic.Int32
+	d, _ := newDaemon(t, Options{
+		Schedule: mustParse(t, "02:00 UTC"),
+		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
+			if reads.Add(1) == 1 {
+				return storage.Manifest{}, nil, storage.ErrNoBackups
+			}
+			return storage.Manifest{}, nil, errors.New("s3: list: 503 SlowDown")
+		},
+		Now: func() time.Time { return start },
+	})
+	d.loadLatest(context.Background())
+	if d.holderStored(context.Background(), start.Add(-time.Hour)) {
+		t.Fatal("holderStored found a backup in a failed read")
+	}
+	if code, h := getHealth(t, d.Handler()); h.Status == StatusFailing {
+		t.Errorf("/healthz %d %s %q after one failed follower read: want not failing", code, h.Status, h.Reason)
+	}
+}
