@@ -126,10 +126,10 @@ type state struct {
 	// unread is why the start-up read of storage, or its re-read every
 	// minute, failed; nil once one works. /healthz says failing on it
 	// (until a success), not on a follower's one-off read that failed.
-	unread    error
-	tick      time.Time // when the scheduler last started a run
-	runEnd    time.Time // when the last scheduled run ended
-	loading   bool      // reading the last outcome from storage at start-up
+	unread  error
+	tick    time.Time // when the scheduler last started a run
+	runEnd  time.Time // when the last scheduled run ended
+	loading bool      // reading the last outcome from storage at start-up
 }
 
 func newState(s *schedule.Schedule, grace time.Duration, start time.Time, version string) *state {
