@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -355,7 +356,28 @@ func commit(ctx context.Context, cat storage.Catalog, m storage.Manifest) (unsur
 	if got, err := cat.Manifest(readCtx, m.ID); err == nil && got.OK() && got.SHA256 == m.SHA256 {
 		return false, nil
 	}
-	return !noSpace(werr), fmt.Errorf("write manifest: %w", werr)
+	return mayLand(werr), fmt.Errorf("write manifest: %w", werr)
+}
+
+// mayLand reports whether a write that failed with err may still have
+// stored, or store later, what it sent: no answer came (a timeout, a
+// cancellation, a connection that broke) or the server failed (5xx). A
+// refusal (4xx: access denied, a bad request; a store that is full) and
+// an error before anything was sent are answers: nothing was stored.
+func mayLand(err error) bool {
+	if noSpace(err) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) {
+		return status.HTTPStatusCode() >= 500 || status.HTTPStatusCode() == 0
+	}
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // checkLocation refuses to mix databases in one storage location: retention,
