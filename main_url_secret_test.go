@@ -59,16 +59,24 @@ func TestMisplacedSecretsNotEchoed(t *testing.T) {
 		{env, []string{conn}, "unknown command (a connection string, not shown)"},
 		{env, []string{"schedules", conn}, "a URL is not a schedule"},
 		{append(env, "PGBACKUPS_DATABASE_URL_FILE="+pw), []string{"list"}, "PGBACKUPS_DATABASE_URL_FILE: cannot read the file it names (not shown"},
-		{append(env, "PGBACKUPS_DATABASE_URL=postgres://app:"+pw+"@TAIL"+pw+"@127.0.0.1:1/app"), []string{"list"}, "PGBACKUPS_DATABASE_URL: its host holds an '@'"},
+		{append(env, "PGBACKUPS_DATABASE_URL=postgres://app:"+pw+"@TAIL"+pw+"@127.0.0.1:1/app"), []string{"list"}, "PGBACKUPS_DATABASE_URL: holds more than one '@'"},
+		// The tail can land in the database name too.
+		{append(env, "PGBACKUPS_DATABASE_URL=postgres://app:"+pw+"@/TAIL"+pw+"@127.0.0.1:1/app"), []string{"list"}, "PGBACKUPS_DATABASE_URL: holds more than one '@'"},
+		// An AWS secret key may start with '/': not taken for a path.
+		{append(env, "PGBACKUPS_S3_SECRET_ACCESS_KEY_FILE=/"+pw+"+K7MDENG"), []string{"list"}, "PGBACKUPS_S3_SECRET_ACCESS_KEY_FILE: cannot read the file it names (not shown"},
 	} {
 		r := run(t, tc.env, tc.args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, tc.says) || strings.Contains(r.stderr+r.stdout, pw) {
 			t.Errorf("%v %v: exit %d, want 2 saying %q without the password:\n%s", tc.env, tc.args, r.code, tc.says, r.stderr)
 		}
 	}
+	// A socket directory holding an '@' is no password: accepted.
+	if r := run(t, append(env, "PGBACKUPS_DATABASE_URL=host=/run/user@corp/pg dbname=app", "PGBACKUPS_SCHEDULE="), "list"); r.code != 0 {
+		t.Errorf("a socket directory with an '@': exit %d\n%s", r.code, r.stderr)
+	}
 	// The same for a --to URL on restore's command line.
 	r := run(t, env, "restore", "latest", "--to", "postgres://app:"+pw+"@TAIL"+pw+"@127.0.0.1:1/app", "--confirm", "app")
-	if r.code == 0 || !strings.Contains(r.stderr, "its host holds an '@'") || strings.Contains(r.stderr, pw) {
+	if r.code == 0 || !strings.Contains(r.stderr, "holds more than one '@'") || strings.Contains(r.stderr, pw) {
 		t.Errorf("restore --to with an unencoded @: exit %d:\n%s", r.code, r.stderr)
 	}
 }

@@ -207,7 +207,7 @@ func (c *Config) readSecretFiles() Errors {
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			if !plainPath(path) {
+			if !plainPath(path) || (errors.Is(err, fs.ErrNotExist) && !parentExists(path)) {
 				// Likely the secret itself, put in the _FILE variable:
 				// not echoed.
 				var pe *fs.PathError
@@ -227,6 +227,18 @@ func (c *Config) readSecretFiles() Errors {
 		v.Field(i).SetString(s)
 	}
 	return errs
+}
+
+// parentExists reports whether path's directory exists and is not the
+// root: a missing file there is a path mistyped, where "/" followed by a
+// secret (an AWS secret key may start with '/') is no path at all.
+func parentExists(path string) bool {
+	dir := filepath.Dir(path)
+	if dir == "/" {
+		return false
+	}
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
 }
 
 // plainPath reports whether a _FILE variable's value looks like a path,
@@ -380,9 +392,9 @@ func (c *Config) Validate() Errors {
 		if v.raw == "" {
 			continue
 		}
-		if cfg, err := pgx.ParseConfig(v.raw); err != nil {
+		if _, err := pgx.ParseConfig(v.raw); err != nil {
 			errs = append(errs, FieldError{v.name, ConnParseError(err, v.raw)})
-		} else if err := ConnHostError(cfg); err != nil {
+		} else if err := ConnAtError(v.raw); err != nil {
 			errs = append(errs, FieldError{v.name, err})
 		}
 	}
@@ -539,19 +551,22 @@ func secretVars() map[string]bool {
 	return vs
 }
 
-// ConnHostError refuses a parsed connection whose host holds an '@': a URL
-// whose password has an unencoded '@' ("postgres://app:p@ss@db/app")
-// ends its userinfo at the first one, as libpq does, and the rest of the
-// password becomes part of the host, which messages and manifests show.
-func ConnHostError(cfg *pgx.ConnConfig) error {
-	hosts := []string{cfg.Host}
-	for _, fb := range cfg.Fallbacks {
-		hosts = append(hosts, fb.Host)
-	}
-	for _, h := range hosts {
-		if strings.Contains(h, "@") {
-			return errors.New("its host holds an '@' (not shown: it may be part of a password): write an @ in the user or password as %40")
+// ConnAtError refuses a postgres:// URL with more than one '@' before
+// its query: one in a password not written %40 ("postgres://app:p@ss@db/app")
+// ends the userinfo at the first, as libpq does, and the rest of the
+// password becomes the host or the database name, which messages and
+// manifests show. A keyword/value string, and a socket directory in the
+// query (?host=/run/user@corp), are not affected.
+func ConnAtError(raw string) error {
+	rest, ok := strings.CutPrefix(raw, "postgresql://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(raw, "postgres://"); !ok {
+			return nil
 		}
+	}
+	head, _, _ := strings.Cut(rest, "?")
+	if strings.Count(head, "@") > 1 {
+		return errors.New("holds more than one '@' before its query (not shown: one may be part of a password): write an @ in the user, password or database name as %40")
 	}
 	return nil
 }

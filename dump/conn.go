@@ -34,7 +34,7 @@ func ParseConn(raw string) (Conn, error) {
 		}
 		return Conn{}, fmt.Errorf("database URL %w", config.ConnParseError(err, raw))
 	}
-	if err := config.ConnHostError(cfg); err != nil {
+	if err := config.ConnAtError(raw); err != nil {
 		return Conn{}, fmt.Errorf("database URL: %w", err)
 	}
 	return Conn{raw: raw, cfg: cfg}, nil
