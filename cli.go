@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -243,7 +244,18 @@ const exitStatusHelp = `Exit status: 0 success, 1 an operation failed, 2 usage o
 // idHelp explains the [ID|latest] argument of the commands that take one.
 const idHelp = `ID is a backup id as 'pgbackups list' shows it, such as 20261125-020000-k3f9.
 latest, the default, is the newest completed backup; a newer backup whose
-manifest cannot be read stops it with an error naming that backup.
+manifest cannot be read, or a newest one whose data object is missing or cut
+short, stops it with an error naming that backup.
+`
+
+// readsBackups are the commands that read backups' contents, and so the
+// age identities of encrypted ones.
+var readsBackups = []string{"restore", "download", "verify"}
+
+// identityHelp tells the commands that read backups where the key to an
+// encrypted one comes from.
+const identityHelp = `A backup encrypted with PGBACKUPS_AGE_RECIPIENTS is read with the age
+identities in the file PGBACKUPS_AGE_IDENTITY_FILE names (as age-keygen wrote it).
 `
 
 // synopsis is the command's usage line.
@@ -335,6 +347,9 @@ func (m *Main) printHelp(fs *flag.FlagSet) {
 	fmt.Fprintf(w, "usage: %s\n\n%s\n", c.synopsis(), c.summary)
 	if strings.Contains(c.args, "[ID|latest]") {
 		fmt.Fprintf(w, "\n%s", idHelp)
+	}
+	if slices.Contains(readsBackups, c.name) {
+		fmt.Fprintf(w, "\n%s", identityHelp)
 	}
 	if hasFlags(fs) {
 		fmt.Fprintln(w, "\nFlags (before or after the arguments):")
@@ -455,10 +470,10 @@ func (m *Main) setup(ctx context.Context) error {
 		return nil
 	}
 	load := config.Load
-	switch m.cmd.name {
-	case "daemon", "prune":
+	switch {
+	case m.cmd.name == "daemon" || m.cmd.name == "prune":
 		load = config.LoadApplyingRetention // each bad variable said at once
-	case "restore", "download", "verify":
+	case slices.Contains(readsBackups, m.cmd.name):
 		load = config.LoadReadingBackups
 	}
 	cfg, err := load()
