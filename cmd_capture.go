@@ -40,8 +40,12 @@ var captureCommand = command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stderr, "backup %s of %s: %s dump, %s stored in %s, %s\n", man.ID, man.Database,
-			config.HumanBytes(man.DumpBytes), config.HumanBytes(man.StoredBytes), m.root(), man.Duration().Round(1e6))
+		sealed := ""
+		if man.Encryption != "" {
+			sealed = fmt.Sprintf(" (%s-encrypted to %s)", man.Encryption, plural(len(man.EncryptedTo), "key"))
+		}
+		fmt.Fprintf(m.Stderr, "backup %s of %s: %s dump, %s stored%s in %s, %s\n", man.ID, man.Database,
+			config.HumanBytes(man.DumpBytes), config.HumanBytes(man.StoredBytes), sealed, m.root(), man.Duration().Round(1e6))
 		fmt.Fprintln(m.Stdout, man.ID)
 		return nil
 	},

@@ -47,8 +47,13 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 	// What it backs up, and where to: a mistyped variable that left the
 	// storage URL at its default shows here, not at the first restore.
 	encryption := "none"
-	if rs, _ := m.cfg.Recipients(); len(rs) > 0 {
-		encryption = "age, to " + dump.ShortKeys(dump.Recipients(rs).Names())
+	rs, _ := m.cfg.Recipients()
+	keys := dump.Recipients(rs).Names()
+	if len(keys) > 0 {
+		encryption = "age, to " + dump.ShortKeys(keys)
+	}
+	if m.cfg.AgeIdentityFile != "" {
+		m.log.Warn("PGBACKUPS_AGE_IDENTITY_FILE is set where backups are taken: the daemon never reads it; keep the secret key only where you restore", "component", "daemon")
 	}
 	m.log.Info("backing up", "component", "daemon", "database", conn.String(), "storage", m.root(), "encryption", encryption)
 	cat := m.catalog()
@@ -95,7 +100,7 @@ func (m *Main) newDaemon() (*daemon.Daemon, error) {
 		PingURL:       cfg.PingURL,
 		HealthGrace:   cfg.HealthGrace.D(),
 		LogicalLimit:  int64(cfg.LogicalLimit),
-		Encrypts:      encryption != "none",
+		EncryptsTo:    keys,
 		Blocking:      ns.Blocking,
 		RateLimit:     ns.RateLimit,
 		Notify:        sdnotify.Notify,

@@ -185,7 +185,10 @@ var urlCommand = command{
 		if man.Encryption != "" {
 			// age -d reads the identity file age-keygen wrote, the one
 			// PGBACKUPS_AGE_IDENTITY_FILE names.
-			kind, decrypt = "an age-encrypted, zstd-compressed", " | age -d -i \"$PGBACKUPS_AGE_IDENTITY_FILE\""
+			kind, decrypt = "an age-encrypted, zstd-compressed", " | age -d -i KEYFILE"
+			if m.cfg.AgeIdentityFile != "" {
+				decrypt = " | age -d -i \"$PGBACKUPS_AGE_IDENTITY_FILE\""
+			}
 		}
 		signer, ok := m.store.(storage.Signer)
 		if !ok {

@@ -193,6 +193,8 @@ func (m *Main) printInfo(w io.Writer, man storage.Manifest, problems []string, a
 	row("Stored size", "%s (%d bytes, %s level %d)", config.HumanBytes(man.StoredBytes), man.StoredBytes, man.Compression, man.CompressionLevel)
 	if man.Encryption != "" {
 		row("Encrypted", "%s, to %s", man.Encryption, strings.Join(man.EncryptedTo, ", "))
+	} else if man.OK() {
+		row("Encrypted", "no")
 	}
 	if man.DataKey != "" {
 		row("Data", "%s", m.location(man.DataKey))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -87,11 +88,20 @@ var listCommand = command{
 			return nil
 		}
 		tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tCREATED (UTC)\tDURATION\tDATABASE\tSTORED\tDUMP")
+		// Which backups are encrypted, once any is: what a key rotation
+		// or a replica without the setting leaves to look for.
+		encCol := slices.ContainsFunc(rows, func(e storage.Entry) bool { return e.Manifest != nil && e.Manifest.Encryption != "" })
+		enc := func(s string) string {
+			if !encCol {
+				return ""
+			}
+			return "\t" + s
+		}
+		fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tCREATED (UTC)\tDURATION\tDATABASE\tSTORED\tDUMP"+enc("ENCRYPTED"))
 		for _, e := range rows {
 			man := e.Manifest
 			if man == nil {
-				fmt.Fprintf(tw, "%s\tunreadable\t-\t-\t-\t-\t-\t-\n", e.ID)
+				fmt.Fprintf(tw, "%s\tunreadable\t-\t-\t-\t-\t-\t-%s\n", e.ID, enc("-"))
 				continue
 			}
 			status := man.Status
@@ -101,11 +111,15 @@ var listCommand = command{
 			case e.Damaged != nil:
 				status = "damaged"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", man.ID, status,
+			encrypted := "no"
+			if man.Encryption != "" {
+				encrypted = man.Encryption
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s%s\n", man.ID, status,
 				man.StartedAt.Local().Format("2006-01-02 15:04:05 MST"),
 				man.StartedAt.UTC().Format(time.RFC3339),
 				roundDuration(man.Duration()), man.Database,
-				config.HumanBytes(man.StoredBytes), config.HumanBytes(man.DumpBytes))
+				config.HumanBytes(man.StoredBytes), config.HumanBytes(man.DumpBytes), enc(encrypted))
 		}
 		return tw.Flush()
 	},

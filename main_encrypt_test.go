@@ -41,6 +41,9 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 		t.Fatalf("capture: exit %d\n%s", r.code, r.stderr)
 	}
 	id := lastLine(r.stdout)
+	if !strings.Contains(r.stderr, "(age-encrypted to 1 key)") {
+		t.Errorf("capture's summary does not say the backup is encrypted:\n%s", r.stderr)
+	}
 	ms := listJSON(t, base)
 	if len(ms) != 1 || ms[0].Encryption != "age" || !slices.Equal(ms[0].EncryptedTo, []string{pub}) {
 		t.Fatalf("list --json = %+v, want one backup encrypted with age to %s", ms, pub)
@@ -85,8 +88,13 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 			t.Fatalf("verify: exit %d\n%s", r.code, r.stderr)
 		}
 		r = run(t, readEnv, "url", id)
-		if r.code != 0 || !strings.Contains(r.stderr, "age -d -i") {
+		if r.code != 0 || !strings.Contains(r.stderr, `age -d -i "$PGBACKUPS_AGE_IDENTITY_FILE"`) {
 			t.Fatalf("url: exit %d, want the age step in its pipeline\n%s", r.code, r.stderr)
+		}
+		// Where the variable is unset (the host that hands out URLs), a
+		// pipeline naming it would read "".
+		if r := run(t, base, "url", id); r.code != 0 || !strings.Contains(r.stderr, "age -d -i KEYFILE") {
+			t.Fatalf("url without the identity set: exit %d, want a KEYFILE placeholder\n%s", r.code, r.stderr)
 		}
 		for _, s := range []string{r.stdout, r.stderr} {
 			if strings.Contains(s, key.String()) {
@@ -119,6 +127,11 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + garbage}, "download", "line 1 is not an age identity", "hunter2"},
 			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + idFile + ".missing"}, "download", "no such file", ""},
 			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + t.TempDir()}, "verify", "is not a regular file", ""},
+			// The identity itself where its file's path goes.
+			{[]string{"PGBACKUPS_AGE_IDENTITY_FILE=" + key.String()}, "verify", "holds an age identity itself", key.String()},
+			// Quotes an env file kept: said, whatever the check.
+			{[]string{"PGBACKUPS_AGE_RECIPIENTS=\"" + pub + "\""}, "list", "it is in quotes: remove them", ""},
+			{[]string{"PGBACKUPS_SCHEDULE='02:00 UTC'"}, "list", "it is in quotes: remove them", ""},
 		} {
 			r := run(t, append(slices.Clone(base), tc.env...), tc.cmd)
 			if r.code != 2 || !strings.Contains(r.stderr, tc.says) || (tc.secret != "" && strings.Contains(r.stderr, tc.secret)) {
@@ -140,6 +153,21 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 		plain := lastLine(r.stdout)
 		if r := run(t, readEnv, "verify", plain); r.code != 0 || !strings.Contains(r.stderr, "this backup is not encrypted") {
 			t.Fatalf("verify of an unencrypted backup with an identity set: exit %d, want 0 and a warning\n%s", r.code, r.stderr)
+		}
+		// list shows which backups are encrypted once any is.
+		r = run(t, base, "list")
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if r.code != 0 || len(lines) != 3 || !strings.HasSuffix(lines[0], "ENCRYPTED") {
+			t.Fatalf("list: exit %d, want a header with ENCRYPTED and two backups\n%s", r.code, r.stdout)
+		}
+		for _, l := range lines[1:] {
+			want := "age"
+			if strings.HasPrefix(l, plain) {
+				want = "no"
+			}
+			if f := strings.Fields(l); f[len(f)-1] != want {
+				t.Errorf("list row %q: want encrypted %q", l, want)
+			}
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -29,9 +30,12 @@ func (c *Config) Recipients() ([]age.Recipient, error) {
 		}
 		rs, err := age.ParseRecipients(strings.NewReader(f))
 		if err != nil || len(rs) != 1 {
-			hint := ""
-			if strings.HasPrefix(f, "ssh-") {
+			hint := quotedHint(f)
+			switch {
+			case strings.HasPrefix(f, "ssh-"):
 				hint = " (SSH keys are not supported: use a native age key from age-keygen)"
+			case strings.HasPrefix(f, "/"):
+				hint = " (a file's path: give the public key itself, which `age-keygen -y FILE` prints)"
 			}
 			return nil, fmt.Errorf("%q is not an age public key (age1...)%s", f, hint)
 		}
@@ -52,6 +56,15 @@ func (c *Config) Recipients() ([]age.Recipient, error) {
 	return out, nil
 }
 
+// quotedHint is a hint for a value in quotes, as an env file written for a
+// shell holds them: systemd strips them, a plain loader does not.
+func quotedHint(v string) string {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return " (it is in quotes: remove them)"
+	}
+	return ""
+}
+
 // maxIdentityFile bounds what is read from PGBACKUPS_AGE_IDENTITY_FILE:
 // identity files are a few lines.
 const maxIdentityFile = 1 << 20
@@ -64,8 +77,19 @@ func (c *Config) Identities() ([]age.Identity, error) {
 	if path == "" {
 		return nil, nil
 	}
+	if strings.Contains(strings.ToUpper(path), "SECRET-KEY") {
+		// Not echoed: the identity itself, put where its file's path goes.
+		return nil, errors.New("holds an age identity itself (not shown): put it in a file, as age-keygen -o does, and name that file here")
+	}
 	f, err := os.Open(path)
 	if err != nil {
+		if !plainPath(path) || (errors.Is(err, fs.ErrNotExist) && !parentExists(path)) {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("cannot read the file it names (not shown: it is no absolute path)%s: %w", quotedHint(path), err)
+		}
 		return nil, err
 	}
 	defer f.Close()

@@ -165,6 +165,14 @@ func load(retention, identities bool) (*Config, error) {
 		errs = append(errs, FieldError{SourceVar("AGE_IDENTITY_FILE"), err})
 	}
 	if len(errs) > 0 {
+		for i, e := range errs {
+			// A value in quotes: an env file written for a shell, loaded
+			// by something that keeps them (the runbook's loop, Docker's
+			// --env-file). Said once, whatever the check that failed.
+			if h := quotedHint(os.Getenv(e.Var)); h != "" && !strings.Contains(e.Err.Error(), h) {
+				errs[i].Err = fmt.Errorf("%w%s", e.Err, h)
+			}
+		}
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
 		return nil, errs
 	}

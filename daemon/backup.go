@@ -322,14 +322,35 @@ func (d *Daemon) failed(ctx context.Context, o outcome, n int, err error) outcom
 // recordSuccess makes m the last success unless a newer one is known.
 func (d *Daemon) recordSuccess(m storage.Manifest, by string) {
 	s := successOf(m, by)
-	if d.opts.Encrypts && m.Encryption == "" {
-		w := "the last backup, " + m.ID + ", is not encrypted, though this daemon encrypts (PGBACKUPS_AGE_RECIPIENTS): it was taken before that was set, or by a replica or a pgbackups without it"
+	if w := encryptionDrift(m, d.opts.EncryptsTo); w != "" {
 		s.Warnings = append(slices.Clip(s.Warnings), w)
 		d.log.Warn(w, "backup", m.ID, "by", by)
 	}
 	if d.state.succeeded(s) {
 		d.metrics.success(s, m.DatabaseBytes, dump.OverLogicalLimit(m.DatabaseBytes, d.opts.LogicalLimit))
 	}
+}
+
+// encryptionDrift says how backup m's encryption differs from a daemon's
+// that encrypts to keys (none: it does not encrypt), or "".
+func encryptionDrift(m storage.Manifest, keys []string) string {
+	switch {
+	case len(keys) == 0:
+		return ""
+	case m.Encryption == "":
+		return "the last backup, " + m.ID + ", is not encrypted, though this daemon encrypts (PGBACKUPS_AGE_RECIPIENTS): it was taken before that was set, or by a replica or a pgbackups without it"
+	case !sameKeys(m.EncryptedTo, keys):
+		return "the last backup, " + m.ID + ", is encrypted to other age keys than this daemon's PGBACKUPS_AGE_RECIPIENTS: it was taken before a key change, or by a replica configured otherwise"
+	}
+	return ""
+}
+
+// sameKeys reports whether a and b hold the same keys, in any order.
+func sameKeys(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 func (d *Daemon) retention(ctx context.Context, log *slog.Logger) {

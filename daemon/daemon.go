@@ -85,10 +85,11 @@ type Options struct {
 	// LogicalLimit is PGBACKUPS_LOGICAL_LIMIT in bytes, for the
 	// pgbackups_database_over_logical_limit gauge; 0 disables it.
 	LogicalLimit int64
-	// Encrypts says this daemon's backups are encrypted
-	// (PGBACKUPS_AGE_RECIPIENTS): a last success that is not, taken by a
-	// replica or an older pgbackups without it, is then warned of.
-	Encrypts bool
+	// EncryptsTo lists the age public keys this daemon's backups are
+	// encrypted to (PGBACKUPS_AGE_RECIPIENTS): a last success that is
+	// not encrypted, or is to other keys (a replica or an older pgbackups
+	// configured otherwise, a run before a key change), is warned of.
+	EncryptsTo []string
 	// Blocking and RateLimit, when set, are exported as gauges: how many
 	// sessions the running dump blocks, and its current rate limit.
 	Blocking  func() int

@@ -413,21 +413,29 @@ func TestFailureReadFromStorageDoesNotOverride(t *testing.T) {
 // stored in plaintext beside encrypted ones, and nothing said so.
 func TestUnencryptedLastSuccessWarned(t *testing.T) {
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for _, enc := range []string{"", "age"} {
+	for _, tc := range []struct {
+		enc  string
+		to   []string
+		warn string
+	}{
+		{"", nil, "is not encrypted, though this daemon encrypts"},
+		{"age", []string{"age1old"}, "is encrypted to other age keys"},
+		{"age", []string{"age1new", "age1new"}, ""},
+	} {
 		m := manifest("20260301-020000-abcd", start.Add(-10*time.Hour), time.Minute)
-		m.Encryption = enc
+		m.Encryption, m.EncryptedTo = tc.enc, tc.to
 		d, _ := newDaemon(t, Options{
-			Schedule: mustParse(t, "02:00 UTC"),
-			Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
-			Latest:   func(context.Context) (storage.Manifest, *storage.Manifest, error) { return m, nil, nil },
-			Now:      func() time.Time { return start },
-			Encrypts: true,
+			Schedule:   mustParse(t, "02:00 UTC"),
+			Capture:    func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
+			Latest:     func(context.Context) (storage.Manifest, *storage.Manifest, error) { return m, nil, nil },
+			Now:        func() time.Time { return start },
+			EncryptsTo: []string{"age1new"},
 		})
 		d.loadLatest(context.Background())
 		_, h := getHealth(t, d.Handler())
-		warned := slices.ContainsFunc(h.Warnings, func(w string) bool { return strings.Contains(w, "is not encrypted, though this daemon encrypts") })
-		if warned != (enc == "") {
-			t.Errorf("last success with encryption %q: warnings %q", enc, h.Warnings)
+		warned := slices.ContainsFunc(h.Warnings, func(w string) bool { return tc.warn != "" && strings.Contains(w, tc.warn) })
+		if warned != (tc.warn != "") || (tc.warn == "" && len(h.Warnings) > 0) {
+			t.Errorf("last success encrypted %q to %v: warnings %q, want %q", tc.enc, tc.to, h.Warnings, tc.warn)
 		}
 	}
 }

@@ -25,7 +25,7 @@ const IdentityVar = "PGBACKUPS_AGE_IDENTITY_FILE"
 var ErrNoIdentity = errors.New("the backup is encrypted, and no age identity was given")
 
 // ErrWrongIdentity means none of the identities given opens the backup.
-var ErrWrongIdentity = errors.New("no age identity given opens the backup")
+var ErrWrongIdentity = errors.New("none of the age identities given opens the backup")
 
 // Recipients is what capture encrypts to: age public keys.
 type Recipients []age.Recipient
@@ -155,7 +155,7 @@ func decrypting(src io.Reader, m storage.Manifest, key string, ids []age.Identit
 		if len(have) == 0 {
 			return nil, fmt.Errorf("%w: %s is encrypted to %s", ErrWrongIdentity, key, to)
 		}
-		return nil, fmt.Errorf("%w: %s is encrypted to %s, and %s holds identities for %s", ErrWrongIdentity, key, to, IdentityVar, ShortKeys(have))
+		return nil, fmt.Errorf("%w: %s is encrypted to %s; the identities in %s are for %s", ErrWrongIdentity, key, to, IdentityVar, ShortKeys(have))
 	}
 	return nil, fmt.Errorf("%w: %s: age header: %v", ErrCorrupt, key, err)
 }
