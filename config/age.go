@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -83,14 +82,7 @@ func (c *Config) Identities() ([]age.Identity, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		if !plainPath(path) || (errors.Is(err, fs.ErrNotExist) && !parentExists(path)) {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return nil, fmt.Errorf("cannot read the file it names (not shown: it is no absolute path)%s: %w", quotedHint(path), err)
-		}
-		return nil, err
+		return nil, unreadablePath(path, err, "it is no absolute path")
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil {

@@ -215,16 +215,8 @@ func (c *Config) readSecretFiles() Errors {
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			if !plainPath(path) || (errors.Is(err, fs.ErrNotExist) && !parentExists(path)) {
-				// Likely the secret itself, put in the _FILE variable:
-				// not echoed.
-				var pe *fs.PathError
-				if errors.As(err, &pe) {
-					err = pe.Err
-				}
-				err = fmt.Errorf("cannot read the file it names (not shown: it is no absolute path, and may be the secret itself; %s takes the value, %s a file's path): %w", name, name+secretFileSuffix, err)
-			}
-			errs = append(errs, FieldError{name + secretFileSuffix, err})
+			errs = append(errs, FieldError{name + secretFileSuffix, unreadablePath(path, err,
+				fmt.Sprintf("it is no absolute path, and may be the secret itself; %s takes the value, %s a file's path", name, name+secretFileSuffix))})
 			continue
 		}
 		s := strings.TrimRight(string(b), "\r\n")
@@ -235,6 +227,20 @@ func (c *Config) readSecretFiles() Errors {
 		v.Field(i).SetString(s)
 	}
 	return errs
+}
+
+// unreadablePath is err, from opening path, the value of a variable that
+// names a file; when path looks less like a path than like a secret put
+// there by mistake, without path (os's errors quote it), and with why.
+func unreadablePath(path string, err error, why string) error {
+	if plainPath(path) && !(errors.Is(err, fs.ErrNotExist) && !parentExists(path)) {
+		return err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("cannot read the file it names (not shown: %s)%s: %w", why, quotedHint(path), err)
 }
 
 // parentExists reports whether path's directory exists and is not the

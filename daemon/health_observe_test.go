@@ -288,18 +288,19 @@ func TestOverdueNamesTheLockHolder(t *testing.T) {
 	}
 }
 
-// TestStorageReadAgainAfterStartup: storage unreadable at start-up is read
-// again until it answers, so the last success is known before the next
-// backup (a day away on a daily schedule), and stale backups are overdue.
-func TestStorageReadAgainAfterStartup(t *testing.T) {
+// unreadableAtStart is a daemon whose storage fails ("connection refused")
+// until fail is cleared, then holds stale, a success long before its clock;
+// storage is read again every 20 ms.
+func unreadableAtStart(t *testing.T) (d *Daemon, logs *logBuffer, fail *atomic.Bool, stale storage.Manifest) {
+	t.Helper()
 	old := latestRetryInterval
 	latestRetryInterval = 20 * time.Millisecond
 	t.Cleanup(func() { latestRetryInterval = old })
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	var fail atomic.Bool
+	fail = new(atomic.Bool)
 	fail.Store(true)
-	stale := manifest("20260220-020000-old", time.Date(2026, 2, 20, 2, 1, 0, 0, time.UTC), time.Minute)
-	d, _ := newDaemon(t, Options{
+	stale = manifest("20260220-020000-old", time.Date(2026, 2, 20, 2, 1, 0, 0, time.UTC), time.Minute)
+	d, logs = newDaemon(t, Options{
 		Schedule: mustParse(t, "02:00 UTC"),
 		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
 		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
@@ -310,6 +311,14 @@ func TestStorageReadAgainAfterStartup(t *testing.T) {
 		},
 		Now: func() time.Time { return start },
 	})
+	return d, logs, fail, stale
+}
+
+// TestStorageReadAgainAfterStartup: storage unreadable at start-up is read
+// again until it answers, so the last success is known before the next
+// backup (a day away on a daily schedule), and stale backups are overdue.
+func TestStorageReadAgainAfterStartup(t *testing.T) {
+	d, _, fail, stale := unreadableAtStart(t)
 	d.loadLatest(context.Background())
 	if !d.state.latestUnknown() {
 		t.Fatal("storage failed at start-up, yet the newest backups count as known")
@@ -342,26 +351,9 @@ func TestStorageReadAgainAfterStartup(t *testing.T) {
 // as known: rereading stopped, "storage answers again" was logged though
 // it did not, and the stored last success was never read.
 func TestStorageReadAgainAfterAFailedRun(t *testing.T) {
-	old := latestRetryInterval
-	latestRetryInterval = 20 * time.Millisecond
-	t.Cleanup(func() { latestRetryInterval = old })
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	var fail atomic.Bool
-	fail.Store(true)
-	stale := manifest("20260220-020000-old", time.Date(2026, 2, 20, 2, 1, 0, 0, time.UTC), time.Minute)
-	d, logs := newDaemon(t, Options{
-		Schedule: mustParse(t, "02:00 UTC"),
-		Capture:  func(context.Context, *atomic.Int64) (storage.Manifest, error) { return storage.Manifest{}, nil },
-		Latest: func(context.Context) (storage.Manifest, *storage.Manifest, error) {
-			if fail.Load() {
-				return storage.Manifest{}, nil, errors.New("s3: list: timeout")
-			}
-			return stale, nil, nil
-		},
-		Now: func() time.Time { return start },
-	})
+	d, logs, fail, stale := unreadableAtStart(t)
 	d.loadLatest(context.Background())
-	d.state.failed(&Failure{At: start, Error: "storage did not answer"})
+	d.state.failed(&Failure{At: d.now(), Error: "storage did not answer"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
