@@ -41,6 +41,24 @@ func (rs Recipients) Names() []string {
 	return out
 }
 
+// decryptReader marks age's errors (a chunk that does not authenticate),
+// so that a reader further on can tell them from its own.
+type decryptReader struct{ r io.Reader }
+
+func (d decryptReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = decryptError{err}
+	}
+	return n, err
+}
+
+// decryptError is an error of age's payload.
+type decryptError struct{ err error }
+
+func (e decryptError) Error() string { return "decrypt: " + e.err.Error() }
+func (e decryptError) Unwrap() error { return e.err }
+
 // ShortKeys lists age public keys for a message: a post-quantum one is
 // some 2,000 characters, shown by its start and end (enough to tell keys
 // apart; the manifest keeps each whole).
@@ -138,7 +156,7 @@ func decrypting(src io.Reader, m storage.Manifest, key string, ids []age.Identit
 	}
 	r, err := age.Decrypt(src, ids...)
 	if err == nil {
-		return r, nil
+		return decryptReader{r}, nil
 	}
 	if nm := (*age.NoIdentityMatchError)(nil); errors.As(err, &nm) {
 		var have []string

@@ -146,8 +146,13 @@ func TestEncryptedBackup(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { os.WriteFile(st.Location(m.DataKey), data, 0o600) })
-			if _, err := dump.CopyBackup(ctx, st, m, ids, &bytes.Buffer{}); !errors.Is(err, dump.ErrCorrupt) {
+			_, err := dump.CopyBackup(ctx, st, m, ids, &bytes.Buffer{})
+			if !errors.Is(err, dump.ErrCorrupt) {
 				t.Fatalf("download: %v, want ErrCorrupt", err)
+			}
+			// Said as what failed: age's check, not zstd.
+			if name == "payload" && (!strings.Contains(err.Error(), "decrypt:") || strings.Contains(err.Error(), "decompress")) {
+				t.Errorf("download of a changed payload: %v, want it called a decryption failure", err)
 			}
 		})
 	}

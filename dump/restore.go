@@ -98,6 +98,9 @@ func (b *BackupReader) Read(p []byte) (int, error) {
 		if rerr := b.stored.failed(); rerr != nil {
 			return n, fmt.Errorf("read %s: %w", b.m.DataKey, rerr)
 		}
+		if de := (decryptError{}); errors.As(err, &de) {
+			return n, fmt.Errorf("%w: decrypt: %v", ErrCorrupt, de.err)
+		}
 		return n, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 	}
 	return n, err
