@@ -191,6 +191,11 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "pgbackups %s: %s\n", cmd.name, interruptedMessage(err, intr))
 		return intr.exitCode()
 	}
+	if errors.Is(err, dump.ErrNoIdentity) {
+		// An encrypted backup read without PGBACKUPS_AGE_IDENTITY_FILE:
+		// the setting is missing, as for any other configuration error.
+		err = configError{err}
+	}
 	var ue usageError
 	var ce configError
 	switch {
@@ -515,6 +520,9 @@ func (m *Main) identities(man storage.Manifest) ([]age.Identity, error) {
 	}
 	if len(ids) > 0 && man.Encryption == "" && man.OK() {
 		m.log.Warn("this backup is not encrypted, though PGBACKUPS_AGE_IDENTITY_FILE is set: it was taken before PGBACKUPS_AGE_RECIPIENTS was, or stored by something else", "component", m.cmd.name, "backup", man.ID)
+	}
+	if fi, err := os.Stat(m.cfg.AgeIdentityFile); err == nil && len(ids) > 0 && fi.Mode().Perm()&0o077 != 0 {
+		m.log.Warn("the age identity file can be read by others than its owner: chmod 600 it", "component", m.cmd.name, "path", m.cfg.AgeIdentityFile, "mode", fi.Mode().Perm().String())
 	}
 	return ids, nil
 }

@@ -32,6 +32,14 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 	if err := os.WriteFile(idFile, []byte("# created: today\n# public key: "+pub+"\n"+key.String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A copy others may read: used once, and warned of.
+	looseFile := filepath.Join(t.TempDir(), "loose-key.txt")
+	if err := os.WriteFile(looseFile, []byte(key.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(looseFile, 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
 	base := append(srv.Env(), "PGBACKUPS_DATABASE_URL="+pg.URL(src))
 	backupEnv := append(slices.Clone(base), "PGBACKUPS_AGE_RECIPIENTS="+pub)
 	readEnv := append(slices.Clone(base), "PGBACKUPS_AGE_IDENTITY_FILE="+idFile)
@@ -54,12 +62,13 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 
 	t.Run("without the identity", func(t *testing.T) {
 		target := pg.CreateDB(t)
+		// A setting missing: exit 2, as for any configuration error.
 		r := run(t, base, "restore", id, "--to", pg.URL(target), "--confirm", target, "--with-globals")
-		if r.code != 1 || !strings.Contains(r.stderr, "PGBACKUPS_AGE_IDENTITY_FILE") || !strings.Contains(r.stderr, pub) || !strings.Contains(r.stderr, "nothing was changed") {
-			t.Fatalf("restore without the identity: exit %d, want 1 naming the variable and the key\n%s", r.code, r.stderr)
+		if r.code != 2 || !strings.Contains(r.stderr, "PGBACKUPS_AGE_IDENTITY_FILE") || !strings.Contains(r.stderr, pub) || !strings.Contains(r.stderr, "nothing was changed") {
+			t.Fatalf("restore without the identity: exit %d, want 2 naming the variable and the key\n%s", r.code, r.stderr)
 		}
 		out := filepath.Join(t.TempDir(), "b.dump")
-		if r := run(t, base, "download", id, "-o", out); r.code != 1 || !strings.Contains(r.stderr, "PGBACKUPS_AGE_IDENTITY_FILE") {
+		if r := run(t, base, "download", id, "-o", out); r.code != 2 || !strings.Contains(r.stderr, "PGBACKUPS_AGE_IDENTITY_FILE") {
 			t.Fatalf("download without the identity: exit %d\n%s", r.code, r.stderr)
 		}
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
@@ -84,8 +93,11 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 		if err != nil || !bytes.HasPrefix(b, []byte("PGDMP")) {
 			t.Fatalf("download wrote no pg_dump archive: %v", err)
 		}
-		if r := run(t, readEnv, "verify", id); r.code != 0 {
+		if r := run(t, readEnv, "verify", id); r.code != 0 || strings.Contains(r.stderr, "can be read by others") {
 			t.Fatalf("verify: exit %d\n%s", r.code, r.stderr)
+		}
+		if r := run(t, append(slices.Clone(base), "PGBACKUPS_AGE_IDENTITY_FILE="+looseFile), "verify", id); r.code != 0 || !strings.Contains(r.stderr, "can be read by others than its owner") {
+			t.Fatalf("verify with a 0644 identity file: exit %d, want 0 and a warning\n%s", r.code, r.stderr)
 		}
 		r = run(t, readEnv, "url", id)
 		if r.code != 0 || !strings.Contains(r.stderr, `age -d -i "$PGBACKUPS_AGE_IDENTITY_FILE"`) {
