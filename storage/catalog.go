@@ -237,6 +237,9 @@ func decodeManifest(r io.Reader, id string) (Manifest, error) {
 		}
 		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: %w", id, err)
 	}
+	if err := m.known(); err != nil {
+		return Manifest{}, fmt.Errorf("backup %s: %w", id, err)
+	}
 	if err := m.check(id); err != nil {
 		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: %w", id, err)
 	}

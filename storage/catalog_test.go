@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgbackups/pgbackups/schedule"
 	"github.com/pgbackups/pgbackups/storage"
 	"github.com/pgbackups/pgbackups/storage/file"
 )
@@ -272,5 +273,33 @@ func TestEntriesReadsManifestsConcurrently(t *testing.T) {
 	defer cancel()
 	if _, err := (storage.Catalog{Store: &slowGets{Store: fs}}).Entries(cctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Entries with a context ending meanwhile: %v, want the deadline", err)
+	}
+}
+
+// TestNewerFormatUnreadable: a backup a newer pgbackups stored another way
+// (another compression, encryption or archive format) is unreadable here,
+// as this version's encrypted backups should have been to the one before
+// it: that one listed them completed, restored latest into a failure, and
+// let retention count them in place of backups it could restore.
+func TestNewerFormatUnreadable(t *testing.T) {
+	ctx := context.Background()
+	st, cat := fileCatalog(t)
+	at := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	old := storage.NewID(at)
+	putCompleted(t, st, storage.Manifest{ID: old, StartedAt: at, FinishedAt: at.Add(time.Minute), Compression: "zstd", Format: "custom"})
+	newer := storage.NewID(at.Add(24 * time.Hour))
+	putCompleted(t, st, storage.Manifest{ID: newer, StartedAt: at.Add(24 * time.Hour), FinishedAt: at.Add(24*time.Hour + time.Minute), Compression: "zstd", Encryption: "age2"})
+	if _, err := cat.Manifest(ctx, newer); !errors.Is(err, storage.ErrNewerFormat) || !strings.Contains(err.Error(), `encryption "age2"`) {
+		t.Fatalf("manifest of a newer format: %v, want ErrNewerFormat naming it", err)
+	}
+	if _, err := cat.Resolve(ctx, "latest"); !errors.Is(err, storage.ErrNewerFormat) {
+		t.Errorf("latest past a newer format: %v, want it to stop there", err)
+	}
+	res, err := storage.Prune(ctx, cat, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Now: at.Add(48 * time.Hour), Grace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 0 || len(res.Unreadable) != 1 || res.Unreadable[0].ID != newer {
+		t.Errorf("prune removed %+v, left alone %+v: want %s left alone and %s kept", res.Removed, res.Unreadable, newer, old)
 	}
 }

@@ -18,6 +18,31 @@ import (
 // (CheckData), a completed backup must also name its data object and carry
 // sha256 digests to check it against.
 
+// ErrNewerFormat is wrapped by Catalog.Manifest's error for a backup stored
+// in a way this version does not know (another compression, encryption or
+// archive format): a newer pgbackups wrote it. Read as unreadable, it is
+// left alone by retention and stops latest, where taken for a backup this
+// version can restore it would be counted as one, and fail every read.
+var ErrNewerFormat = errors.New("it was stored by a newer pgbackups, in a format this version cannot read: upgrade pgbackups")
+
+// known reports a manifest whose stored objects this version cannot read.
+func (m Manifest) known() error {
+	var unknown []string
+	// Each field's one known value; "" is what older manifests (and a
+	// backup without encryption) say.
+	for _, f := range []struct{ field, value, known string }{
+		{"compression", m.Compression, "zstd"}, {"encryption", m.Encryption, "age"}, {"format", m.Format, "custom"},
+	} {
+		if f.value != "" && f.value != f.known {
+			unknown = append(unknown, fmt.Sprintf("%s %q", f.field, f.value))
+		}
+	}
+	if unknown == nil {
+		return nil
+	}
+	return fmt.Errorf("%w (%s)", ErrNewerFormat, strings.Join(unknown, ", "))
+}
+
 // check reports what makes m, read from folder id, not a manifest
 // pgbackups wrote: every problem found, or nil.
 func (m Manifest) check(id string) error {
