@@ -379,10 +379,16 @@ type stallWatch struct {
 type stallRetryer struct{ aws.RetryerV2 }
 
 func (r stallRetryer) IsErrorRetryable(err error) bool {
-	if err != nil && strings.Contains(err.Error(), "timeout awaiting response headers") {
+	if headerTimeout(err) {
 		return false
 	}
 	return r.RetryerV2.IsErrorRetryable(err)
+}
+
+// headerTimeout reports whether err is a response's headers not coming
+// within ReadStall: the transport's timeout, or the Get's own watch.
+func headerTimeout(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "timeout awaiting response headers")
 }
 
 // errReadStall is the cause of a Get ended by its stallWatch.
@@ -421,6 +427,11 @@ func (w *stallWatch) explain(err error) error {
 func (w *stallWatch) named(err error) error {
 	if cause := context.Cause(w.ctx); errors.Is(cause, errReadStall) && !errors.Is(err, errReadStall) {
 		return fmt.Errorf("%w (%v)", cause, err)
+	}
+	if headerTimeout(err) && !errors.Is(err, errReadStall) {
+		// The transport's own bound, ReadStall too, ended it a moment
+		// before the watch would have: the same stall.
+		return fmt.Errorf("%w: no data for %s (%v)", errReadStall, w.after, err)
 	}
 	return err
 }
