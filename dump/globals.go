@@ -187,6 +187,109 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest, ids 
 	return out.Bytes(), nil
 }
 
+// psqlMetaCommand finds the first psql meta-command in sql: a backslash
+// outside quotes, quoted identifiers, comments and dollar quotes, other
+// than the \restrict and \unrestrict lines pg_dumpall 17.6 and others
+// write. It returns the line and the command's first bytes.
+func psqlMetaCommand(sql []byte) (line int, head string, found bool) {
+	const (
+		plain = iota
+		single
+		double
+		lineComment
+		blockComment
+		dollar
+	)
+	state, depth, tag := plain, 0, ""
+	line, lineStart := 1, 0
+	next := func(i int) byte {
+		if i+1 < len(sql) {
+			return sql[i+1]
+		}
+		return 0
+	}
+	for i := 0; i < len(sql); i++ {
+		c := sql[i]
+		if c == '\n' {
+			line, lineStart = line+1, i+1
+			if state == lineComment {
+				state = plain
+			}
+			continue
+		}
+		switch state {
+		case plain:
+			switch {
+			case c == '\'':
+				state = single
+			case c == '"':
+				state = double
+			case c == '-' && next(i) == '-':
+				state, i = lineComment, i+1
+			case c == '/' && next(i) == '*':
+				state, depth, i = blockComment, 1, i+1
+			case c == '$':
+				if t := openingDollarQuote(sql[i:]); t != "" {
+					state, tag, i = dollar, t, i+len(t)-1
+				}
+			case c == '\\':
+				end := bytes.IndexByte(sql[i:], '\n')
+				if end < 0 {
+					end = len(sql) - i
+				}
+				rest := string(sql[i : i+end])
+				if i == lineStart && (strings.HasPrefix(rest, `\restrict `) || strings.HasPrefix(rest, `\unrestrict `)) {
+					i += end - 1
+					continue
+				}
+				return line, rest[:min(len(rest), 40)], true
+			}
+		case single, double:
+			quote := byte('\'')
+			if state == double {
+				quote = '"'
+			}
+			if c == quote {
+				if next(i) == quote {
+					i++ // a doubled quote stays inside
+				} else {
+					state = plain
+				}
+			}
+		case blockComment:
+			switch {
+			case c == '*' && next(i) == '/':
+				depth, i = depth-1, i+1
+				if depth == 0 {
+					state = plain
+				}
+			case c == '/' && next(i) == '*':
+				depth, i = depth+1, i+1
+			}
+		case dollar:
+			if bytes.HasPrefix(sql[i:], []byte(tag)) {
+				state, i = plain, i+len(tag)-1
+			}
+		}
+	}
+	return 0, "", false
+}
+
+// openingDollarQuote is the dollar quote b starts with ($$, $tag$), or "".
+func openingDollarQuote(b []byte) string {
+	for j := 1; j < len(b); j++ {
+		c := b[j]
+		switch {
+		case c == '$':
+			return string(b[:j+1])
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 || j > 1 && c >= '0' && c <= '9':
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
 // RewriteGlobals makes pg_dumpall's globals tolerate roles that already
 // exist. pg_dumpall writes each role as two lines,
 //

@@ -302,6 +302,11 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		if err != nil {
 			return unchanged(err)
 		}
+		if line, head, found := psqlMetaCommand(g); found {
+			// pg_dumpall writes none; psql would run it, \! a shell
+			// command on this host: a globals object changed in storage.
+			return unchanged(fmt.Errorf("the backup's globals hold a psql meta-command on line %d (%q), which pg_dumpall does not write: refused, for psql would run it on this host; the object may have been changed in storage (restore without --with-globals, and create the roles yourself)", line, head))
+		}
 		globals = g
 	}
 	info, err := Preflight(ctx, o.Target)

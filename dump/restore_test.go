@@ -600,3 +600,54 @@ func TestWithoutTablespaces(t *testing.T) {
 		t.Errorf("WithoutTablespaces:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestRestoreRefusesPlantedGlobals: restore --with-globals feeds the
+// globals to psql, which runs its meta-commands: one planted in storage
+// (with a manifest to match) ran a shell command on the restoring host.
+func TestRestoreRefusesPlantedGlobals(t *testing.T) {
+	pg := testenv.PG(t)
+	src := pg.CreateDB(t)
+	pg.SeedRich(t, src, 1000)
+	ctx := context.Background()
+	st := fileStore(t)
+	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := os.ReadFile(st.Location(m.GlobalsKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql, err := dec.DecodeAll(stored, nil)
+	dec.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "owned")
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := enc.EncodeAll(append(sql, []byte("\\! touch "+marker+"\n")...), nil)
+	enc.Close()
+	if err := os.WriteFile(st.Location(m.GlobalsKey), planted, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(planted)
+	m.GlobalsSHA256 = hex.EncodeToString(sum[:])
+	if err := (storage.Catalog{Store: st}).WriteManifest(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	target := pg.CreateDB(t)
+	_, err = dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: m, Target: conn(t, pg.URL(target)), PgBinDir: pg.BinDir, WithGlobals: true})
+	if err == nil || !strings.Contains(err.Error(), "psql meta-command") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("restore --with-globals of planted globals: %v, want a refusal before anything changed", err)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("the planted shell command ran: %v", err)
+	}
+}
