@@ -152,16 +152,24 @@ func TestRestoreAndVerify(t *testing.T) {
 	}
 }
 
-func TestRestoreRejectsDamage(t *testing.T) {
+// richBackup captures a SeedRich database of 1000 users into a local
+// store.
+func richBackup(t *testing.T) (*testenv.Postgres, *file.Store, storage.Manifest) {
+	t.Helper()
 	pg := testenv.PG(t)
 	src := pg.CreateDB(t)
 	pg.SeedRich(t, src, 1000)
-	ctx := context.Background()
 	st := fileStore(t)
-	m, err := dump.Capture(ctx, options(t, pg, src, st))
+	m, err := dump.Capture(context.Background(), options(t, pg, src, st))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pg, st, m
+}
+
+func TestRestoreRejectsDamage(t *testing.T) {
+	pg, st, m := richBackup(t)
+	ctx := context.Background()
 	path := st.Location(m.DataKey)
 	orig, err := os.ReadFile(path)
 	if err != nil {
@@ -223,7 +231,7 @@ func TestRestoreRejectsDamage(t *testing.T) {
 	t.Run("failed backup", func(t *testing.T) {
 		failed := m
 		failed.Status, failed.Error = storage.StatusFailed, "pg_dump: exit status 1"
-		if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: failed, Target: conn(t, pg.URL(src))}); err == nil || !strings.Contains(err.Error(), "did not complete") {
+		if _, err := dump.Restore(ctx, dump.RestoreOptions{Store: st, Manifest: failed, Target: conn(t, pg.URL(pg.CreateDB(t)))}); err == nil || !strings.Contains(err.Error(), "did not complete") {
 			t.Fatalf("restore of a failed backup: %v", err)
 		}
 	})
@@ -605,15 +613,8 @@ func TestWithoutTablespaces(t *testing.T) {
 // globals to psql, which runs its meta-commands: one planted in storage
 // (with a manifest to match) ran a shell command on the restoring host.
 func TestRestoreRefusesPlantedGlobals(t *testing.T) {
-	pg := testenv.PG(t)
-	src := pg.CreateDB(t)
-	pg.SeedRich(t, src, 1000)
+	pg, st, m := richBackup(t)
 	ctx := context.Background()
-	st := fileStore(t)
-	m, err := dump.Capture(ctx, options(t, pg, src, st))
-	if err != nil {
-		t.Fatal(err)
-	}
 	stored, err := os.ReadFile(st.Location(m.GlobalsKey))
 	if err != nil {
 		t.Fatal(err)
