@@ -521,8 +521,8 @@ func (m *Main) identities(man storage.Manifest) ([]age.Identity, error) {
 	if len(ids) > 0 && man.Encryption == "" && man.OK() {
 		m.log.Warn("this backup is not encrypted, though PGBACKUPS_AGE_IDENTITY_FILE is set: it was taken before PGBACKUPS_AGE_RECIPIENTS was, or stored by something else", "component", m.cmd.name, "backup", man.ID)
 	}
-	if fi, err := os.Stat(m.cfg.AgeIdentityFile); err == nil && len(ids) > 0 && fi.Mode().Perm()&0o077 != 0 {
-		m.log.Warn("the age identity file can be read by others than its owner: chmod 600 it", "component", m.cmd.name, "path", m.cfg.AgeIdentityFile, "mode", fi.Mode().Perm().String())
+	if fi, err := os.Stat(m.cfg.AgeIdentityFile); err == nil && len(ids) > 0 && fi.Mode().Perm()&0o044 != 0 {
+		m.log.Warn("the age identity file is readable by its group or by others: the secret key is in it", "component", m.cmd.name, "path", m.cfg.AgeIdentityFile, "mode", fi.Mode().Perm().String())
 	}
 	return ids, nil
 }

@@ -93,11 +93,19 @@ func TestEncryptedBackupsEndToEnd(t *testing.T) {
 		if err != nil || !bytes.HasPrefix(b, []byte("PGDMP")) {
 			t.Fatalf("download wrote no pg_dump archive: %v", err)
 		}
-		if r := run(t, readEnv, "verify", id); r.code != 0 || strings.Contains(r.stderr, "can be read by others") {
+		if r := run(t, readEnv, "verify", id); r.code != 0 || strings.Contains(r.stderr, "readable by its group or by others") {
 			t.Fatalf("verify: exit %d\n%s", r.code, r.stderr)
 		}
-		if r := run(t, append(slices.Clone(base), "PGBACKUPS_AGE_IDENTITY_FILE="+looseFile), "verify", id); r.code != 0 || !strings.Contains(r.stderr, "can be read by others than its owner") {
+		if r := run(t, append(slices.Clone(base), "PGBACKUPS_AGE_IDENTITY_FILE="+looseFile), "verify", id); r.code != 0 || !strings.Contains(r.stderr, "is readable by its group or by others") {
 			t.Fatalf("verify with a 0644 identity file: exit %d, want 0 and a warning\n%s", r.code, r.stderr)
+		}
+		// A file whose name says what it holds is a path, not the key.
+		named := filepath.Join(t.TempDir(), "age-secret-key.txt")
+		if b, err := os.ReadFile(idFile); err != nil || os.WriteFile(named, b, 0o600) != nil {
+			t.Fatal(err)
+		}
+		if r := run(t, append(slices.Clone(base), "PGBACKUPS_AGE_IDENTITY_FILE="+named), "verify", id); r.code != 0 {
+			t.Fatalf("verify with an identity file named age-secret-key.txt: exit %d\n%s", r.code, r.stderr)
 		}
 		r = run(t, readEnv, "url", id)
 		if r.code != 0 || !strings.Contains(r.stderr, `age -d -i "$PGBACKUPS_AGE_IDENTITY_FILE"`) {

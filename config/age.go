@@ -76,7 +76,7 @@ func (c *Config) Identities() ([]age.Identity, error) {
 	if path == "" {
 		return nil, nil
 	}
-	if strings.Contains(strings.ToUpper(path), "SECRET-KEY") {
+	if strings.HasPrefix(strings.ToUpper(strings.Trim(path, " \t\"'")), "AGE-SECRET-KEY-") {
 		// Not echoed: the identity itself, put where its file's path goes.
 		return nil, errors.New("holds an age identity itself (not shown): put it in a file, as age-keygen -o does, and name that file here")
 	}

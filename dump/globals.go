@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 
 	"filippo.io/age"
@@ -185,6 +187,48 @@ func ReadGlobals(ctx context.Context, st storage.Store, m storage.Manifest, ids 
 		return nil, fmt.Errorf("globals %s: %w: sha256 %s, manifest says %s", m.GlobalsKey, ErrCorrupt, got, m.GlobalsSHA256)
 	}
 	return out.Bytes(), nil
+}
+
+// globalsScript is the script psql runs for globals sql: RewriteGlobals's,
+// without pg_dumpall's own \restrict and \unrestrict lines (applyGlobals
+// restricts psql itself, with a key of its own).
+func globalsScript(sql []byte) []byte {
+	var out []byte
+	for line := range bytes.Lines(RewriteGlobals(sql)) {
+		if restrictLine.Match(line) {
+			continue
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
+// restrictLine is a \restrict or \unrestrict line as pg_dumpall writes it.
+var restrictLine = regexp.MustCompile(`^\\(un)?restrict [A-Za-z0-9]+\r?\n?$`)
+
+// restrictable reports whether psql of version (as printed, "15.18") has
+// \restrict: 13.22, 14.19, 15.14, 16.10, 17.6, and 18 on.
+func restrictable(version string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		if _, err := fmt.Sscanf(version, "%d", &major); err != nil {
+			return false
+		}
+	}
+	since := map[int]int{13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+	if m, ok := since[major]; ok {
+		return minor >= m
+	}
+	return major >= 18
+}
+
+// restrictKey is a random \restrict key.
+func restrictKey() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("restrict key: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // psqlMetaCommand finds the first psql meta-command in sql: a backslash
@@ -459,7 +503,7 @@ const globalsMessagesBytes = 1 << 20
 // so the restore can go on; pg_restore then fails clearly if an owner is
 // still missing. It returns psql's messages: NOTICEs for roles kept, ERRORs
 // for statements refused.
-func applyGlobals(ctx context.Context, target Conn, psql Tool, sql []byte) ([]string, error) {
+func applyGlobals(ctx context.Context, target Conn, psql Tool, script []byte) ([]string, error) {
 	child, err := target.forChild(os.TempDir())
 	if err != nil {
 		return nil, err
@@ -475,14 +519,27 @@ func applyGlobals(ctx context.Context, target Conn, psql Tool, sql []byte) ([]st
 	stderr = newTailBuffer(globalsMessagesBytes)
 	cmd.Stderr = stderr
 	// An error's CONTEXT line quotes the statement, and a role's carries
-	// its password hash: psql is told not to show it.
-	script := append([]byte("\\set SHOW_CONTEXT never\n"), RewriteGlobals(sql)...)
-	cmd.Stdin = bytes.NewReader(script)
+	// its password hash: psql is told not to show it. Then, where psql
+	// can, it is told to run no meta-command at all (\restrict, with a key
+	// the script cannot know): psqlMetaCommand's check before it is a
+	// lexer's guess at psql's, and a globals object changed in storage
+	// could make \! run a shell command on this host.
+	head := "\\set SHOW_CONTEXT never\n"
+	var notes []string
+	if restrictable(psql.Version) {
+		key, err := restrictKey()
+		if err != nil {
+			return nil, err
+		}
+		head += "\\restrict " + key + "\n"
+	} else {
+		notes = append(notes, fmt.Sprintf("psql %s cannot refuse meta-commands (\\restrict came in 13.22, 14.19, 15.14, 16.10 and 17.6): pgbackups' own check of the globals for them is all that stood in their way", psql.Version))
+	}
+	cmd.Stdin = io.MultiReader(strings.NewReader(head), bytes.NewReader(script))
 	cmd.Stdout = io.Discard
 	if err := forkthread.Run(cmd); err != nil {
 		return nil, childError("psql (globals)", err, stderr)
 	}
-	var notes []string
 	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
 	for sc.Scan() {
 		if line := strings.TrimSpace(sc.Text()); line != "" {

@@ -302,12 +302,16 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		if err != nil {
 			return unchanged(err)
 		}
-		if line, head, found := psqlMetaCommand(g); found {
+		// What psql will run, checked before anything changes.
+		if o.NoTablespaces {
+			g = WithoutTablespaces(g)
+		}
+		globals = globalsScript(g)
+		if line, head, found := psqlMetaCommand(globals); found {
 			// pg_dumpall writes none; psql would run it, \! a shell
 			// command on this host: a globals object changed in storage.
-			return unchanged(fmt.Errorf("the backup's globals hold a psql meta-command on line %d (%q), which pg_dumpall does not write: refused, for psql would run it on this host; the object may have been changed in storage (restore without --with-globals, and create the roles yourself)", line, head))
+			return unchanged(fmt.Errorf("the backup's globals hold a psql meta-command (%q, line %d of the script pgbackups runs), which pg_dumpall does not write: refused, for psql would run it on this host; the object may have been changed in storage (restore without --with-globals, and create the roles yourself)", head, line))
 		}
-		globals = g
 	}
 	info, err := Preflight(ctx, o.Target)
 	if err != nil {
@@ -390,9 +394,6 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		defer br.Close()
 	}
 	if o.WithGlobals {
-		if o.NoTablespaces {
-			globals = WithoutTablespaces(globals)
-		}
 		notes, err := applyGlobals(ctx, o.Target, psql, globals)
 		if slices.ContainsFunc(m.Warnings, func(w string) bool { return strings.HasPrefix(w, noRolePasswords) }) {
 			// Said at capture, and in info; said here too, where the

@@ -237,7 +237,8 @@ func decodeManifest(r io.Reader, id string) (Manifest, error) {
 		}
 		return Manifest{}, fmt.Errorf("backup %s: manifest is corrupt: %w", id, err)
 	}
-	if err := m.known(); err != nil {
+	if err := m.known(); err != nil && m.OK() {
+		// A failed backup has nothing to read: passed over as any failure.
 		return Manifest{}, fmt.Errorf("backup %s: %w", id, err)
 	}
 	if err := m.check(id); err != nil {

@@ -295,6 +295,15 @@ func TestNewerFormatUnreadable(t *testing.T) {
 	if _, err := cat.Resolve(ctx, "latest"); !errors.Is(err, storage.ErrNewerFormat) {
 		t.Errorf("latest past a newer format: %v, want it to stop there", err)
 	}
+	// A failed one has nothing to read: passed over, as any failure.
+	failedAt := at.Add(48 * time.Hour)
+	failed := storage.NewID(failedAt)
+	if err := cat.WriteManifest(ctx, storage.Manifest{ID: failed, Status: storage.StatusFailed, StartedAt: failedAt, FinishedAt: failedAt.Add(time.Second), Encryption: "age2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.Manifest(ctx, failed); err != nil {
+		t.Errorf("a failed backup of a newer format: %v, want it read", err)
+	}
 	res, err := storage.Prune(ctx, cat, storage.PruneOptions{Policy: schedule.Policy{KeepLast: 1}, Now: at.Add(48 * time.Hour), Grace: time.Hour})
 	if err != nil {
 		t.Fatal(err)
