@@ -95,25 +95,28 @@ func (b *BackupReader) Read(p []byte) (int, error) {
 	b.dump.Write(p[:n])
 	b.n += int64(n)
 	if err != nil && err != io.EOF {
-		if rerr := b.stored.failed(); rerr != nil {
-			return n, fmt.Errorf("read %s: %w", b.m.DataKey, rerr)
-		}
-		if de := (decryptError{}); errors.As(err, &de) {
-			return n, fmt.Errorf("%w: decrypt: %v", ErrCorrupt, de.err)
-		}
-		return n, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
+		return n, b.readError(err)
 	}
 	return n, err
+}
+
+// readError says what a failed read of the archive was: storage's read
+// that broke, else damage, found by age's check or by zstd.
+func (b *BackupReader) readError(err error) error {
+	if rerr := b.stored.failed(); rerr != nil {
+		return fmt.Errorf("read %s: %w", b.m.DataKey, rerr)
+	}
+	if de := (decryptError{}); errors.As(err, &de) {
+		return fmt.Errorf("%w: %v", ErrCorrupt, de) // "decrypt: ..."
+	}
+	return fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 }
 
 // Check reads whatever follows the compressed stream and compares sizes
 // and checksums with the manifest. Call it once Read returned io.EOF.
 func (b *BackupReader) Check() error {
 	if _, err := io.Copy(io.Discard, b.plain); err != nil { // age's last chunk
-		if rerr := b.stored.failed(); rerr != nil {
-			return fmt.Errorf("read %s: %w", b.m.DataKey, rerr)
-		}
-		return fmt.Errorf("%w: decrypt: %v", ErrCorrupt, err)
+		return b.readError(err)
 	}
 	if _, err := io.Copy(io.Discard, b.stored); err != nil {
 		return fmt.Errorf("read %s: %w", b.m.DataKey, err)
