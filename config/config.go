@@ -255,7 +255,8 @@ func parentExists(path string) bool {
 	return err == nil && fi.IsDir()
 }
 
-// plainPath reports whether a _FILE variable's value looks like a path,
+// plainPath reports whether a file variable's value (a *_FILE secret,
+// AGE_IDENTITY_FILE) looks like a path,
 // which errors may show, rather than a secret put there by mistake.
 func plainPath(p string) bool {
 	return strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "@: \t")

@@ -491,12 +491,12 @@ func (d *Daemon) readStored(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
 	m, f, err := d.opts.Latest(ctx)
-	read := err == nil || errors.Is(err, storage.ErrNoBackups)
-	if read {
-		d.state.storageRead(nil)
-	} else {
-		d.state.storageRead(err)
+	var unread error
+	if err != nil && !errors.Is(err, storage.ErrNoBackups) {
+		unread = err
 	}
+	d.state.storageRead(unread)
+	read := unread == nil
 	switch {
 	case errors.Is(err, storage.ErrNoBackups):
 		d.log.Info("no completed backup in storage yet")
